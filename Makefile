@@ -1,0 +1,58 @@
+# lossbench: the front door. `make help` lists the targets.
+#
+# Every target that needs Python first builds the project-local virtual
+# environment (.venv) from requirements/constraints.txt, so a fresh clone
+# needs nothing but `make repro` / `make test`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3.11
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+PIP         := $(VENV)/bin/pip
+CONSTRAINTS := requirements/constraints.txt
+STAMP       := $(VENV)/.installed
+# Parallel compile jobs for mmcv's ops; FORCE_CUDA=1 and TORCH_CUDA_ARCH_LIST
+# (e.g. "9.0") are read from the environment on a machine with CUDA.
+MAX_JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
+PROFILE     ?= synth
+PYTEST_ARGS ?=
+
+.PHONY: help setup test repro report bench env clean-venv
+
+## help: list the targets (this message)
+help:
+	@echo "lossbench: make TARGET"
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /' -e 's/: /\t/' | expand -t 16
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c $(CONSTRAINTS) pip
+	@# mmcv 2.1.0 is built from source against the installed torch: install its
+	@# build requirements first, then build without isolation (pip caches the wheel).
+	$(PIP) install -q -c $(CONSTRAINTS) torch setuptools wheel ninja numpy opencv-python mmengine
+	MMCV_WITH_OPS=1 MAX_JOBS=$(MAX_JOBS) $(PIP) install -q --no-build-isolation -c $(CONSTRAINTS) mmcv
+	$(PIP) install -q --no-build-isolation -c $(CONSTRAINTS) -e ".[test]"
+	$(PY) -m lossbench env >/dev/null || { echo "error: mmcv's compiled ops do not load (run: $(PY) -m lossbench env)"; exit 1; }
+	@touch $@
+
+## setup: build .venv with the pinned stack (first time ~30 min on 2 cores: mmcv compiles)
+setup: $(STAMP)
+
+## env: print versions of the stack, the device and the git revision
+env: $(STAMP)
+	$(PY) -m lossbench env
+
+## test: run the test suite (sets up .venv first if needed)
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## repro: run the whole study with DVC (PROFILE=synth|voc|coco)
+repro: $(STAMP)
+	$(VENV)/bin/dvc repro
+
+## clean-venv: remove the virtual environment (the pip cache is kept)
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,42 @@
+"""MMEngine hooks of the study, registered in MMEngine's ``HOOKS``."""
+
+from __future__ import annotations
+
+import math
+
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+@HOOKS.register_module()
+class FiniteLossHook(Hook):
+    """Stop training at the first NaN/inf loss, naming the run and the iteration.
+
+    Unlike a warning in the log, the exception ends the run before any metric
+    is written, so the report can never mistake a diverged run for a result.
+
+    Args:
+        run_name: name of the run used in the message (defaults to the
+            runner's experiment name).
+    """
+
+    priority = "VERY_HIGH"
+
+    def __init__(self, run_name: str | None = None) -> None:
+        self.run_name = run_name
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if not outputs:
+            return
+        bad = {k: float(v) for k, v in outputs.items()
+               if "loss" in k and not math.isfinite(float(v))}
+        if bad:
+            name = self.run_name or runner.experiment_name
+            terms = ", ".join(f"{k}={v}" for k, v in bad.items())
+            raise NonFiniteLossError(
+                f"run {name!r}: loss became non-finite at iteration {runner.iter + 1} ({terms}); "
+                "no metrics were written")

@@ -1,0 +1,189 @@
+"""The common head: RetinaNet with a swappable classification loss.
+
+:class:`ImbalanceRetinaHead` keeps everything of MMDetection's
+:class:`~mmdet.models.dense_heads.RetinaHead` (towers, anchors, assigner, L1
+box loss, NMS) and changes only the classification output layer and loss:
+
+========  ===========================  ================================  =================
+family    outputs per anchor           classification loss               test-time score
+========  ===========================  ================================  =================
+focal     C sigmoid logits             focal loss                        σ(x_c)
+ohem      C + 1 softmax (bg last)      CE, per-image hard neg. mining    softmax_c
+sse       C class + 1 objectness last  YOLO v1 SSE terms 3-5             σ(o)·σ(x_c)
+========  ===========================  ================================  =================
+
+Every family's classification loss is normalised by the number of positive
+anchors in the batch (MMDetection's ``avg_factor``), and every output layer
+starts from the prior-probability bias init of Lin et al. (2017, Sec. 4.1)
+with π = ``prior_prob``.
+"""
+
+from __future__ import annotations
+
+import torch
+from mmdet.models.dense_heads import RetinaHead
+from mmdet.models.losses.utils import weight_reduce_loss
+from mmdet.registry import MODELS
+from mmdet.structures.bbox import bbox_overlaps, cat_boxes, get_box_tensor
+from torch import Tensor
+
+from lossbench.models.imbalance import loss_cfg, validate_imbalance
+
+# An anchor is an *easy* negative when its background probability, defined
+# for every family as 1 - (its highest test-time foreground score), exceeds
+# this value. Used by the diagnostics of all three families alike.
+EASY_BG_PROB = 0.9
+
+
+@MODELS.register_module()
+class ImbalanceRetinaHead(RetinaHead):
+    """RetinaHead whose classification loss is one of the study's families.
+
+    Args:
+        num_classes: number of foreground classes C.
+        in_channels: channels of the FPN features.
+        imbalance: the family and its knobs, e.g. ``dict(type='focal',
+            gamma=2.0, alpha=0.25)``, ``dict(type='ohem', neg_pos_ratio=3)``
+            or ``dict(type='sse', lambda_noobj=0.5, obj_target='iou')``; see
+            :func:`lossbench.models.imbalance.validate_imbalance`.
+            ``obj_target`` is YOLO's objectness target on positives: ``'iou'``
+            (the IoU of the decoded prediction with its assigned box, as in
+            the paper) or ``'one'``.
+        prior_prob: π of the prior bias init (Lin et al. 2017): every sigmoid
+            output starts at probability π, the softmax background at 1 - π.
+        **kwargs: everything else goes to :class:`RetinaHead`; ``loss_cls``
+            must not be given (it follows from ``imbalance``).
+    """
+
+    def __init__(self, num_classes: int, in_channels: int,
+                 imbalance: dict = dict(type="focal", gamma=2.0, alpha=0.25),
+                 prior_prob: float = 0.01, **kwargs) -> None:
+        if "loss_cls" in kwargs:
+            raise ValueError("ImbalanceRetinaHead builds loss_cls from `imbalance`; "
+                             "remove model.bbox_head.loss_cls from the config")
+        if not 0.0 < prior_prob < 1.0:
+            raise ValueError(f"model.bbox_head.prior_prob must be in (0, 1), got {prior_prob}")
+        self.imbalance = validate_imbalance(dict(imbalance))
+        self.prior_prob = float(prior_prob)
+        super().__init__(num_classes, in_channels, loss_cls=loss_cfg(self.imbalance), **kwargs)
+
+    @property
+    def family(self) -> str:
+        return self.imbalance["type"]
+
+    def _init_layers(self) -> None:
+        # The loss module says how many logits an anchor needs (C or C + 1).
+        self.cls_out_channels = self.loss_cls.get_cls_channels(self.num_classes)
+        super()._init_layers()
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        bias = self.loss_cls.prior_bias(self.num_classes, self.prior_prob)  # (K,)
+        with torch.no_grad():
+            # channel a*K + k of retina_cls is logit k of base anchor a
+            self.retina_cls.bias.copy_(bias.repeat(self.num_base_priors))
+
+    # ------------------------------------------------------------------ loss
+    def _flatten(self, maps: list[Tensor], channels: int) -> Tensor:
+        """Level maps ``(B, A*K, H, W)`` -> ``(B, sum_l H_l*W_l*A, K)``, levels in order."""
+        return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels)
+                          for m in maps], dim=1)
+
+    def loss_by_feat(self, cls_scores: list[Tensor], bbox_preds: list[Tensor],
+                     batch_gt_instances, batch_img_metas,
+                     batch_gt_instances_ignore=None) -> dict:
+        """Losses and imbalance diagnostics of a batch.
+
+        Targets come from :meth:`AnchorHead.get_targets` (assigner, ignore
+        band, PseudoSampler) as in the stock head. All FPN levels of an image
+        are flattened together so that OHEM mines across levels, per image.
+
+        Returns:
+            dict with ``loss_cls``, ``loss_bbox`` and the diagnostics
+            ``diag_*`` (see :meth:`diagnostics`), which are logged but not
+            optimised (their names do not contain "loss").
+        """
+        featmap_sizes = [m.size()[-2:] for m in cls_scores]
+        device = cls_scores[0].device
+        anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, batch_img_metas, device=device)
+        (labels_list, label_weights_list, bbox_targets_list, bbox_weights_list,
+         avg_factor) = self.get_targets(anchor_list, valid_flag_list, batch_gt_instances,
+                                        batch_img_metas,
+                                        batch_gt_instances_ignore=batch_gt_instances_ignore)
+        labels = torch.cat(labels_list, dim=1)  # (B, A)
+        weights = torch.cat(label_weights_list, dim=1)  # (B, A)
+        bbox_targets = torch.cat(bbox_targets_list, dim=1)  # (B, A, 4)
+        bbox_weights = torch.cat(bbox_weights_list, dim=1)  # (B, A, 4)
+        cls = self._flatten(cls_scores, self.cls_out_channels)  # (B, A, K)
+        deltas = self._flatten(bbox_preds, self.bbox_coder.encode_size)  # (B, A, 4)
+        num_imgs, num_anchors = labels.shape
+
+        if self.family == "ohem":  # mining is per image
+            per_anchor = self.loss_cls(cls, labels, weights, reduction_override="none")
+        elif self.family == "sse":
+            obj_target = self._objectness_target(anchor_list, deltas, bbox_targets, labels)
+            per_anchor = self.loss_cls(cls.flatten(0, 1), labels.flatten(), weights.flatten(),
+                                       reduction_override="none", obj_target=obj_target)
+        else:
+            per_anchor = self.loss_cls(cls.flatten(0, 1), labels.flatten(), weights.flatten(),
+                                       reduction_override="none")
+        per_anchor = per_anchor.reshape(num_imgs, num_anchors)  # (B, A)
+        loss_cls = weight_reduce_loss(per_anchor, None, "mean", avg_factor)
+        loss_bbox = self.loss_bbox(deltas.reshape(-1, 4), bbox_targets.reshape(-1, 4),
+                                   bbox_weights.reshape(-1, 4), avg_factor=avg_factor)
+        losses = dict(loss_cls=loss_cls, loss_bbox=loss_bbox)
+        losses.update(self.diagnostics(cls.detach(), labels, weights, per_anchor.detach()))
+        return losses
+
+    def _objectness_target(self, anchor_list, deltas: Tensor, bbox_targets: Tensor,
+                           labels: Tensor) -> Tensor:
+        """YOLO's objectness target per anchor ``(B*A,)``: IoU(pred, gt) on positives, or 1."""
+        target = deltas.new_ones(labels.numel())
+        if self.imbalance["obj_target"] == "one":
+            return target
+        pos = (labels < self.num_classes).flatten()
+        if pos.any():
+            anchors = torch.stack([get_box_tensor(cat_boxes(a)) for a in anchor_list])  # (B, A, 4)
+            anchors = anchors.reshape(-1, 4)[pos]
+            pred = get_box_tensor(self.bbox_coder.decode(anchors, deltas.detach().reshape(-1, 4)[pos]))
+            gt = get_box_tensor(self.bbox_coder.decode(anchors, bbox_targets.reshape(-1, 4)[pos]))
+            target[pos] = bbox_overlaps(pred, gt, is_aligned=True).clamp(0, 1)
+        return target
+
+    @torch.no_grad()
+    def diagnostics(self, cls: Tensor, labels: Tensor, weights: Tensor, per_anchor: Tensor) -> dict:
+        """The imbalance, measured on one batch.
+
+        Args:
+            cls: raw classification outputs ``(B, A, K)``.
+            labels: ``(B, A)`` with ``C`` = background.
+            weights: ``(B, A)``, 0 for ignored anchors.
+            per_anchor: the per-anchor classification loss ``(B, A)``.
+
+        Returns:
+            ``diag_anchors_per_img`` (anchors of an image),
+            ``diag_pos_per_img`` (positive anchors per image),
+            ``diag_share_pos`` / ``diag_share_hard_neg`` /
+            ``diag_share_easy_neg`` (shares of the classification loss; they
+            sum to 1) and ``diag_easy_neg_frac`` (share of the negatives that
+            are easy). A negative is easy when its background probability,
+            1 - max_c score_c with the family's test-time scores, exceeds
+            :data:`EASY_BG_PROB`.
+        """
+        num_imgs, num_anchors = labels.shape
+        pos = (labels < self.num_classes) & (weights > 0)
+        neg = (labels == self.num_classes) & (weights > 0)
+        fg = self.loss_cls.get_activation(cls.reshape(-1, cls.shape[-1]).float())  # (B*A, C)
+        bg_prob = 1.0 - fg.max(dim=1).values.reshape(num_imgs, num_anchors)
+        easy = neg & (bg_prob > EASY_BG_PROB)
+        hard = neg & ~easy
+        total = per_anchor.sum().clamp(min=torch.finfo(per_anchor.dtype).tiny)
+        one = per_anchor.new_tensor
+        return dict(
+            diag_anchors_per_img=one(float(num_anchors)),
+            diag_pos_per_img=pos.sum().to(per_anchor.dtype) / num_imgs,
+            diag_share_pos=per_anchor[pos].sum() / total,
+            diag_share_hard_neg=per_anchor[hard].sum() / total,
+            diag_share_easy_neg=per_anchor[easy].sum() / total,
+            diag_easy_neg_frac=easy.sum().to(per_anchor.dtype) / neg.sum().clamp(min=1),
+        )

@@ -1,0 +1,139 @@
+"""The common head: targets, losses, prior init and test-time scores per family."""
+
+import math
+
+import pytest
+import torch
+from mmengine.config import ConfigDict
+from mmengine.structures import InstanceData
+from torch.testing import assert_close
+
+import lossbench.models.registry  # noqa: F401  (registers the head and losses)
+from lossbench.models.heads import ImbalanceRetinaHead
+from lossbench.models.imbalance import ImbalanceConfigError
+
+FAMILIES = {
+    "focal": dict(type="focal", gamma=2.0, alpha=0.25),
+    "ohem": dict(type="ohem", neg_pos_ratio=3),
+    "sse": dict(type="sse", lambda_noobj=0.5, obj_target="iou"),
+}
+IMG = 64
+META = [dict(img_shape=(IMG, IMG), pad_shape=(IMG, IMG), scale_factor=(1.0, 1.0), ori_shape=(IMG, IMG))]
+
+
+def make_head(imbalance, num_classes=2):
+    train_cfg = ConfigDict(
+        assigner=dict(type="MaxIoUAssigner", pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0,
+                      ignore_iof_thr=-1),
+        sampler=dict(type="PseudoSampler"), allowed_border=-1, pos_weight=-1, debug=False)
+    test_cfg = ConfigDict(nms_pre=1000, min_bbox_size=0, score_thr=0.0,
+                          nms=dict(type="nms", iou_threshold=0.5), max_per_img=100)
+    head = ImbalanceRetinaHead(num_classes=num_classes, in_channels=1, stacked_convs=1,
+                               feat_channels=4, imbalance=imbalance, train_cfg=train_cfg,
+                               test_cfg=test_cfg)
+    head.init_weights()
+    return head
+
+
+def feats():
+    torch.manual_seed(0)
+    # P3-P7 of a 64 px image: 8, 4, 2, 1, 1 (the last extra level rounds up)
+    return [torch.rand(1, 1, n, n) for n in (8, 4, 2, 1, 1)]
+
+
+def gt(boxes, labels):
+    return [InstanceData(bboxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                         labels=torch.tensor(labels, dtype=torch.long))]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_no_ground_truth_has_no_positive_terms(family):
+    head = make_head(FAMILIES[family])
+    cls_scores, bbox_preds = head.forward(feats())
+    losses = head.loss_by_feat(cls_scores, bbox_preds, gt([], []), META)
+    assert losses["loss_bbox"].item() == 0.0
+    assert losses["diag_pos_per_img"].item() == 0.0
+    assert losses["diag_share_pos"].item() == 0.0
+    # anchors of a 64 px image: 9 * (8^2 + 4^2 + 2^2 + 1 + 1) = 774
+    assert losses["diag_anchors_per_img"].item() == 774
+    if family == "ohem":  # SSD: no positives -> no negatives kept
+        assert losses["loss_cls"].item() == 0.0
+    else:  # every anchor is a negative and still pays its background term
+        assert losses["loss_cls"].item() > 0.0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_box_gives_positive_losses_and_gradients(family):
+    head = make_head(FAMILIES[family])
+    cls_scores, bbox_preds = head.forward(feats())
+    losses = head.loss_by_feat(cls_scores, bbox_preds, gt([[10, 12, 42, 40]], [1]), META)
+    assert losses["loss_cls"].item() > 0 and losses["loss_bbox"].item() > 0
+    assert losses["diag_pos_per_img"].item() >= 1
+    shares = [losses[f"diag_share_{k}"].item() for k in ("pos", "hard_neg", "easy_neg")]
+    assert sum(shares) == pytest.approx(1.0, abs=1e-5) and shares[0] > 0
+    (losses["loss_cls"] + losses["loss_bbox"]).backward()
+    assert head.retina_cls.weight.grad.abs().sum() > 0
+    assert all(torch.isfinite(p.grad).all() for p in head.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("family, channels", [("focal", 2), ("ohem", 3), ("sse", 3)])
+def test_prior_init_starts_at_pi(family, channels):
+    head = make_head(FAMILIES[family])
+    assert head.retina_cls.out_channels == 9 * channels
+    logits = head.retina_cls.bias.detach().reshape(9, channels)  # what a zero feature map outputs
+    if family == "ohem":
+        assert_close(logits.softmax(-1)[:, -1], torch.full((9,), 0.99))
+        assert_close(logits.softmax(-1)[:, :-1], torch.full((9, 2), 0.005))
+    else:
+        assert_close(logits.sigmoid(), torch.full((9, channels), 0.01))
+
+
+def _const_maps(head, logits):
+    """cls maps whose every anchor outputs `logits` (K,), and zero box deltas."""
+    k = len(logits)
+    cls = [torch.tensor(logits).repeat(9)[None, :, None, None].expand(1, 9 * k, n, n).contiguous()
+           for n in (8, 4, 2, 1, 1)]
+    box = [torch.zeros(1, 36, n, n) for n in (8, 4, 2, 1, 1)]
+    return cls, box
+
+
+@pytest.mark.parametrize("family, logits, expected", [
+    # sigma(0.5) = 0.622459, sigma(-1) = 0.268941
+    ("focal", [0.5, -1.0], [1 / (1 + math.exp(-0.5)), 1 / (1 + math.exp(1.0))]),
+    # softmax([1, 0, 2]) = [e, 1, e^2] / (e + 1 + e^2) = [0.244728, 0.090031] without background
+    ("ohem", [1.0, 0.0, 2.0], [math.e / (math.e + 1 + math.e ** 2), 1 / (math.e + 1 + math.e ** 2)]),
+    # sigma(o = 0) * sigma(c): 0.5 * 0.731059 = 0.365529, 0.5 * 0.5 = 0.25
+    ("sse", [1.0, 0.0, 0.0], [0.5 / (1 + math.exp(-1.0)), 0.25]),
+])
+def test_predict_scores_follow_the_family(family, logits, expected):
+    head = make_head(FAMILIES[family])
+    cls, box = _const_maps(head, logits)
+    res = head.predict_by_feat(cls, box, batch_img_metas=META, rescale=False)[0]
+    assert len(res.bboxes) > 0 and res.bboxes.shape[1] == 4
+    for c, score in enumerate(expected):
+        got = res.scores[res.labels == c]
+        assert len(got) > 0
+        assert got.max().item() == pytest.approx(score, abs=1e-5)
+    # zero deltas: the boxes are the anchors themselves, inside a sane range
+    assert res.bboxes.min() > -200 and res.bboxes.max() < 300
+
+
+def test_sse_objectness_target_switch_changes_the_loss():
+    torch.manual_seed(1)
+    f = feats()
+    losses = {}
+    for target in ("iou", "one"):
+        torch.manual_seed(1)
+        head = make_head(dict(type="sse", lambda_noobj=0.5, obj_target=target))
+        cls_scores, bbox_preds = head.forward(f)
+        losses[target] = head.loss_by_feat(cls_scores, bbox_preds, gt([[10, 12, 42, 40]], [0]), META)
+    # same weights, same negatives: only the positives' objectness target differs
+    assert losses["iou"]["loss_cls"].item() != pytest.approx(losses["one"]["loss_cls"].item())
+    assert losses["iou"]["loss_bbox"].item() == pytest.approx(losses["one"]["loss_bbox"].item())
+
+
+def test_bad_imbalance_stops_at_build_time():
+    with pytest.raises(ImbalanceConfigError, match="imbalance.gamma must be >= 0"):
+        make_head(dict(type="focal", gamma=-1.0))
+    with pytest.raises(ValueError, match="builds loss_cls from `imbalance`"):
+        ImbalanceRetinaHead(2, 1, loss_cls=dict(type="FocalLoss"))
