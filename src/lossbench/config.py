@@ -1,0 +1,129 @@
+"""Load a study config and fill in what a run decides: data paths, classes, knobs.
+
+Configs in ``configs/`` hold the architecture and schedule; a run adds where
+its data lives (``data_root`` and the prepared ``ann_dir``), its family and
+knob, its seed and length. Everything is checked before MMEngine builds
+anything, with errors that name the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+from mmengine.config import Config
+
+from lossbench.models.imbalance import validate_imbalance
+from lossbench.utils import read_json
+
+SPLITS = ("train", "val", "test")
+
+
+def read_classes(ann_file: str | os.PathLike) -> tuple[str, ...]:
+    """Class names of a prepared COCO JSON, in category-id order (ids must be 1..C)."""
+    data = read_json(ann_file)
+    cats = data.get("categories") if isinstance(data, dict) else None
+    if not cats:
+        raise ValueError(f"{ann_file}: no 'categories' (expected the output of lossbench prepare)")
+    cats = sorted(cats, key=lambda c: c["id"])
+    ids = [c["id"] for c in cats]
+    if ids != list(range(1, len(cats) + 1)):
+        raise ValueError(f"{ann_file}: category ids must be 1..{len(cats)}, got {ids}")
+    return tuple(c["name"] for c in cats)
+
+
+def _set_data(cfg: Config, data_root: Path, ann_dir: Path, classes: tuple[str, ...]) -> None:
+    for split, loader in (("train", "train_dataloader"), ("val", "val_dataloader"),
+                          ("test", "test_dataloader")):
+        if cfg.get(loader) is None:
+            continue
+        ds = cfg[loader]["dataset"]
+        while "dataset" in ds and ds.get("type") != "CocoDataset":  # Repeat/ClassBalanced wrappers
+            ds = ds["dataset"]
+        ds["data_root"] = str(data_root)
+        ds["ann_file"] = str(ann_dir / f"{split}.json")
+        ds["data_prefix"] = dict(img="")
+        ds["metainfo"] = dict(classes=classes)
+    for ev_key, split in (("val_evaluator", "val"), ("test_evaluator", "test")):
+        evs = cfg.get(ev_key)
+        if evs is None:
+            continue
+        for ev in evs if isinstance(evs, list) else [evs]:
+            if ev.get("type") == "CocoMetric":
+                ev["ann_file"] = str(ann_dir / f"{split}.json")
+    cfg.model.bbox_head.num_classes = len(classes)
+
+
+def _rescale_schedule(cfg: Config, max_iters: int) -> None:
+    """Set an iteration-based schedule's length, keeping warm-up and decay consistent."""
+    if cfg.train_cfg.get("type") != "IterBasedTrainLoop":
+        raise ValueError("max_iters applies to IterBasedTrainLoop schedules only; this config "
+                         f"uses {cfg.train_cfg.get('type')}")
+    if max_iters < 1:
+        raise ValueError(f"max_iters must be >= 1, got {max_iters}")
+    old = cfg.train_cfg.max_iters
+    cfg.train_cfg.max_iters = max_iters
+    cfg.train_cfg.val_interval = max_iters
+    for sched in cfg.get("param_scheduler", []) or []:
+        if sched.get("by_epoch", True):
+            continue
+        begin = min(int(round(sched.get("begin", 0) * max_iters / old)), max_iters - 1)
+        end = sched.get("end", old)
+        sched["begin"] = begin
+        sched["end"] = max(begin + 1, int(round(min(end, old) * max_iters / old)))
+    ckpt = cfg.default_hooks.get("checkpoint")
+    if ckpt is not None and not ckpt.get("by_epoch", True):
+        ckpt["interval"] = min(ckpt.get("interval", max_iters), max_iters)
+
+
+def load_config(path: str | os.PathLike, *, data_root: str | os.PathLike | None = None,
+                ann_dir: str | os.PathLike | None = None,
+                imbalance: dict[str, Any] | None = None, seed: int | None = None,
+                max_iters: int | None = None, work_dir: str | os.PathLike | None = None,
+                options: dict[str, Any] | None = None) -> Config:
+    """Read ``path`` and apply a run's settings.
+
+    Args:
+        path: an MMDetection config of ``configs/``.
+        data_root: folder the prepared ``file_name`` entries are relative to.
+        ann_dir: folder with the prepared ``{train,val,test}.json``; the
+            classes (and ``num_classes``) are read from ``train.json``.
+        imbalance: replaces ``model.bbox_head.imbalance`` (validated).
+        seed: sets ``randomness`` (seeded Python, numpy, torch and the
+            data-loader workers; deterministic algorithms).
+        max_iters: rescales an iteration-based schedule.
+        work_dir: the run's folder.
+        options: extra ``--cfg-options``-style overrides (dotted keys).
+
+    Raises:
+        FileNotFoundError: a config or prepared file is missing.
+        ValueError: a setting is out of range (the message names the key).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config {path} does not exist")
+    cfg = Config.fromfile(str(path))
+    if options:
+        cfg.merge_from_dict(copy.deepcopy(options))
+    head = cfg.model.bbox_head
+    if imbalance is not None:
+        head.imbalance = dict(imbalance)
+    head.imbalance = validate_imbalance(dict(head.imbalance))
+    if ann_dir is not None:
+        ann_dir = Path(ann_dir).resolve()
+        for split in SPLITS:
+            loader = cfg.get(f"{split}_dataloader")
+            if loader is not None and not (ann_dir / f"{split}.json").is_file():
+                raise FileNotFoundError(f"{ann_dir / f'{split}.json'} does not exist "
+                                        "(run `lossbench prepare` first)")
+        classes = read_classes(ann_dir / "train.json")
+        _set_data(cfg, Path(data_root or ann_dir).resolve(), ann_dir, classes)
+    if max_iters is not None:
+        _rescale_schedule(cfg, int(max_iters))
+    if seed is not None:
+        cfg.randomness = dict(seed=int(seed), deterministic=True, diff_rank_seed=False)
+    if work_dir is not None:
+        cfg.work_dir = str(work_dir)
+    return cfg
