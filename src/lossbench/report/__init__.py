@@ -1,0 +1,1 @@
+"""The study's report: collect runs, summarise over seeds, tables and figures."""

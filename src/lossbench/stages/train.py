@@ -1,0 +1,286 @@
+"""Train one run of the study (one family, one knob value, one seed) and evaluate it.
+
+A run folder OUT receives:
+
+  OUT/metrics.json   test-split metrics (VOC-style mAP@0.5, COCO AP/AP50/AP75/APs/m/l),
+                     final losses and imbalance diagnostics, timing; written last,
+                     atomically, and only if the run finished with finite losses
+  OUT/config.py      the resolved MMDetection config
+  OUT/env.json       versions, git revision, device
+  OUT/dvclive/       training curves (DVCLive; `dvc plots show`)
+  WORK_DIR/          MMEngine's work_dir (--work-dir, default OUT/work): logs and the
+                     last checkpoint. It survives `dvc repro` (persist), so a killed run
+                     resumes where it stopped, unless the resolved config changed (then
+                     it starts over).
+
+Examples:
+  lossbench train --profile synth --family focal --gamma 2 --alpha 0.25 --seed 0 \\
+      --data-root data/synth/raw --ann-dir data/synth/prepared --out runs/synth/focal/g2/s0
+  lossbench train --config configs/synth/retinanet_r18n_fpn_ohem_synth.py --neg-pos-ratio all ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lossbench.models.imbalance import FAMILIES, ImbalanceConfigError, validate_imbalance
+from lossbench.profiles import ProfileError, load_profile
+from lossbench.utils import atomic_write_json, atomic_write_text
+
+# (metrics.json key, evaluator key)
+METRIC_KEYS = (
+    ("mAP50", "pascal_voc/mAP"),
+    ("AP", "coco/bbox_mAP"),
+    ("AP50", "coco/bbox_mAP_50"),
+    ("AP75", "coco/bbox_mAP_75"),
+    ("APs", "coco/bbox_mAP_s"),
+    ("APm", "coco/bbox_mAP_m"),
+    ("APl", "coco/bbox_mAP_l"),
+)
+FINAL_WINDOW = 0.1  # final losses/diagnostics: mean over the last 10% of iterations
+
+
+def run_name(family: str, imbalance: dict[str, Any], seed: int) -> str:
+    """``focal/gamma2_alpha0.25/seed0``-style name of a run."""
+    knobs = [k for k in FAMILIES[family] if k != "obj_target"]
+    parts = []
+    for k in knobs:
+        v = imbalance[k]
+        v = "all" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
+        parts.append(f"{k}{v}")
+    if family == "sse" and imbalance.get("obj_target", "iou") != "iou":
+        parts.append(f"obj{imbalance['obj_target']}")
+    return f"{family}/{'_'.join(parts)}/seed{seed}"
+
+
+def fingerprint(cfg) -> str:
+    """Digest of everything in a resolved config that changes what training computes."""
+    d = cfg.to_dict()
+    for k in ("work_dir", "resume", "load_from", "visualizer", "default_hooks", "custom_hooks",
+              "log_processor", "log_level"):
+        d.pop(k, None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def prepare_work_dir(work_dir: Path, digest: str) -> int:
+    """Keep a resumable checkpoint of the same config; wipe anything else.
+
+    Returns the iteration to resume from (0 = fresh start).
+    """
+    marker = work_dir / "fingerprint.txt"
+    last = work_dir / "last_checkpoint"
+    if work_dir.exists():
+        same = marker.is_file() and marker.read_text().strip() == digest
+        ckpt = Path(last.read_text().strip()) if last.is_file() else None
+        if same and ckpt is not None and ckpt.is_file():
+            try:
+                return int(ckpt.stem.split("_")[-1])
+            except ValueError:
+                pass
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    atomic_write_text(marker, digest + "\n")
+    return 0
+
+
+def truncate_curves(dvclive_dir: Path, last_step: int) -> None:
+    """Drop curve rows past ``last_step`` (logged after the checkpoint a resumed run restarts from)."""
+    for tsv in (dvclive_dir / "plots").rglob("*.tsv") if dvclive_dir.exists() else []:
+        with open(tsv, newline="") as f:
+            rows = list(csv.reader(f, delimiter="\t"))
+        if not rows or "step" not in rows[0]:
+            continue
+        i = rows[0].index("step")
+        kept = [rows[0]] + [r for r in rows[1:] if int(float(r[i])) <= last_step]
+        with open(tsv, "w", newline="") as f:
+            csv.writer(f, delimiter="\t", lineterminator="\n").writerows(kept)
+
+
+def final_scalars(message_hub, max_iters: int) -> dict[str, float]:
+    """Mean of each logged loss/diagnostic over the last ``FINAL_WINDOW`` of training."""
+    window = max(1, int(math.ceil(FINAL_WINDOW * max_iters)))
+    out = {}
+    for key, buf in message_hub.log_scalars.items():
+        name = key.partition("/")[2]
+        if key.startswith("train/") and ("loss" in name or name.startswith("diag_")):
+            vals = list(buf.data[0][-window:])
+            if vals:
+                out[name] = float(sum(vals) / len(vals))
+    return dict(sorted(out.items()))
+
+
+def collect_metrics(results: dict[str, float]) -> tuple[dict[str, float], bool]:
+    """Pick the study's metrics from the evaluators' output.
+
+    CocoMetric returns nothing when no box scores above ``score_thr`` (an
+    untrained model); AP is then 0 by definition, which is what we record,
+    with ``no_detections`` set so the report can say so.
+    """
+    out, missing = {}, False
+    for name, key in METRIC_KEYS:
+        v = results.get(key)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            missing = True
+            v = 0.0
+        out[name] = round(float(v), 6)
+    return out, missing
+
+
+def imbalance_from_args(args: argparse.Namespace, family: str) -> dict[str, Any]:
+    imb: dict[str, Any] = {"type": family}
+    for knob in ("gamma", "alpha", "neg_pos_ratio", "lambda_noobj", "obj_target"):
+        v = getattr(args, knob, None)
+        if v is not None:
+            imb[knob] = v
+    if "neg_pos_ratio" in imb and isinstance(imb["neg_pos_ratio"], str):
+        r = imb["neg_pos_ratio"]
+        imb["neg_pos_ratio"] = None if r.lower() in ("all", "none") else float(r)
+    return validate_imbalance(imb, key="--" + family)
+
+
+def train_run(cfg, out: Path, name: str, meta: dict[str, Any],
+              work_dir: Path | None = None) -> dict[str, Any]:
+    """Train and test a resolved config; write OUT/{config.py,env.json,dvclive,metrics.json}."""
+    from mmengine.runner import Runner
+
+    import lossbench.models.registry  # noqa: F401  (head, losses, compat fixes)
+    from lossbench import hooks  # noqa: F401  (FiniteLossHook)
+    from lossbench.envinfo import environment_record
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").unlink(missing_ok=True)  # never leave an old result beside a new run
+    work_dir = Path(work_dir) if work_dir is not None else out / "work"
+    start_iter = prepare_work_dir(work_dir, fingerprint(cfg))
+    cfg.work_dir = str(work_dir)
+    cfg.resume = start_iter > 0
+    cfg.experiment_name = name.replace("/", "_")
+    cfg.custom_hooks = list(cfg.get("custom_hooks", []) or []) + [
+        dict(type="FiniteLossHook", run_name=name)]
+    dvclive_dir = out / "dvclive"
+    if start_iter:
+        truncate_curves(dvclive_dir, start_iter)
+    else:
+        shutil.rmtree(dvclive_dir, ignore_errors=True)
+    cfg.visualizer.vis_backends = [
+        dict(type="LocalVisBackend"),
+        dict(type="DVCLiveVisBackend", save_dir=str(dvclive_dir), artifact_suffix=(),
+             init_kwargs=dict(resume=bool(start_iter), save_dvc_exp=False, dvcyaml=False,
+                              report=None, cache_images=False, monitor_system=False)),
+    ]
+    atomic_write_text(out / "config.py", cfg.pretty_text)
+    atomic_write_json(out / "env.json", environment_record())
+
+    runner = Runner.from_cfg(cfg)
+    t0 = time.perf_counter()
+    runner.train()
+    t_train = time.perf_counter() - t0
+    results = runner.test()
+    t_total = time.perf_counter() - t0
+    metrics, no_det = collect_metrics(results or {})
+    max_iters = cfg.train_cfg.get("max_iters") or 0
+    trained_iters = max(0, runner.iter - start_iter)
+    batch = cfg.train_dataloader.batch_size
+    record = {
+        "run": name,
+        **meta,
+        "metrics": metrics,
+        "no_detections": no_det,
+        "final": final_scalars(runner.message_hub, max_iters or runner.iter),
+        "iters": runner.iter,
+        "batch_size": batch,
+        "resumed_from_iter": start_iter,
+        "timing": {
+            "wall_time_s": round(t_total, 2),
+            "train_time_s": round(t_train, 2),
+            "eval_time_s": round(t_total - t_train, 2),
+            "train_images_per_s": round(trained_iters * batch / t_train, 2) if t_train > 0 else None,
+        },
+    }
+    runner.visualizer.close()
+    atomic_write_json(out / "metrics.json", record)
+    return record
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_argument_group("what to train")
+    src.add_argument("--profile", help="profile of params.yaml (sets config, schedule, batch)")
+    src.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
+    src.add_argument("--config", help="MMDetection config (instead of the profile's)")
+    src.add_argument("--family", required=True, choices=sorted(FAMILIES))
+    src.add_argument("--seed", type=int, required=True)
+    knobs = parser.add_argument_group("knobs (the family's defaults otherwise)")
+    knobs.add_argument("--gamma", type=float, help="focal: focusing parameter, >= 0")
+    knobs.add_argument("--alpha", type=float, help="focal: positive weight in [0, 1]")
+    knobs.add_argument("--neg-pos-ratio", help="ohem: negatives per positive (> 0) or 'all'")
+    knobs.add_argument("--lambda-noobj", type=float, help="sse: no-object weight, >= 0")
+    knobs.add_argument("--obj-target", choices=["iou", "one"], help="sse: objectness target")
+    io = parser.add_argument_group("paths")
+    io.add_argument("--data-root", required=True, help="folder the images' file_name are relative to")
+    io.add_argument("--ann-dir", required=True, help="prepared {train,val,test}.json folder")
+    io.add_argument("--out", required=True, help="run folder (metrics, config, env, curves)")
+    io.add_argument("--work-dir", help="checkpoints and logs (default OUT/work)")
+    parser.add_argument("--max-iters", type=int, help="override the schedule length (iterations)")
+    parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="extra config overrides, e.g. train_dataloader.batch_size=4")
+
+
+def _parse_options(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--cfg-options: expected KEY=VALUE, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from lossbench.config import load_config
+    from lossbench.hooks import NonFiniteLossError
+
+    try:
+        imbalance = imbalance_from_args(args, args.family)
+        options = _parse_options(args.cfg_options)
+        max_iters = args.max_iters
+        if args.config:
+            config = Path(args.config)
+        elif args.profile:
+            prof = load_profile(args.params, args.profile)
+            config = prof.config_for(args.family)
+            options = {**prof.train_options(), **options}
+            max_iters = max_iters or prof.train.get("max_iters")
+        else:
+            raise ValueError("give --profile (with --params) or --config")
+        name = run_name(args.family, imbalance, args.seed)
+        cfg = load_config(config, data_root=args.data_root, ann_dir=args.ann_dir,
+                          imbalance=imbalance, seed=args.seed, max_iters=max_iters,
+                          options=options)
+    except (ImbalanceConfigError, ProfileError, ValueError, FileNotFoundError) as e:
+        print(f"lossbench train: error: {e}", file=sys.stderr)
+        return 2
+    from lossbench.models.imbalance import SWEPT_KNOB
+
+    meta = {"profile": args.profile, "config": str(config), "family": args.family,
+            "imbalance": imbalance, "knob": SWEPT_KNOB[args.family],
+            "value": imbalance[SWEPT_KNOB[args.family]], "seed": args.seed}
+    try:
+        rec = train_run(cfg, Path(args.out), name, meta,
+                        work_dir=Path(args.work_dir) if args.work_dir else None)
+    except NonFiniteLossError as e:
+        print(f"lossbench train: error: {e}", file=sys.stderr)
+        return 3
+    m = rec["metrics"]
+    print(f"{name}: mAP50 {m['mAP50']:.3f}  AP {m['AP']:.3f}  "
+          f"({rec['timing']['wall_time_s']:.0f} s, {rec['timing']['train_images_per_s']} img/s)")
+    return 0
