@@ -1,0 +1,463 @@
+"""Download PASCAL VOC and COCO 2017 from their official addresses, verified.
+
+What a user can rely on:
+
+- **Resumable**: a download goes to ``ROOT/downloads/NAME.part``; after a drop
+  or Ctrl-C the next attempt (or the next run) asks for the rest with an HTTP
+  ``Range`` header and appends. A server that ignores ``Range`` (200 instead of
+  206) makes it start over, cleanly.
+- **Retries** with exponential back-off (``backoff * 2**k`` s) on connection
+  errors, time-outs, 5xx answers and short bodies.
+- **Verified before extraction**: every archive of a dataset is md5-checked
+  before any is opened. A mismatch raises ``ChecksumError`` naming the file,
+  the expected and the actual digest; the bad file is renamed ``NAME.bad`` (so
+  the next run downloads afresh) and nothing is extracted.
+- **Atomic extraction**: archives are unpacked into ``ROOT/.lossbench-tmp-*``
+  and the dataset folder is then renamed into place (``ROOT/VOCdevkit/VOC2007``,
+  ``ROOT/VOCdevkit/VOC2012``, ``ROOT/coco``), so a later stage never sees half a
+  dataset.
+- **Idempotent**: a verified dataset leaves ``ROOT/.lossbench-fetch-DATASET.json``
+  (its files and md5s); a second fetch with that marker and folder present does
+  no network work at all.
+- **Disk space** is checked up front (archive sizes from ``HEAD`` requests, or
+  the known sizes below) and a shortfall is a ``DiskSpaceError`` saying how
+  much is needed and free.
+
+``--mirror URL`` (or ``LOSSBENCH_MIRROR``) replaces each file's base address
+and keeps its relative path, e.g. ``URL/voc2007/VOCtest_06-Nov-2007.tar`` and
+``URL/zips/val2017.zip``. The file tables are arguments of every function here,
+so tests (and private mirrors with other files) can pass their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from lossbench.utils import atomic_write_json
+
+VOC_BASE = "https://thor.robots.ox.ac.uk/pascal/VOC/"
+VOC_BASE_OLD = "http://host.robots.ox.ac.uk/pascal/VOC/"  # older mirror, same relative paths
+COCO_BASE = "http://images.cocodataset.org/"
+MIRROR_ENV = "LOSSBENCH_MIRROR"
+CHUNK = 1 << 20  # bytes per read / write
+
+
+class FetchError(RuntimeError):
+    """A download or extraction failed; the message says which file and why."""
+
+
+class ChecksumError(FetchError):
+    """A downloaded file's md5 differs from the table."""
+
+
+class DiskSpaceError(FetchError):
+    """Not enough free space under the data root."""
+
+
+class HTTPStatusError(FetchError):
+    """The server answered with a client error (4xx): retrying will not help."""
+
+
+class _ShortRead(FetchError):
+    """The body ended before ``Content-Length`` (a dropped connection)."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One archive: ``base + path`` is its official address.
+
+    Attributes:
+        path: address relative to the base (kept when a mirror replaces it).
+        md5: expected hex digest.
+        size: size in bytes, used for the disk check when ``HEAD`` gives none.
+        base: official base address (ends with ``/``).
+    """
+
+    path: str
+    md5: str
+    size: int
+    base: str
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    def url(self, mirror: str | None = None) -> str:
+        return (mirror.rstrip("/") + "/" if mirror else self.base) + self.path
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset = archives that, extracted together, form one folder.
+
+    Attributes:
+        name: e.g. ``voc2007``.
+        files: its archives.
+        target: the folder it occupies, relative to the data root.
+        extract_to: sub-folder of the temporary folder the archives are
+            extracted into ('' = its top; VOC tars carry ``VOCdevkit/VOC2007/``
+            themselves, COCO zips carry ``train2017/``, ``annotations/``...).
+    """
+
+    name: str
+    files: tuple[RemoteFile, ...]
+    target: str
+    extract_to: str = ""
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "voc2007": DatasetSpec("voc2007", (
+        RemoteFile("voc2007/VOCtrainval_06-Nov-2007.tar", "c52e279531787c972589f7e41ab4ae64", 460_032_000, VOC_BASE),
+        RemoteFile("voc2007/VOCtest_06-Nov-2007.tar", "b6e924de25625d8de591ea690078ad9f", 451_020_800, VOC_BASE),
+    ), target="VOCdevkit/VOC2007"),
+    "voc2012": DatasetSpec("voc2012", (
+        RemoteFile("voc2012/VOCtrainval_11-May-2012.tar", "6cd6e144f989b92b3379bac3b3de84fd", 1_999_639_040, VOC_BASE),
+    ), target="VOCdevkit/VOC2012"),
+    "coco2017": DatasetSpec("coco2017", (
+        RemoteFile("zips/train2017.zip", "cced6f7f71b7629ddf16f17bbcfab6b2", 19_336_861_798, COCO_BASE),
+        RemoteFile("zips/val2017.zip", "442b8da7639aecaf257c1dceb8ba8c80", 815_585_330, COCO_BASE),
+        RemoteFile("annotations/annotations_trainval2017.zip", "f4bbac642086de4f52a3fdda2de5fa2c", 252_907_541, COCO_BASE),
+    ), target="coco", extract_to="coco"),
+}
+#: names that stand for several datasets.
+ALIASES: dict[str, tuple[str, ...]] = {"voc0712": ("voc2007", "voc2012")}
+NAMES: tuple[str, ...] = ("voc2007", "voc2012", "coco2017", "voc0712")
+
+
+def expand(name: str, specs: Mapping[str, DatasetSpec] = DATASETS) -> list[DatasetSpec]:
+    """The specs ``name`` stands for (an alias gives several)."""
+    names = ALIASES.get(name, (name,))
+    missing = [n for n in names if n not in specs]
+    if missing:
+        raise KeyError(f"unknown dataset {name!r}; expected one of {', '.join(sorted(set(specs) | set(ALIASES)))}")
+    return [specs[n] for n in names]
+
+
+def marker_path(root: str | os.PathLike, name: str) -> Path:
+    """The file that says dataset ``name`` under ``root`` is complete and verified."""
+    return Path(root) / f".lossbench-fetch-{name}.json"
+
+
+def is_fetched(root: str | os.PathLike, spec: DatasetSpec) -> bool:
+    """True when ``spec``'s marker lists exactly its md5s and its folder exists."""
+    marker = marker_path(root, spec.name)
+    if not marker.is_file() or not (Path(root) / spec.target).is_dir():
+        return False
+    try:
+        with open(marker, encoding="utf-8") as f:
+            done = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return False
+    want = {f.name: f.md5 for f in spec.files}
+    return {f["name"]: f["md5"] for f in done.get("files", [])} == want
+
+
+def md5sum(path: str | os.PathLike, progress: bool = False) -> str:
+    """md5 hex digest of a file, read in 1 MiB chunks."""
+    h = hashlib.md5()
+    size = os.path.getsize(path)
+    with open(path, "rb") as f, _bar(size, f"md5 {Path(path).name}", progress) as bar:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+            bar.update(len(chunk))
+    return h.hexdigest()
+
+
+def _bar(total: int | None, desc: str, enabled: bool, initial: int = 0):
+    """A tqdm byte bar (size, rate, time left); a no-op when disabled."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="B", unit_scale=True,
+                unit_divisor=1024, disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+# ----------------------------------------------------------------------------
+# Download
+# ----------------------------------------------------------------------------
+
+def _session(session=None):
+    if session is not None:
+        return session
+    import requests
+
+    s = requests.Session()
+    s.headers["User-Agent"] = "lossbench-fetch/1"
+    return s
+
+
+def remote_size(url: str, session=None, timeout: float = 30.0) -> int | None:
+    """``Content-Length`` from a ``HEAD`` request, or None if the server gives none."""
+    import requests
+
+    try:
+        r = _session(session).head(url, allow_redirects=True, timeout=timeout)
+        if r.status_code == 200 and r.headers.get("Content-Length", "").isdigit():
+            return int(r.headers["Content-Length"])
+    except requests.RequestException:
+        pass
+    return None
+
+
+def download(url: str, dest: str | os.PathLike, md5: str, *, session=None, retries: int = 5,
+             backoff: float = 1.0, timeout: float = 60.0, progress: bool = True,
+             sleep: Callable[[float], None] = time.sleep,
+             log: Callable[[str], None] = print) -> Path:
+    """Download ``url`` to ``dest`` (resuming ``dest.part``) and verify its md5.
+
+    Args:
+        url: address to GET.
+        dest: final path; written only once the md5 matches.
+        md5: expected hex digest.
+        retries: attempts after the first that may fail in a row (an attempt
+            that receives bytes resets the count).
+        backoff: first wait in s; doubles after each failed attempt.
+        timeout: connect / read time-out in s.
+        progress: show a tqdm bar (size, rate, time left).
+        sleep, log: injectable for tests.
+
+    Returns:
+        ``dest``. An existing ``dest`` whose md5 matches is kept (no request).
+
+    Raises:
+        ChecksumError: the complete download has another md5 (``dest.part`` is
+            renamed ``dest.bad``; nothing else changes).
+        HTTPStatusError: the server answered 4xx (no retry).
+        FetchError: it failed ``retries + 1`` times in a row; ``dest.part`` is
+            kept for a later resume.
+    """
+    import requests
+    import urllib3
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_file():
+        if md5sum(dest, progress) == md5:
+            return dest
+        dest.replace(dest.with_name(dest.name + ".bad"))
+    part = dest.with_name(dest.name + ".part")
+    sess = _session(session)
+    failures = 0
+    while True:
+        offset = part.stat().st_size if part.is_file() else 0
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        got = 0
+        try:
+            with sess.get(url, headers=headers, stream=True, timeout=timeout) as r:
+                if r.status_code == 416 and offset:  # "bytes */TOTAL": nothing left from offset
+                    total = r.headers.get("Content-Range", "").rpartition("/")[2]
+                    if total.isdigit() and int(total) != offset:  # .part longer than the file: stale
+                        part.unlink()
+                        raise _ShortRead(f"{part} ({offset} bytes) does not fit a {total}-byte file")
+                    break  # .part is complete
+                if 400 <= r.status_code < 500:
+                    raise HTTPStatusError(f"{url}: HTTP {r.status_code} {r.reason}")
+                if r.status_code not in (200, 206):
+                    raise _ShortRead(f"{url}: HTTP {r.status_code} {r.reason}")
+                if r.status_code == 200 or not _range_starts_at(r, offset):
+                    offset = 0  # the server sent the whole file: start over
+                length = r.headers.get("Content-Length")
+                expected = offset + int(length) if length and length.isdigit() else None
+                with open(part, "r+b" if offset else "wb") as f, \
+                        _bar(expected, dest.name, progress, initial=offset) as bar:
+                    f.seek(offset)
+                    f.truncate()
+                    for chunk in _body_chunks(r):
+                        f.write(chunk)
+                        got += len(chunk)
+                        bar.update(len(chunk))
+                if expected is not None and offset + got < expected:
+                    raise _ShortRead(f"connection closed after {offset + got} of {expected} bytes")
+            break
+        except (requests.RequestException, urllib3.exceptions.HTTPError, _ShortRead) as e:
+            failures = 1 if got else failures + 1
+            if failures > retries:
+                raise FetchError(f"{url}: giving up after {failures} failed attempts in a row "
+                                 f"({e}); {part} holds {part.stat().st_size if part.exists() else 0} "
+                                 "bytes and the next run resumes from there") from e
+            wait = backoff * 2 ** (failures - 1)
+            log(f"{dest.name}: {type(e).__name__}: {e}; resuming in {wait:.1f} s")
+            sleep(wait)
+    actual = md5sum(part, progress)
+    if actual != md5:
+        bad = dest.with_name(dest.name + ".bad")
+        part.replace(bad)
+        raise ChecksumError(f"{dest.name}: md5 mismatch: expected {md5}, got {actual} "
+                            f"(from {url}; moved to {bad}; nothing was extracted; "
+                            "run fetch again to download it afresh)")
+    part.replace(dest)
+    return dest
+
+
+def _body_chunks(r) -> Iterator[bytes]:
+    """The body as it arrives: ``read1`` hands over every byte received before
+    a drop (``iter_content`` would lose the last, partly read chunk)."""
+    raw = r.raw
+    if not hasattr(raw, "read1"):  # urllib3 < 2.1
+        yield from r.iter_content(CHUNK)
+        return
+    while chunk := raw.read1(CHUNK, decode_content=True):
+        yield chunk
+
+
+def _range_starts_at(r, offset: int) -> bool:
+    """True when a 206 answer's ``Content-Range`` starts at ``offset``."""
+    cr = r.headers.get("Content-Range", "")  # "bytes START-END/TOTAL"
+    try:
+        return int(cr.split()[1].split("-")[0]) == offset
+    except (IndexError, ValueError):
+        return False
+
+
+# ----------------------------------------------------------------------------
+# Extraction
+# ----------------------------------------------------------------------------
+
+def _safe_member(name: str, archive: Path) -> str:
+    p = Path(name)
+    if p.is_absolute() or ".." in p.parts:
+        raise FetchError(f"{archive.name}: refusing unsafe member path {name!r}")
+    return name
+
+
+def extract(archive: str | os.PathLike, into: str | os.PathLike, progress: bool = True) -> None:
+    """Unpack a ``.tar`` / ``.tar.gz`` / ``.zip`` into ``into`` (no path escapes)."""
+    archive, into = Path(archive), Path(into)
+    into.mkdir(parents=True, exist_ok=True)
+    from tqdm import tqdm
+
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            members = z.infolist()
+            for m in tqdm(members, desc=f"extract {archive.name}", unit="file", disable=not progress, leave=False):
+                _safe_member(m.filename, archive)
+                z.extract(m, into)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as t:
+            for m in tqdm(t, desc=f"extract {archive.name}", unit="file", disable=not progress, leave=False):
+                _safe_member(m.name, archive)
+                t.extract(m, into, filter="data")
+    else:
+        raise FetchError(f"{archive}: neither a tar nor a zip archive")
+
+
+# ----------------------------------------------------------------------------
+# A whole dataset
+# ----------------------------------------------------------------------------
+
+def check_disk_space(root: Path, needed: int, what: str,
+                     free: Callable[[Path], int] | None = None) -> None:
+    """Raise ``DiskSpaceError`` unless ``needed`` bytes are free under ``root``."""
+    have = (free or (lambda p: shutil.disk_usage(p).free))(root)
+    if have < needed:
+        raise DiskSpaceError(f"{root}: {what} needs {_human(needed)} free, only {_human(have)} "
+                             "is available; free some space or choose another --root")
+
+
+def fetch(name: str, root: str | os.PathLike, mirror: str | None = None, *,
+          specs: Mapping[str, DatasetSpec] = DATASETS, session=None, retries: int = 5,
+          backoff: float = 1.0, timeout: float = 60.0, progress: bool = True,
+          keep_archives: bool = False, free_space: Callable[[Path], int] | None = None,
+          sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Fetch dataset ``name`` (or an alias such as ``voc0712``) under ``root``.
+
+    Args:
+        name: a key of ``specs`` or of ``ALIASES``.
+        root: data root; archives go to ``root/downloads``.
+        mirror: replaces each file's base address; default ``$LOSSBENCH_MIRROR``
+            or the official address.
+        specs: the file table (tests pass their own).
+        keep_archives: keep the verified archives after extraction (they are
+            deleted by default; the marker makes them unnecessary).
+        free_space: bytes free under a path (tests); default ``shutil.disk_usage``.
+
+    Returns:
+        One dict per dataset: ``name``, ``status`` (``"fetched"`` or
+        ``"already present"``), ``target`` (folder relative to ``root``).
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    if mirror is None:
+        mirror = os.environ.get(MIRROR_ENV) or None
+    results = []
+    for spec in expand(name, specs):
+        if is_fetched(root, spec):
+            log(f"{spec.name}: already fetched and verified under {root / spec.target} "
+                f"({marker_path(root, spec.name).name}); nothing to do")
+            results.append({"name": spec.name, "status": "already present", "target": spec.target})
+            continue
+        _fetch_one(spec, root, mirror, session=_session(session), retries=retries, backoff=backoff,
+                   timeout=timeout, progress=progress, keep_archives=keep_archives,
+                   free_space=free_space, sleep=sleep, log=log)
+        results.append({"name": spec.name, "status": "fetched", "target": spec.target})
+    return results
+
+
+def _fetch_one(spec: DatasetSpec, root: Path, mirror: str | None, *, session, retries, backoff,
+               timeout, progress, keep_archives, free_space, sleep, log) -> None:
+    downloads = root / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    # -- disk space: what is left to download + the extracted copy (~ archive size)
+    need_dl = need_x = 0
+    for f in spec.files:
+        dest = downloads / f.name
+        size = dest.stat().st_size if dest.is_file() else f.size
+        if not dest.is_file():
+            size = remote_size(f.url(mirror), session, timeout) or f.size
+            part = dest.with_name(dest.name + ".part")
+            need_dl += max(size - (part.stat().st_size if part.is_file() else 0), 0)
+        need_x += size
+    needed = int((need_dl + need_x) * 1.02) + (64 << 20)
+    check_disk_space(root, needed, f"{spec.name} ({_human(need_dl)} to download, "
+                     f"~{_human(need_x)} extracted)", free_space)
+    # -- download and verify every archive before extracting any
+    paths = []
+    for f in spec.files:
+        url = f.url(mirror)
+        log(f"{spec.name}: {f.name} <- {url}")
+        paths.append(download(url, downloads / f.name, f.md5, session=session, retries=retries,
+                              backoff=backoff, timeout=timeout, progress=progress, sleep=sleep,
+                              log=log))
+    # -- extract into a temporary folder beside the target, then rename
+    tmp = root / f".lossbench-tmp-{spec.name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)  # left by an interrupted run
+    try:
+        for p in paths:
+            log(f"{spec.name}: extracting {p.name}")
+            extract(p, tmp / spec.extract_to, progress)
+        built = tmp / spec.target
+        if not built.is_dir():
+            raise FetchError(f"{spec.name}: the archives ({', '.join(p.name for p in paths)}) "
+                             f"did not produce {spec.target}/; is the mirror serving the right files?")
+        final = root / spec.target
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():  # no marker: an untrusted leftover
+            log(f"{spec.name}: replacing unverified {final}")
+            shutil.rmtree(final)
+        os.replace(built, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    atomic_write_json(marker_path(root, spec.name), {
+        "dataset": spec.name, "target": spec.target,
+        "files": [{"name": f.name, "path": f.path, "md5": f.md5} for f in spec.files]})
+    if not keep_archives:
+        for p in paths:
+            p.unlink()
+    log(f"{spec.name}: ready in {root / spec.target}")

@@ -1,0 +1,449 @@
+"""Turn a fetched or generated set into the COCO-format splits that training reads.
+
+Splits (the profile decides the dataset):
+
+============  ==================================  ====================  ==================
+dataset       train                               val                   test
+============  ==================================  ====================  ==================
+synth         ``annotations/train.json``          ``annotations/val``   ``annotations/test``
+voc2007       VOC2007 trainval                    VOC2007 test          VOC2007 test
+voc0712       VOC2007 trainval + VOC2012 trainval VOC2007 test          VOC2007 test
+coco2017      train2017                           val2017               val2017
+============  ==================================  ====================  ==================
+
+Written under ``out`` (the folder is replaced atomically as a whole):
+``train.json``, ``val.json``, ``test.json`` (COCO detection format, loaded back
+with pycocotools before they are kept) and ``summary.json``.
+
+Contract of the JSON files:
+
+- ``images[].file_name`` is relative to ``--root`` (so a config sets
+  ``data_root=ROOT`` and an empty image prefix);
+- ``categories`` have ids ``1..C`` in the order of
+  ``lossbench.data.classes.CLASSES[dataset]`` (COCO's 80 official ids are
+  remapped to 1..80 in id order);
+- ``annotations[].bbox`` is ``[x, y, w, h]`` in pixels. VOC boxes, whose
+  corners are 1-based inclusive pixel indices, become
+  ``[xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1]`` (the generated
+  set uses the same rule, so its two layouts agree exactly; MMDetection's own
+  ``XMLDataset`` reads the same XML 1 px narrower, ``xmax - xmin``);
+- VOC ``difficult`` objects are kept with ``iscrowd: 1`` and ``difficult: 1``:
+  COCO evaluation and MMDetection's ``CocoDataset`` ignore crowd boxes, as the
+  VOC protocol ignores difficult ones; other VOC boxes carry ``difficult: 0``;
+- COCO ``segmentation`` is dropped (boxes only), ``area`` and ``iscrowd`` are
+  kept; COCO image and annotation ids are kept, VOC ids are ``1..n``.
+
+Malformed input is an error that names the file and the problem: XML that does
+not parse, a missing size or box field, an unknown class, a box with
+``xmin > xmax`` or one entirely outside the image, a listed image without its
+annotation or JPEG file, a JPEG whose size differs from the annotation's.
+Boxes *partly* outside the image are clipped to it and counted in
+``summary.json`` (``clipped_boxes``, with examples), or are an error with
+``strict=True`` (``--strict``). COCO boxes narrower or lower than 1 px after
+clipping are dropped and counted (``dropped_tiny_boxes``), as MMDetection does.
+
+``subset=N`` keeps N images per split, chosen by sorting the images on
+``md5(f"{seed}:{file_name}")``: deterministic, nested (N images are among the
+first M > N) and the same for val and test when they come from the same images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from lossbench.data.classes import CLASSES, COCO_CATEGORY_IDS, COCO_CLASSES, SYNTH_CLASSES, VOC_CLASSES
+from lossbench.utils import atomic_path, atomic_write_json, read_json
+
+DATASETS: tuple[str, ...] = ("synth", "voc2007", "voc0712", "coco2017")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+_MAX_EXAMPLES = 20
+
+
+class PrepareError(ValueError):
+    """Malformed or missing input; the message names the file and the problem."""
+
+
+@dataclass
+class Entry:
+    """One image and its boxes, before ids are assigned.
+
+    anns: dicts with ``category_id`` (1..C), ``bbox`` [x, y, w, h] px,
+    ``area``, ``iscrowd`` and optional extra keys (``difficult``, ``visible``,
+    ``id`` for a kept COCO annotation id).
+    """
+
+    file_name: str
+    width: int
+    height: int
+    anns: list[dict[str, Any]]
+    image_id: int | None = None  # kept COCO id; None -> assigned 1..n
+
+
+@dataclass
+class Report:
+    """What was repaired along the way (goes into ``summary.json``)."""
+
+    clipped: int = 0
+    clipped_examples: list[str] = field(default_factory=list)
+    dropped_tiny: int = 0
+    dropped_examples: list[str] = field(default_factory=list)
+
+    def clip(self, msg: str) -> None:
+        self.clipped += 1
+        if len(self.clipped_examples) < _MAX_EXAMPLES:
+            self.clipped_examples.append(msg)
+
+    def drop(self, msg: str) -> None:
+        self.dropped_tiny += 1
+        if len(self.dropped_examples) < _MAX_EXAMPLES:
+            self.dropped_examples.append(msg)
+
+
+def _num(text: str | None) -> float:
+    if text is None:
+        raise ValueError("missing")
+    return float(text.strip())
+
+
+# ----------------------------------------------------------------------------
+# Readers
+# ----------------------------------------------------------------------------
+
+def _voc_root(root: Path) -> Path:
+    """The folder holding ``VOC2007`` / ``VOC2012`` (``root/VOCdevkit`` or ``root``)."""
+    return root / "VOCdevkit" if (root / "VOCdevkit").is_dir() else root
+
+
+def parse_voc_xml(path: Path, classes: Sequence[str], report: Report, strict: bool = False,
+                  where: str = "") -> tuple[int, int, list[dict[str, Any]]]:
+    """Read one VOC annotation: ``(width, height, anns)``; see the module docstring."""
+    try:
+        tree = ET.parse(path)
+    except ET.ParseError as e:
+        raise PrepareError(f"{path}: not valid XML ({e})") from e
+    except OSError as e:
+        raise PrepareError(f"{path}: cannot read the annotation ({e.strerror})") from e
+    ann = tree.getroot()
+    try:
+        W = int(_num(ann.findtext("size/width")))
+        H = int(_num(ann.findtext("size/height")))
+    except ValueError as e:
+        raise PrepareError(f"{path}: <size> needs numeric <width> and <height> ({e})") from e
+    if W <= 0 or H <= 0:
+        raise PrepareError(f"{path}: image size {W}x{H} is not positive")
+    anns = []
+    for k, obj in enumerate(ann.findall("object")):
+        name = (obj.findtext("name") or "").strip()
+        if name not in classes:
+            raise PrepareError(f"{path}: object {k}: unknown class {name!r} "
+                               f"(expected one of: {', '.join(classes)})")
+        try:
+            x1, y1, x2, y2 = (_num(obj.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax"))
+        except ValueError as e:
+            raise PrepareError(f"{path}: object {k} ({name}): <bndbox> needs numeric "
+                               f"xmin, ymin, xmax, ymax ({e})") from e
+        box = tuple(_tidy(v) for v in (x1, y1, x2, y2))
+        if x1 > x2 or y1 > y2:
+            raise PrepareError(f"{path}: object {k} ({name}): empty box xmin,ymin,xmax,ymax = {box}")
+        if x2 < 1 or y2 < 1 or x1 > W or y1 > H:
+            raise PrepareError(f"{path}: object {k} ({name}): box {box} lies outside the {W}x{H} image")
+        if x1 < 1 or y1 < 1 or x2 > W or y2 > H:
+            if strict:
+                raise PrepareError(f"{path}: object {k} ({name}): box {box} extends outside the {W}x{H} image")
+            x1, y1, x2, y2 = max(x1, 1), max(y1, 1), min(x2, W), min(y2, H)
+            report.clip(f"{where or path}: object {k} ({name}) {box} -> {tuple(_tidy(v) for v in (x1, y1, x2, y2))}")
+        text = (obj.findtext("difficult") or "").strip()
+        if text not in ("", "0", "1"):
+            raise PrepareError(f"{path}: object {k} ({name}): <difficult> must be 0 or 1, got {text!r}")
+        difficult = text == "1"
+        w, h = x2 - x1 + 1, y2 - y1 + 1
+        anns.append({"category_id": classes.index(name) + 1,
+                     "bbox": [_tidy(x1 - 1), _tidy(y1 - 1), _tidy(w), _tidy(h)],
+                     "area": _tidy(w * h), "iscrowd": int(bool(difficult)),
+                     "difficult": int(bool(difficult))})
+    return W, H, anns
+
+
+def _tidy(v: float) -> int | float:
+    """An int when ``v`` is whole (JSON stays ``12``, not ``12.0``)."""
+    return int(v) if float(v).is_integer() else round(float(v), 3)
+
+
+def read_voc(root: Path, year: str, imageset: str, report: Report, strict: bool = False,
+             check_images: bool = True) -> list[Entry]:
+    """Images of ``VOC{year}/ImageSets/Main/{imageset}.txt`` with their boxes."""
+    vdir = _voc_root(root) / f"VOC{year}"
+    listing = vdir / "ImageSets" / "Main" / f"{imageset}.txt"
+    if not listing.is_file():
+        raise PrepareError(f"{listing}: missing (is VOC{year} fetched under {root}? "
+                           f"try `lossbench fetch voc{year} --root {root}`)")
+    with open(listing, encoding="utf-8") as f:
+        ids = [line.split()[0] for line in f if line.strip()]
+    if not ids:
+        raise PrepareError(f"{listing}: lists no images")
+    out = []
+    for img_id in ids:
+        xml = vdir / "Annotations" / f"{img_id}.xml"
+        if not xml.is_file():
+            raise PrepareError(f"{xml}: missing (listed in {listing})")
+        W, H, anns = parse_voc_xml(xml, VOC_CLASSES, report, strict, where=str(xml.relative_to(root)))
+        jpg = vdir / "JPEGImages" / f"{img_id}.jpg"
+        _check_image(jpg, W, H, xml, check_images)
+        out.append(Entry(jpg.relative_to(root).as_posix(), W, H, anns))
+    return out
+
+
+def _check_image(path: Path, W: int, H: int, ann_file: Path | str, check_size: bool) -> None:
+    if not path.is_file():
+        raise PrepareError(f"{path}: image missing (named by {ann_file})")
+    if check_size:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                size = im.size
+        except OSError as e:
+            raise PrepareError(f"{path}: not a readable image ({e})") from e
+        if size != (W, H):
+            raise PrepareError(f"{path}: image is {size[0]}x{size[1]} but {ann_file} says {W}x{H}")
+
+
+def _coco_root(root: Path) -> Path:
+    """The folder holding ``annotations/`` and ``train2017/`` (``root/coco`` or ``root``)."""
+    return root / "coco" if (root / "coco" / "annotations").is_dir() else root
+
+
+def read_coco(root: Path, ann_file: Path, image_dir: Path, classes: Sequence[str],
+              category_ids: Sequence[int], report: Report, strict: bool = False,
+              check_images: bool = True, keep_ids: bool = True,
+              extra_keys: Sequence[str] = ()) -> list[Entry]:
+    """Images of a COCO-format JSON with their boxes, categories remapped to 1..C.
+
+    Args:
+        root: paths in the output are relative to it.
+        ann_file: the JSON; ``images[].file_name`` is relative to ``image_dir``.
+        classes, category_ids: the expected ``(id, name)`` of every category,
+            in output order; a category outside that table is an error.
+        keep_ids: keep the JSON's image and annotation ids.
+        extra_keys: annotation keys copied through (e.g. ``visible``).
+    """
+    if not ann_file.is_file():
+        raise PrepareError(f"{ann_file}: missing")
+    try:
+        data = read_json(ann_file)
+    except ValueError as e:
+        raise PrepareError(str(e)) from e
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key) if isinstance(data, dict) else None, list):
+            raise PrepareError(f"{ann_file}: expected a list under {key!r}")
+    expected = dict(zip(category_ids, classes))
+    remap = {}
+    for c in data["categories"]:
+        cid, name = c.get("id"), c.get("name")
+        if expected.get(cid) != name:
+            raise PrepareError(f"{ann_file}: unknown category id={cid!r} name={name!r} "
+                               f"(expected ids {min(category_ids)}..{max(category_ids)} named as "
+                               f"the {len(classes)} classes of lossbench.data.classes)")
+        remap[cid] = list(category_ids).index(cid) + 1
+    images: dict[int, Entry] = {}
+    for im in data["images"]:
+        try:
+            iid, fn, W, H = im["id"], im["file_name"], int(im["width"]), int(im["height"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise PrepareError(f"{ann_file}: image {im.get('id', '?') if isinstance(im, dict) else im!r}: "
+                               f"needs id, file_name, width, height ({e!r})") from e
+        if iid in images:
+            raise PrepareError(f"{ann_file}: image id {iid} appears twice")
+        path = image_dir / fn
+        _check_image(path, W, H, ann_file, check_images)
+        images[iid] = Entry(path.relative_to(root).as_posix(), W, H, [], iid if keep_ids else None)
+    for a in data["annotations"]:
+        aid = a.get("id", "?")
+        img = images.get(a.get("image_id"))
+        if img is None:
+            raise PrepareError(f"{ann_file}: annotation {aid}: unknown image_id {a.get('image_id')!r}")
+        if a.get("category_id") not in remap:
+            raise PrepareError(f"{ann_file}: annotation {aid}: unknown category_id {a.get('category_id')!r}")
+        bbox = a.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+            raise PrepareError(f"{ann_file}: annotation {aid}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
+        x, y, w, h = bbox
+        W, H = img.width, img.height
+        if w < 0 or h < 0:
+            raise PrepareError(f"{ann_file}: annotation {aid}: negative width/height in bbox {bbox}")
+        if x >= W or y >= H or x + w <= 0 or y + h <= 0:
+            raise PrepareError(f"{ann_file}: annotation {aid}: bbox {bbox} lies outside the "
+                               f"{W}x{H} image {img.file_name}")
+        if x < 0 or y < 0 or x + w > W or y + h > H:
+            if strict:
+                raise PrepareError(f"{ann_file}: annotation {aid}: bbox {bbox} extends outside the "
+                                   f"{W}x{H} image {img.file_name}")
+            x1, y1, x2, y2 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
+            x, y, w, h = x1, y1, x2 - x1, y2 - y1
+            report.clip(f"{ann_file.name}: annotation {aid} {bbox} -> {[_tidy(v) for v in (x, y, w, h)]}")
+        if w < 1 or h < 1:
+            report.drop(f"{ann_file.name}: annotation {aid} bbox {bbox} (< 1 px)")
+            continue
+        out = {"category_id": remap[a["category_id"]], "bbox": [_tidy(v) for v in (x, y, w, h)],
+               "area": _tidy(a.get("area", w * h)), "iscrowd": int(a.get("iscrowd", 0))}
+        if keep_ids and isinstance(a.get("id"), int):
+            out["id"] = a["id"]
+        for k in extra_keys:
+            if k in a:
+                out[k] = a[k]
+        img.anns.append(out)
+    return list(images.values())
+
+
+# ----------------------------------------------------------------------------
+# Splits
+# ----------------------------------------------------------------------------
+
+def _sources(dataset: str, root: Path) -> dict[str, list[tuple[str, Callable[..., list[Entry]]]]]:
+    """split -> [(source name, reader(report, strict, check_images))]."""
+    def voc(year, imageset):
+        return (f"VOC{year} {imageset}",
+                lambda rep, strict, chk: read_voc(root, year, imageset, rep, strict, chk))
+
+    def coco(split):
+        cdir = _coco_root(root)
+        return (f"COCO {split}2017",
+                lambda rep, strict, chk: read_coco(root, cdir / "annotations" / f"instances_{split}2017.json",
+                                                   cdir / f"{split}2017", COCO_CLASSES, COCO_CATEGORY_IDS,
+                                                   rep, strict, chk))
+
+    def synth(split):
+        return (f"synth {split}",
+                lambda rep, strict, chk: read_coco(root, root / "annotations" / f"{split}.json", root,
+                                                   SYNTH_CLASSES, range(1, len(SYNTH_CLASSES) + 1),
+                                                   rep, strict, chk, keep_ids=False, extra_keys=("visible",)))
+
+    if dataset == "synth":
+        return {s: [synth(s)] for s in SPLITS}
+    if dataset == "voc2007":
+        return {"train": [voc("2007", "trainval")], "val": [voc("2007", "test")], "test": [voc("2007", "test")]}
+    if dataset == "voc0712":
+        return {"train": [voc("2007", "trainval"), voc("2012", "trainval")],
+                "val": [voc("2007", "test")], "test": [voc("2007", "test")]}
+    if dataset == "coco2017":
+        return {"train": [coco("train")], "val": [coco("val")], "test": [coco("val")]}
+    raise KeyError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+
+
+def subset_order(entries: Sequence[Entry], n: int | None, seed: int) -> list[Entry]:
+    """The first ``n`` entries by ``md5(f"{seed}:{file_name}")``, in their original order."""
+    if n is None or n >= len(entries):
+        return list(entries)
+    if n < 0:
+        raise ValueError(f"subset must be >= 0, got {n}")
+    keyed = sorted(range(len(entries)),
+                   key=lambda i: hashlib.md5(f"{seed}:{entries[i].file_name}".encode()).hexdigest())
+    keep = sorted(keyed[:n])
+    return [entries[i] for i in keep]
+
+
+def to_coco(entries: Sequence[Entry], classes: Sequence[str], info: dict[str, Any]) -> dict[str, Any]:
+    """A COCO detection dict; ids are kept where the entries carry them, else 1..n."""
+    images, anns = [], []
+    seen_files: set[str] = set()
+    keep_image_ids = all(e.image_id is not None for e in entries)
+    keep_ann_ids = keep_image_ids and all("id" in a for e in entries for a in e.anns)
+    for i, e in enumerate(entries, 1):
+        if e.file_name in seen_files:
+            raise PrepareError(f"{e.file_name}: listed twice in the {info.get('split')} split")
+        seen_files.add(e.file_name)
+        iid = e.image_id if keep_image_ids else i
+        images.append({"id": iid, "file_name": e.file_name, "width": e.width, "height": e.height})
+        for a in e.anns:
+            ann = {"id": a["id"] if keep_ann_ids else len(anns) + 1, "image_id": iid}
+            ann.update({k: v for k, v in a.items() if k != "id"})
+            anns.append(ann)
+    cats = [{"id": k + 1, "name": n, "supercategory": "none"} for k, n in enumerate(classes)]
+    return {"info": info, "licenses": [], "categories": cats, "images": images, "annotations": anns}
+
+
+def check_with_pycocotools(path: Path, data: dict[str, Any]) -> None:
+    """Load ``path`` with pycocotools and compare the counts with ``data``."""
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(path))
+    got = (len(coco.getImgIds()), len(coco.getAnnIds()), len(coco.getCatIds()))
+    want = (len(data["images"]), len(data["annotations"]), len(data["categories"]))
+    if got != want:
+        raise PrepareError(f"{path}: pycocotools reads {got} (images, annotations, categories), "
+                           f"expected {want}; duplicate ids?")
+
+
+def split_summary(data: dict[str, Any], classes: Sequence[str], sources: list[str]) -> dict[str, Any]:
+    anns = data["annotations"]
+    per_class = {n: 0 for n in classes}
+    for a in anns:
+        per_class[classes[a["category_id"] - 1]] += 1
+    with_boxes = {a["image_id"] for a in anns}
+    return {"sources": sources, "images": len(data["images"]), "annotations": len(anns),
+            "ignored": sum(1 for a in anns if a["iscrowd"]),
+            "empty_images": sum(1 for im in data["images"] if im["id"] not in with_boxes),
+            "per_class": per_class}
+
+
+def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, subset: int | None = None,
+            seed: int = 0, strict: bool = False, check_images: bool = True,
+            log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Write ``out/{train,val,test}.json`` and ``out/summary.json``; return the summary.
+
+    ``out`` is built in a temporary folder beside it and renamed into place;
+    an existing non-empty ``out`` without a ``summary.json`` is refused.
+    """
+    root, out = Path(root), Path(out)
+    if dataset not in DATASETS:
+        raise KeyError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    if not root.is_dir():
+        raise PrepareError(f"{root}: --root is not a folder")
+    if out.exists() and any(out.iterdir()) and not (out / "summary.json").is_file():
+        raise FileExistsError(f"{out}: exists, is not empty and holds no summary.json; "
+                              "refusing to replace it (choose another --out)")
+    classes = CLASSES[dataset]
+    report = Report()
+    cache: dict[str, list[Entry]] = {}
+    summary: dict[str, Any] = {"dataset": dataset, "classes": list(classes), "subset": subset, "seed": seed,
+                               "box_policy": ("partly outside the image: error" if strict else
+                                              "partly outside the image: clipped and counted")
+                               + "; entirely outside or empty: error",
+                               "splits": {}}
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        for split, sources in _sources(dataset, root).items():
+            entries: list[Entry] = []
+            for name, reader in sources:
+                if name not in cache:
+                    log(f"{dataset}: reading {name}")
+                    cache[name] = reader(report, strict, check_images)
+                entries += cache[name]
+            entries = subset_order(entries, subset, seed)
+            names = [n for n, _ in sources]
+            info = {"description": f"lossbench prepare: {dataset} {split}", "dataset": dataset,
+                    "split": split, "sources": names, "subset": subset, "seed": seed}
+            data = to_coco(entries, classes, info)
+            path = tmp / f"{split}.json"
+            atomic_write_json(path, data, indent=None)
+            check_with_pycocotools(path, data)
+            summary["splits"][split] = split_summary(data, classes, names)
+            s = summary["splits"][split]
+            log(f"  {split}: {s['images']} images, {s['annotations']} boxes "
+                f"({s['ignored']} ignored), {s['empty_images']} without boxes")
+        summary.update(clipped_boxes=report.clipped, clipped_examples=report.clipped_examples,
+                       dropped_tiny_boxes=report.dropped_tiny, dropped_examples=report.dropped_examples)
+        atomic_write_json(tmp / "summary.json", summary)
+    if report.clipped or report.dropped_tiny:
+        log(f"  clipped {report.clipped} boxes to their image, dropped {report.dropped_tiny} "
+            f"boxes < 1 px (see {out / 'summary.json'})")
+    log(f"wrote {out}/{{train,val,test}}.json (file_name relative to {root})")
+    return summary

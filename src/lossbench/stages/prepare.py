@@ -1,0 +1,80 @@
+"""Turn a fetched or generated set into COCO-format train/val/test splits.
+
+With --profile NAME, --dataset and profiles.NAME.prepare (subset, seed,
+strict) come from --params (default params.yaml); explicit flags win.
+
+Writes OUT/{train,val,test}.json (COCO detection format, checked with
+pycocotools; file_name relative to --root; category ids 1..C in the order of
+lossbench.data.classes) and OUT/summary.json (counts, ignored, clipped boxes).
+
+  synth     train/val/test = ROOT/annotations/{train,val,test}.json (from `lossbench synth`)
+  voc2007   train = VOC2007 trainval; val = test = VOC2007 test
+  voc0712   train = VOC2007 trainval + VOC2012 trainval; val = test = VOC2007 test
+  coco2017  train = train2017; val = test = val2017
+
+VOC difficult objects are kept and marked ignored (iscrowd 1, difficult 1).
+Malformed annotations (bad XML/JSON, unknown class, empty box, box entirely
+outside its image, missing files) are errors naming the file; boxes partly
+outside their image are clipped and counted in summary.json (--strict: error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from lossbench.data.prepare import DATASETS
+
+    parser.add_argument("--dataset", default=None, choices=DATASETS,
+                        help="which set ROOT holds (or take it from --profile)")
+    parser.add_argument("--root", required=True, metavar="DIR",
+                        help="the fetch --root (VOC, COCO) or the synth --out folder")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced as a whole)")
+    parser.add_argument("--profile", default=None, metavar="NAME",
+                        help="take --dataset and profiles.NAME.prepare (subset, seed, strict) from --params")
+    parser.add_argument("--params", default="params.yaml", metavar="FILE", help="params file (default params.yaml)")
+    parser.add_argument("--subset", type=int, default=None, metavar="N",
+                        help="keep N images per split (deterministic, nested); default all")
+    parser.add_argument("--seed", type=int, default=None, metavar="S", help="seed of the subset choice (default 0)")
+    parser.add_argument("--strict", action="store_true", default=None,
+                        help="boxes partly outside their image are an error instead of being clipped")
+    parser.add_argument("--no-check-images", action="store_true",
+                        help="do not open each image to compare its size with the annotation")
+
+
+#: keys a profile's ``prepare`` mapping may set (explicit flags win).
+PREPARE_KEYS = ("subset", "seed", "strict")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lossbench.data.prepare import PrepareError, prepare
+
+    try:
+        dataset = args.dataset
+        opts = {"subset": None, "seed": 0, "strict": False}
+        if args.profile:
+            from lossbench.profiles import ProfileError, load_profile
+
+            try:
+                prof = load_profile(args.params, args.profile)
+            except ProfileError as e:
+                raise ValueError(str(e)) from e
+            where = f"{args.params}: profiles.{args.profile}"
+            if dataset is not None and dataset != prof.dataset:
+                raise ValueError(f"--dataset {dataset} contradicts {where}.dataset = {prof.dataset}")
+            dataset = prof.dataset
+            unknown = set(prof.prepare) - set(PREPARE_KEYS)
+            if unknown:
+                raise ValueError(f"{where}.prepare: unknown keys {sorted(unknown)}; allowed {list(PREPARE_KEYS)}")
+            opts.update({k: v for k, v in prof.prepare.items() if v is not None})
+        opts.update({k: getattr(args, k) for k in PREPARE_KEYS if getattr(args, k) is not None})
+        if dataset is None:
+            raise ValueError("give --dataset or --profile")
+        prepare(dataset, args.root, args.out, subset=opts["subset"], seed=int(opts["seed"]),
+                strict=bool(opts["strict"]), check_images=not args.no_check_images)
+    except (PrepareError, FileExistsError, KeyError, ValueError) as e:
+        print(f"lossbench prepare: error: {e}", file=sys.stderr)
+        return 2
+    return 0
