@@ -73,6 +73,9 @@ def _rescale_schedule(cfg: Config, max_iters: int) -> None:
         end = sched.get("end", old)
         sched["begin"] = begin
         sched["end"] = max(begin + 1, int(round(min(end, old) * max_iters / old)))
+    logger = cfg.default_hooks.get("logger")
+    if logger is not None:  # at least a few points on every curve
+        logger["interval"] = max(1, min(logger.get("interval", 10), max_iters // 4))
     ckpt = cfg.default_hooks.get("checkpoint")
     if ckpt is not None and not ckpt.get("by_epoch", True):
         ckpt["interval"] = min(ckpt.get("interval", max_iters), max_iters)

@@ -32,8 +32,9 @@ class FiniteLossHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if not outputs:
             return
-        bad = {k: float(v) for k, v in outputs.items()
-               if "loss" in k and not math.isfinite(float(v))}
+        values = {k: float(v.detach()) if hasattr(v, "detach") else float(v)
+                  for k, v in outputs.items() if "loss" in k}
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
             name = self.run_name or runner.experiment_name
             terms = ", ".join(f"{k}={v}" for k, v in bad.items())
