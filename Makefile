@@ -16,7 +16,9 @@ STAMP       := $(VENV)/.installed
 # Parallel compile jobs for mmcv's ops; FORCE_CUDA=1 and TORCH_CUDA_ARCH_LIST
 # (e.g. "9.0") are read from the environment on a machine with CUDA.
 MAX_JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
-PROFILE     ?= synth
+# PROFILE=voc|coco|smoke runs the study on another profile (dvc exp run -S profile=...)
+PROFILE     ?=
+DVC         := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc
 PYTEST_ARGS ?=
 
 .PHONY: help setup test repro report bench env clean-venv
@@ -49,9 +51,17 @@ env: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## repro: run the whole study with DVC (PROFILE=synth|voc|coco)
+## repro: run the whole study with DVC (default profile of params.yaml; PROFILE=voc|coco to switch)
 repro: $(STAMP)
-	$(VENV)/bin/dvc repro
+ifeq ($(PROFILE),)
+	$(DVC) repro
+else
+	$(DVC) exp run -S profile=$(PROFILE)
+endif
+
+## report: rebuild reports/<profile>/ from the runs' metrics (no training)
+report: $(STAMP)
+	$(DVC) repro --force --single-item report
 
 ## clean-venv: remove the virtual environment (the pip cache is kept)
 clean-venv:
