@@ -37,6 +37,8 @@ def runs(tmp_path):
         d.mkdir(parents=True)
         metrics = {m: v / 2 for m in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
         metrics["mAP50"] = v
+        if fam == "ohem":
+            metrics["APl"] = None  # pycocotools' -1: no large objects
         (d / "metrics.json").write_text(json.dumps({
             "metrics": metrics, "final": {"loss_cls": 0.3}, "timing": {"wall_time_s": 10.0},
             "no_detections": False, "iters": 10}))
@@ -71,6 +73,9 @@ def test_report_tables_follow_the_runs(runs, tmp_path):
     assert "(n=1)" in (out / "tables" / "sse.md").read_text()
     tex = (out / "tables" / "focal.tex").read_text()
     assert r"\toprule" in tex and r"\textbf{62.0 $\pm$ 2.8}" in tex
+    # ratio 3: 0.58, 0.56 -> mean 57.0, std 1.4, half width 12.706 * 1.414 / sqrt(2) = 12.7
+    assert "| **57.0 ± 1.4 [44.3, 69.7]** |" in (out / "tables" / "ohem.md").read_text()
+    assert (out / "tables" / "ohem.md").read_text().rstrip().endswith("n/a |")
     csv = pd.read_csv(out / "tables" / "ohem.csv")
     assert csv["mAP50_mean"].tolist() == pytest.approx([0.57, 0.42])
 

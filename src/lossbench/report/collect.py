@@ -83,7 +83,7 @@ def collect(runs: str | Path, params: dict[str, Any]) -> pd.DataFrame:
         if mfile.is_file():
             rec = read_json(mfile)
             row["status"] = "ok"
-            row.update({m: rec["metrics"].get(m) for m in METRICS})
+            row.update({m: rec["metrics"].get(m) for m in METRICS})  # None: not applicable
             row["no_detections"] = rec.get("no_detections", False)
             row.update({f"final_{k}": v for k, v in rec.get("final", {}).items()})
             row.update({k: v for k, v in rec.get("timing", {}).items()})
@@ -93,6 +93,5 @@ def collect(runs: str | Path, params: dict[str, Any]) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows)
     for m in METRICS:
-        if m not in df:
-            df[m] = float("nan")
+        df[m] = pd.to_numeric(df[m], errors="coerce") if m in df else float("nan")
     return df

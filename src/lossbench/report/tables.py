@@ -37,8 +37,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 
 def _cell(r: pd.Series, m: str, pct: bool = True) -> str:
     mean, std = r[f"{m}_mean"], r[f"{m}_std"]
-    if math.isnan(mean):
-        return "missing"
+    if math.isnan(mean):  # no run, or a metric the data cannot give (e.g. APl on small images)
+        return "missing" if r["n"] == 0 else "n/a"
     k = 100.0 if pct else 1.0
     if math.isnan(std):
         return f"{k * mean:.1f} (n=1)"
@@ -77,7 +77,8 @@ def family_table_tex(summary: pd.DataFrame, family: str) -> str:
         cells = [r["label"], f"{r['n']}/{r['n_expected']}"] + [
             (f"{100 * r[f'{m}_mean']:.1f} ± {100 * r[f'{m}_std']:.1f}"
              if not math.isnan(r[f"{m}_std"]) else
-             ("missing" if math.isnan(r[f"{m}_mean"]) else f"{100 * r[f'{m}_mean']:.1f}"))
+             (("missing" if r["n"] == 0 else "n/a") if math.isnan(r[f"{m}_mean"])
+              else f"{100 * r[f'{m}_mean']:.1f}"))
             for m in METRICS]
         cells = [_tex_escape(c) for c in cells]
         if r["best"]:
@@ -143,7 +144,9 @@ def cross_family_tex(best: pd.DataFrame, diffs: pd.DataFrame) -> str:
         cells = [r["family"], f"{KNOB_LABEL[r['family']]} = {r['label']}",
                  f"{r['n']}/{r['n_expected']}"] + [
             f"{100 * r[f'{m}_mean']:.1f} ± {100 * r[f'{m}_std']:.1f}"
-            if not math.isnan(r[f"{m}_std"]) else f"{100 * r[f'{m}_mean']:.1f}" for m in METRICS]
+            if not math.isnan(r[f"{m}_std"]) else
+            ("n/a" if math.isnan(r[f"{m}_mean"]) else f"{100 * r[f'{m}_mean']:.1f}")
+            for m in METRICS]
         out.append(" & ".join(_tex_escape(c) for c in cells) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(out)

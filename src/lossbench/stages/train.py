@@ -123,7 +123,8 @@ def collect_metrics(results: dict[str, float]) -> tuple[dict[str, float], bool]:
 
     CocoMetric returns nothing when no box scores above ``score_thr`` (an
     untrained model); AP is then 0 by definition, which is what we record,
-    with ``no_detections`` set so the report can say so.
+    with ``no_detections`` set so the report can say so. A metric pycocotools
+    cannot compute (-1: no ground truth of that size) is ``None``.
     """
     out, missing = {}, False
     for name, key in METRIC_KEYS:
@@ -131,7 +132,9 @@ def collect_metrics(results: dict[str, float]) -> tuple[dict[str, float], bool]:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             missing = True
             v = 0.0
-        out[name] = round(float(v), 6)
+        # pycocotools reports -1 for an area range without ground truth (e.g. no
+        # large objects in 128 px images): not applicable, recorded as null
+        out[name] = None if v < 0 else round(float(v), 6)
     return out, missing
 
 
