@@ -63,6 +63,10 @@ endif
 report: $(STAMP)
 	$(DVC) repro --force --single-item report
 
+## bench: speed measurements into reports/bench.md (heads vs stock, losses, data, dvc no-op)
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py --out reports/bench.md
+
 ## clean-venv: remove the virtual environment (the pip cache is kept)
 clean-venv:
 	rm -rf $(VENV)
