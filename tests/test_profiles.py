@@ -71,3 +71,12 @@ def test_unknown_profile_and_bad_keys_are_named(tmp_path):
     bad.write_text("profiles:\n  x:\n    dataset: imagenet\n")
     with pytest.raises(ProfileError, match=r"profiles.x.dataset must be one of"):
         load_profile(bad, "x")
+
+
+def test_cli_dataset_must_agree_with_the_profile():
+    from lossbench.profiles import resolve_dataset
+
+    prof, where = resolve_dataset(PARAMS, "voc", "voc0712")
+    assert prof.dataset == "voc0712" and where.endswith("profiles.voc")
+    with pytest.raises(ValueError, match=r"--dataset coco2017 contradicts .*profiles.voc.dataset = voc0712"):
+        resolve_dataset(PARAMS, "voc", "coco2017")

@@ -126,3 +126,19 @@ def load_profile(path: str | os.PathLike, name: str) -> Profile:
     return Profile(name=name, dataset=p["dataset"], configs=dict(configs),
                    data=dict(p.get("data") or {}), prepare=dict(p.get("prepare") or {}),
                    train=dict(train), source=str(path))
+
+
+def resolve_dataset(params: str | os.PathLike, name: str, given: str | None,
+                    flag: str = "--dataset") -> tuple[Profile, str]:
+    """The profile ``name`` and where it lives, checking it agrees with a dataset given on the CLI.
+
+    Raises ``ValueError`` naming the params file and key (as the stage CLIs report it).
+    """
+    try:
+        prof = load_profile(params, name)
+    except ProfileError as e:
+        raise ValueError(str(e)) from e
+    where = f"{params}: profiles.{name}"
+    if given is not None and given != prof.dataset:
+        raise ValueError(f"{flag} {given} contradicts {where}.dataset = {prof.dataset}")
+    return prof, where

@@ -60,15 +60,9 @@ def run(args: argparse.Namespace) -> int:
     dataset = args.dataset
     try:
         if args.profile:
-            from lossbench.profiles import ProfileError, load_profile
+            from lossbench.profiles import resolve_dataset
 
-            try:
-                prof = load_profile(args.params, args.profile)
-            except ProfileError as e:
-                raise ValueError(str(e)) from e
-            where = f"{args.params}: profiles.{args.profile}"
-            if dataset is not None and dataset != prof.dataset:
-                raise ValueError(f"DATASET {dataset} contradicts {where}.dataset = {prof.dataset}")
+            prof, where = resolve_dataset(args.params, args.profile, dataset, flag="DATASET")
             dataset = prof.dataset
             if dataset == "synth":
                 from lossbench.data import synth

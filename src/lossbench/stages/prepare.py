@@ -55,15 +55,9 @@ def run(args: argparse.Namespace) -> int:
         dataset = args.dataset
         opts = {"subset": None, "seed": 0, "strict": False}
         if args.profile:
-            from lossbench.profiles import ProfileError, load_profile
+            from lossbench.profiles import resolve_dataset
 
-            try:
-                prof = load_profile(args.params, args.profile)
-            except ProfileError as e:
-                raise ValueError(str(e)) from e
-            where = f"{args.params}: profiles.{args.profile}"
-            if dataset is not None and dataset != prof.dataset:
-                raise ValueError(f"--dataset {dataset} contradicts {where}.dataset = {prof.dataset}")
+            prof, where = resolve_dataset(args.params, args.profile, dataset, flag="--dataset")
             dataset = prof.dataset
             unknown = set(prof.prepare) - set(PREPARE_KEYS)
             if unknown:
