@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,31 +60,18 @@ def loader_throughput(tmp: Path, batches: int = 30) -> float:
 
 def dvc_noop_seconds(tmp: Path) -> float:
     """Seconds of a second `dvc repro` on an up-to-date smoke pipeline."""
-    import yaml
+    from lossbench.workspace import SMOKE_PARAMS, copy_repo, dvc, set_params
 
-    repo = tmp / "repo"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        if (REPO / f).is_file() and not f.startswith(("runs/", "reports/", "dvc.lock")):
-            (repo / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, repo / f)
-    p = yaml.safe_load((repo / "params.yaml").read_text())
-    p.update(profile="smoke", seeds=[0], focal={"settings": [{"gamma": 2.0, "alpha": 0.25}]},
-             ohem={"neg_pos_ratio": [3]}, sse={"lambda_noobj": [0.5]})
-    (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    git = ["git", "-c", "user.name=b", "-c", "user.email=b@b"]
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], [*git, "commit", "-qm", "bench"]):
-        subprocess.run(cmd, cwd=repo, check=True)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    dvc = str(Path(sys.executable).parent / "dvc")
-    subprocess.run([dvc, "repro", "-q"], cwd=repo, env=env, check=True, capture_output=True)
+    repo = copy_repo(tmp / "repo")
+    set_params(repo, **SMOKE_PARAMS)
+    first = dvc(repo, "repro", "-q")
+    if first.returncode != 0:
+        raise RuntimeError(f"smoke pipeline failed: {first.stderr[-2000:]}")
     t = time.perf_counter()
-    out = subprocess.run([dvc, "repro"], cwd=repo, env=env, check=True, capture_output=True,
-                         text=True).stdout
+    out = dvc(repo, "repro")
     secs = time.perf_counter() - t
-    if re.search(r"Running stage", out):
-        raise RuntimeError("the second dvc repro ran a stage; not a no-op")
+    if out.returncode != 0 or re.search(r"Running stage", out.stdout):
+        raise RuntimeError("the second dvc repro failed or ran a stage; not a no-op")
     return secs
 
 

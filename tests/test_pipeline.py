@@ -3,45 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from lossbench.workspace import SMOKE_PARAMS, copy_repo, dvc, set_params
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _copy_repo(dst: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\n")
-    for f in filter(None, files):
-        src = REPO / f
-        if src.is_file() and not f.startswith(("runs/", "reports/", "dvc.lock")):
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / f)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=dst, check=True)
-    subprocess.run([*git, "commit", "-qm", "copy"], cwd=dst, check=True)
-
-
-def _set_params(repo: Path, **changes) -> None:
-    path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    params.update(changes)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def _dvc(repo: Path, *args) -> str:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    res = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=repo, env=env,
-                         capture_output=True, text=True)
+    res = dvc(repo, *args)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return res.stdout + res.stderr
 
@@ -53,9 +26,8 @@ def _ran(out: str) -> list[str]:
 def test_smoke_pipeline(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
-    _copy_repo(repo)
-    _set_params(repo, profile="smoke", seeds=[0], focal={"settings": [{"gamma": 2.0, "alpha": 0.25}]},
-                ohem={"neg_pos_ratio": [3]}, sse={"lambda_noobj": [0.5]})
+    copy_repo(repo)
+    set_params(repo, **SMOKE_PARAMS)
 
     out = _dvc(repo, "repro")
     assert _ran(out) == ["fetch", "prepare", "train_focal@setting0-0", "train_ohem@3-0",
@@ -71,7 +43,7 @@ def test_smoke_pipeline(tmp_path):
     assert _ran(_dvc(repo, "repro")) == []
 
     # one knob value changed: exactly that run and the report
-    _set_params(repo, sse={"lambda_noobj": [0.25]})
+    set_params(repo, sse={"lambda_noobj": [0.25]})
     assert _ran(_dvc(repo, "repro")) == ["train_sse@0.25-0", "report"]
 
     # curves are DVC plots
