@@ -41,3 +41,40 @@ class FiniteLossHook(Hook):
             raise NonFiniteLossError(
                 f"run {name!r}: loss became non-finite at iteration {runner.iter + 1} ({terms}); "
                 "no metrics were written")
+
+
+def param_digest(model) -> str:
+    """SHA-256 over every parameter's name and bytes (the unwrapped model's)."""
+    import hashlib
+
+    from mmengine.model import is_model_wrapper
+
+    model = model.module if is_model_wrapper(model) else model
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@HOOKS.register_module()
+class ParamDigestHook(Hook):
+    """Write digests of the model's parameters per rank, before and after training.
+
+    ``<work_dir>/param_digest_rank<r>.txt`` holds ``before <sha256>`` and
+    ``after <sha256>``: under data-parallel training every rank starts from
+    and ends with the same parameters. A check for distributed runs, off by
+    default (``custom_hooks=[dict(type='ParamDigestHook')]``).
+    """
+
+    priority = "VERY_LOW"
+
+    def before_train(self, runner) -> None:
+        self._before = param_digest(runner.model)
+
+    def after_train(self, runner) -> None:
+        from mmengine.dist import get_rank
+
+        path = f"{runner.work_dir}/param_digest_rank{get_rank()}.txt"
+        with open(path, "w") as f:
+            f.write(f"before {self._before}\nafter {param_digest(runner.model)}\n")

@@ -14,4 +14,5 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup_iters, end=max_iters,
          eta_min_ratio=0.01, convert_to_iter_based=False),
 ]
-auto_scale_lr = dict(enable=False, base_batch_size=8)
+# lr is for a total batch of 8 (GPUs x batch per GPU) and scaled linearly otherwise
+auto_scale_lr = dict(enable=True, base_batch_size=8)

@@ -26,6 +26,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -71,24 +72,32 @@ def fingerprint(cfg) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def prepare_work_dir(work_dir: Path, digest: str) -> int:
+def resumable_iter(work_dir: Path, digest: str) -> int:
+    """The iteration a run can resume from in ``work_dir`` (0 = none, or another config's)."""
+    marker, last = work_dir / "fingerprint.txt", work_dir / "last_checkpoint"
+    if not (marker.is_file() and marker.read_text().strip() == digest and last.is_file()):
+        return 0
+    ckpt = Path(last.read_text().strip())
+    try:
+        return int(ckpt.stem.split("_")[-1]) if ckpt.is_file() else 0
+    except ValueError:
+        return 0
+
+
+def prepare_work_dir(work_dir: Path, digest: str, main_process: bool = True) -> int:
     """Keep a resumable checkpoint of the same config; wipe anything else.
 
-    Returns the iteration to resume from (0 = fresh start).
+    Returns the iteration to resume from (0 = fresh start). Only the main
+    process changes the folder; the others only read it (the decision is the
+    same: a folder being wiped has nothing to resume).
     """
-    marker = work_dir / "fingerprint.txt"
-    last = work_dir / "last_checkpoint"
+    start = resumable_iter(work_dir, digest)
+    if start or not main_process:
+        return start
     if work_dir.exists():
-        same = marker.is_file() and marker.read_text().strip() == digest
-        ckpt = Path(last.read_text().strip()) if last.is_file() else None
-        if same and ckpt is not None and ckpt.is_file():
-            try:
-                return int(ckpt.stem.split("_")[-1])
-            except ValueError:
-                pass
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True)
-    atomic_write_text(marker, digest + "\n")
+    atomic_write_text(work_dir / "fingerprint.txt", digest + "\n")
     return 0
 
 
@@ -159,19 +168,22 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any],
     from lossbench import hooks  # noqa: F401  (FiniteLossHook)
     from lossbench.envinfo import environment_record
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").unlink(missing_ok=True)  # never leave an old result beside a new run
+    # torchrun sets RANK, srun SLURM_PROCID: only process 0 writes the run's records
+    main = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").unlink(missing_ok=True)  # never leave an old result behind
     work_dir = Path(work_dir) if work_dir is not None else out / "work"
-    start_iter = prepare_work_dir(work_dir, fingerprint(cfg))
+    start_iter = prepare_work_dir(work_dir, fingerprint(cfg), main_process=main)
     cfg.work_dir = str(work_dir)
     cfg.resume = start_iter > 0
     cfg.experiment_name = name.replace("/", "_")
     cfg.custom_hooks = list(cfg.get("custom_hooks", []) or []) + [
         dict(type="FiniteLossHook", run_name=name)]
     dvclive_dir = out / "dvclive"
-    if start_iter:
+    if main and start_iter:
         truncate_curves(dvclive_dir, start_iter)
-    else:
+    elif main:
         shutil.rmtree(dvclive_dir, ignore_errors=True)
     cfg.visualizer.vis_backends = [
         dict(type="LocalVisBackend"),
@@ -179,8 +191,9 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any],
              init_kwargs=dict(resume=bool(start_iter), save_dvc_exp=False, dvcyaml=False,
                               report=None, cache_images=False, monitor_system=False)),
     ]
-    atomic_write_text(out / "config.py", cfg.pretty_text)
-    atomic_write_json(out / "env.json", environment_record())
+    if main:
+        atomic_write_text(out / "config.py", cfg.pretty_text)
+        atomic_write_json(out / "env.json", environment_record())
 
     runner = Runner.from_cfg(cfg)
     t0 = time.perf_counter()
@@ -188,6 +201,9 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any],
     t_train = time.perf_counter() - t0
     results = runner.test()
     t_total = time.perf_counter() - t0
+    from mmengine.dist import get_dist_info
+
+    rank, world_size = get_dist_info()
     metrics, no_det = collect_metrics(results or {})
     max_iters = cfg.train_cfg.get("max_iters") or 0
     trained_iters = max(0, runner.iter - start_iter)
@@ -200,17 +216,67 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any],
         "final": final_scalars(runner.message_hub, max_iters or runner.iter),
         "iters": runner.iter,
         "batch_size": batch,
+        "world_size": world_size,
+        "total_batch_size": batch * world_size,
         "resumed_from_iter": start_iter,
         "timing": {
             "wall_time_s": round(t_total, 2),
             "train_time_s": round(t_train, 2),
             "eval_time_s": round(t_total - t_train, 2),
-            "train_images_per_s": round(trained_iters * batch / t_train, 2) if t_train > 0 else None,
+            "train_images_per_s": (round(trained_iters * batch * world_size / t_train, 2)
+                                   if t_train > 0 else None),
         },
     }
     runner.visualizer.close()
-    atomic_write_json(out / "metrics.json", record)
-    return record
+    if rank == 0:
+        atomic_write_json(out / "metrics.json", record)
+        print(f"rank 0: wrote {out / 'metrics.json'}")
+    return {**record, "rank": rank}
+
+
+def setup_distributed(cfg, launcher: str) -> None:
+    """Run ``cfg`` data-parallel under MMEngine's ``launcher`` ('pytorch' or 'slurm').
+
+    On GPUs MMEngine does everything (NCCL, one device per local rank). MMEngine's
+    launchers call ``torch.cuda.set_device``, so on CPUs the gloo process group is
+    started here from the launcher's environment (torchrun: RANK/WORLD_SIZE/
+    MASTER_ADDR/MASTER_PORT; srun: SLURM_PROCID/SLURM_NTASKS/SLURM_NODELIST), and
+    the model is wrapped without device ids; MMEngine then sees an initialised
+    process group and uses it.
+    """
+    import os
+    import subprocess
+
+    import torch
+    import torch.distributed as dist
+
+    cfg.launcher = launcher
+    if torch.cuda.is_available():
+        cfg.env_cfg.dist_cfg = dict(backend="nccl")
+        return
+    cfg.env_cfg.dist_cfg = dict(backend="gloo")
+    cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None,
+                                 broadcast_buffers=False, find_unused_parameters=False)
+    if dist.is_initialized():
+        return
+    if launcher == "slurm":
+        env = os.environ
+        missing = [k for k in ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_NODELIST") if k not in env]
+        if missing:
+            raise ValueError(f"--launcher slurm: {', '.join(missing)} not set (run under srun)")
+        env["RANK"], env["WORLD_SIZE"] = env["SLURM_PROCID"], env["SLURM_NTASKS"]
+        env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+        env.setdefault("MASTER_PORT", "29500")
+        if "MASTER_ADDR" not in env:
+            hosts = subprocess.run(["scontrol", "show", "hostnames", env["SLURM_NODELIST"]],
+                                   capture_output=True, text=True, check=True).stdout.split()
+            env["MASTER_ADDR"] = hosts[0]
+    missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+               if k not in os.environ]
+    if missing:
+        raise ValueError(f"--launcher {launcher}: {', '.join(missing)} not set "
+                         "(run under torchrun / python -m torch.distributed.run)")
+    dist.init_process_group(backend="gloo")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -232,6 +298,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--out", required=True, help="run folder (metrics, config, env, curves)")
     io.add_argument("--work-dir", help="checkpoints and logs (default OUT/work)")
     parser.add_argument("--max-iters", type=int, help="override the schedule length (iterations)")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
+                        help="'pytorch' under torchrun, 'slurm' under srun (MMEngine's launchers); "
+                             "NCCL on GPUs, gloo on CPUs")
     parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                         help="extra config overrides, e.g. train_dataloader.batch_size=4")
 
@@ -269,6 +338,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(config, data_root=args.data_root, ann_dir=args.ann_dir,
                           imbalance=imbalance, seed=args.seed, max_iters=max_iters,
                           options=options)
+        if args.launcher != "none":
+            setup_distributed(cfg, args.launcher)
     except (ImbalanceConfigError, ProfileError, ValueError, FileNotFoundError) as e:
         print(f"lossbench train: error: {e}", file=sys.stderr)
         return 2
@@ -283,6 +354,8 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as e:
         print(f"lossbench train: error: {e}", file=sys.stderr)
         return 3
+    if rec["rank"] != 0:
+        return 0
     m = rec["metrics"]
     print(f"{name}: mAP50 {m['mAP50']:.3f}  AP {m['AP']:.3f}  "
           f"({rec['timing']['wall_time_s']:.0f} s, {rec['timing']['train_images_per_s']} img/s)")

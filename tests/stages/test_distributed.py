@@ -1,0 +1,94 @@
+"""Data-parallel training: 2 CPU processes (gloo) under torchrun and under a simulated srun.
+
+Both processes must start from and end with the same parameters (DDP averaged
+their gradients), the learning rate must be scaled by the total batch, and
+only rank 0 may write the run's records and checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "configs/synth/retinanet_r18n_fpn_focal_synth.py"
+MAX_ITERS = 4
+
+
+def train_args(data, out, launcher):
+    return ["-m", "lossbench", "train", "--launcher", launcher, "--config", str(CONFIG),
+            "--family", "focal", "--gamma", "2", "--alpha", "0.25", "--seed", "0",
+            "--data-root", str(data["root"]), "--ann-dir", str(data["ann_dir"]),
+            "--out", str(out), "--max-iters", str(MAX_ITERS),
+            "--cfg-options", "train_dataloader.batch_size=2", "default_hooks.checkpoint.interval=2",
+            "default_hooks.logger.interval=1", "custom_hooks=[{type: ParamDigestHook}]"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(launcher: str, args: list[str]) -> list[str]:
+    """Run 2 processes; return each one's stdout+stderr."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if launcher == "pytorch":
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+               "--master_addr=127.0.0.1", f"--master_port={free_port()}", *args]
+        p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        return [p.stdout + p.stderr]
+    # what srun gives each task (MASTER_ADDR set, so no scontrol is needed)
+    port = str(free_port())
+    procs = [subprocess.Popen([sys.executable, *args], cwd=REPO, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env={**env, "SLURM_PROCID": str(r), "SLURM_LOCALID": str(r),
+                                   "SLURM_NTASKS": "2", "SLURM_NODELIST": "node1",
+                                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port})
+             for r in range(2)]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    for p, log in zip(procs, logs):
+        assert p.returncode == 0, log[-3000:]
+    return logs
+
+
+@pytest.mark.parametrize("launcher", ["pytorch", "slurm"])
+def test_two_process_training(launcher, synth_prepared, tmp_path):
+    out = tmp_path / "run"
+    logs = "\n".join(launch(launcher, train_args(synth_prepared, out, launcher)))
+
+    # the same parameters on both ranks, before and after, and training moved them
+    digests = [dict(line.split() for line in (out / "work" / f"param_digest_rank{r}.txt")
+                    .read_text().splitlines()) for r in range(2)]
+    assert digests[0] == digests[1]
+    assert digests[0]["before"] != digests[0]["after"]
+
+    # lr scaled by the total batch: 2 processes x 2 images vs the config's base of 8
+    assert "current batch size is 4. Scaling the original LR by 0.5" in logs
+    lr = (out / "dvclive" / "plots" / "metrics" / "lr.tsv").read_text().splitlines()
+    assert len(lr) == 1 + MAX_ITERS
+
+    # rank 0 alone wrote the records and the checkpoints
+    assert logs.count("rank 0: wrote") == 1 and "rank 1: wrote" not in logs
+    rec = json.loads((out / "metrics.json").read_text())
+    assert rec["world_size"] == 2 and rec["total_batch_size"] == 4 and rec["iters"] == MAX_ITERS
+    assert sorted(p.name for p in (out / "work").glob("*.pth")) == [f"iter_{MAX_ITERS}.pth"]
+    assert (out / "config.py").is_file() and (out / "env.json").is_file()
+
+
+def test_launcher_without_its_environment_is_a_clear_error(synth_prepared, tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID")}
+    p = subprocess.run([sys.executable, *train_args(synth_prepared, tmp_path / "r", "slurm")],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2
+    assert "--launcher slurm" in p.stderr and "SLURM_PROCID" in p.stderr
+    assert not (tmp_path / "r").exists()
