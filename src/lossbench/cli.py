@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "prepare": "lossbench.stages.prepare",
     "train": "lossbench.stages.train",
     "report": "lossbench.stages.report",
+    "queue": "lossbench.stages.queue",
 }
 
 # Short help shown by ``lossbench --help`` without importing every module.
@@ -33,6 +34,7 @@ SUMMARIES: dict[str, str] = {
     "prepare": "turn a fetched or generated set into COCO-format splits",
     "train": "train and evaluate one run of the study",
     "report": "build the ablation tables and figures from the runs",
+    "queue": "run the training grid through DVC's experiment queue and collect it",
 }
 
 

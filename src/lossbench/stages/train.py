@@ -8,10 +8,15 @@ A run folder OUT receives:
   OUT/config.py      the resolved MMDetection config
   OUT/env.json       versions, git revision, device
   OUT/dvclive/       training curves (DVCLive; `dvc plots show`)
-  WORK_DIR/          MMEngine's work_dir (--work-dir, default OUT/work): logs and the
-                     last checkpoint. It survives `dvc repro` (persist), so a killed run
-                     resumes where it stopped, unless the resolved config changed (then
-                     it starts over).
+  WORK_DIR/          MMEngine's work_dir (--work-dir, default OUT/work; under
+                     $LOSSBENCH_WORK_ROOT when that is set): logs and the last
+                     checkpoint. It is not a DVC output, so a killed run resumes where
+                     it stopped, unless the resolved config changed (then it starts over).
+
+Distributed: `torchrun --nproc_per_node=N -m lossbench train --launcher pytorch ...`
+or `srun ... lossbench train --launcher slurm ...`; only rank 0 writes OUT. With
+LOSSBENCH_GPUS=0,1,... a single-process run takes a free GPU of that pool
+(lossbench.devices).
 
 Examples:
   lossbench train --profile synth --family focal --gamma 2 --alpha 0.25 --seed 0 \\
@@ -47,6 +52,10 @@ METRIC_KEYS = (
     ("APm", "coco/bbox_mAP_m"),
     ("APl", "coco/bbox_mAP_l"),
 )
+#: a relative --work-dir is taken relative to this folder when set (a DVC queue
+#: worker runs in a temporary copy of the repository: checkpoints land in the
+#: real one, e.g. LOSSBENCH_WORK_ROOT=$PWD)
+WORK_ROOT_ENV = "LOSSBENCH_WORK_ROOT"
 FINAL_WINDOW = 0.1  # final losses/diagnostics: mean over the last 10% of iterations
 
 
@@ -174,6 +183,8 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any],
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").unlink(missing_ok=True)  # never leave an old result behind
     work_dir = Path(work_dir) if work_dir is not None else out / "work"
+    if os.environ.get(WORK_ROOT_ENV) and not work_dir.is_absolute():
+        work_dir = Path(os.environ[WORK_ROOT_ENV]) / work_dir
     start_iter = prepare_work_dir(work_dir, fingerprint(cfg), main_process=main)
     cfg.work_dir = str(work_dir)
     cfg.resume = start_iter > 0
@@ -195,6 +206,7 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any],
         atomic_write_text(out / "config.py", cfg.pretty_text)
         atomic_write_json(out / "env.json", environment_record())
 
+    started_at = time.time()
     runner = Runner.from_cfg(cfg)
     t0 = time.perf_counter()
     runner.train()
@@ -220,6 +232,8 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any],
         "total_batch_size": batch * world_size,
         "resumed_from_iter": start_iter,
         "timing": {
+            "started_at": round(started_at, 3),
+            "finished_at": round(time.time(), 3),
             "wall_time_s": round(t_total, 2),
             "train_time_s": round(t_train, 2),
             "eval_time_s": round(t_total - t_train, 2),
@@ -319,6 +333,7 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from lossbench.config import load_config
+    from lossbench.devices import pin_device_from_pool
     from lossbench.hooks import NonFiniteLossError
 
     try:
@@ -340,6 +355,7 @@ def run(args: argparse.Namespace) -> int:
                           options=options)
         if args.launcher != "none":
             setup_distributed(cfg, args.launcher)
+        device = pin_device_from_pool(log=lambda m: print(f"lossbench train: {m}", flush=True))
     except (ImbalanceConfigError, ProfileError, ValueError, FileNotFoundError) as e:
         print(f"lossbench train: error: {e}", file=sys.stderr)
         return 2
@@ -347,7 +363,8 @@ def run(args: argparse.Namespace) -> int:
 
     meta = {"profile": args.profile, "config": str(config), "family": args.family,
             "imbalance": imbalance, "knob": SWEPT_KNOB[args.family],
-            "value": imbalance[SWEPT_KNOB[args.family]], "seed": args.seed}
+            "value": imbalance[SWEPT_KNOB[args.family]], "seed": args.seed,
+            "pool_device": device}
     try:
         rec = train_run(cfg, Path(args.out), name, meta,
                         work_dir=Path(args.work_dir) if args.work_dir else None)

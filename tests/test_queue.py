@@ -1,0 +1,95 @@
+"""The training grid through DVC's experiment queue: 2 workers, one device each, collected back.
+
+Runs on a temporary copy of the repository with the `smoke` profile. The
+"devices" are the pool LOSSBENCH_GPUS=0,1 (CPU runs; only the assignment is
+checked): two trainings that ran at the same time must never share a device.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lossbench.workspace import SMOKE_PARAMS, copy_repo, dvc, set_params
+
+pytestmark = pytest.mark.slow
+RUNS = ("focal/gamma2.0_alpha0.25/seed0", "ohem/ratio3/seed0", "sse/lambda0.5/seed0")
+
+
+def lossbench(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    bindir = Path(sys.executable).parent
+    p = subprocess.run([sys.executable, "-m", "lossbench", *args], cwd=repo, text=True,
+                       capture_output=True, timeout=900,
+                       env={**os.environ, **(env or {}),
+                            "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p.stdout + p.stderr
+
+
+def _dvc(repo: Path, *args: str) -> str:
+    res = dvc(repo, *args)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res.stdout + res.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("queue") / "repo"
+    repo.mkdir()
+    copy_repo(repo)
+    set_params(repo, **SMOKE_PARAMS)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qam",
+                    "smoke"], cwd=repo, check=True)
+    return repo
+
+
+def test_submit_needs_prepared_data(repo):
+    p = subprocess.run([sys.executable, "-m", "lossbench", "queue", "submit"], cwd=repo,
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "dvc repro prepare" in p.stderr
+
+
+def test_queue_two_workers_one_device_each(repo, tmp_path):
+    _dvc(repo, "repro", "prepare")
+    out = lossbench(repo, "queue", "submit", "--jobs", "2", "--gpus", "0,1",
+                    env={"LOSSBENCH_LOCK_DIR": str(tmp_path / "locks")})
+    queued = re.findall(r"--name (\S+) (\S+)", out)
+    assert [s for _, s in queued] == ["train_focal@setting0-0", "train_ohem@3-0", "train_sse@0.5-0"]
+
+    out = lossbench(repo, "queue", "collect", "--wait")
+    assert "failed" not in out, out
+    assert len(re.findall(r"^collected ", out, re.M)) == 3
+
+    recs = [json.loads((repo / "runs/smoke" / r / "metrics.json").read_text()) for r in RUNS]
+    assert all(r["iters"] == 4 for r in recs)
+    # each run locked one device of the pool and saw only that one
+    assert {r["pool_device"] for r in recs} <= {"0", "1"}
+    overlapping = 0
+    for a, b in itertools.combinations(recs, 2):
+        ta, tb = a["timing"], b["timing"]
+        if ta["started_at"] < tb["finished_at"] and tb["started_at"] < ta["finished_at"]:
+            overlapping += 1
+            assert a["pool_device"] != b["pool_device"], (a["run"], b["run"])
+    assert overlapping >= 1, "the two workers never trained at the same time"
+    env = json.loads((repo / "runs/smoke" / RUNS[0] / "env.json").read_text())
+    assert env["device"] == "cpu"
+    # checkpoints landed in this repository (LOSSBENCH_WORK_ROOT), not the temporary copy
+    assert (repo / "work_dirs/smoke" / RUNS[1] / "iter_4.pth").is_file()
+
+    # the collected stages are done: DVC trains nothing again, only the report runs
+    stale = json.loads(_dvc(repo, "status", "--json"))
+    assert set(stale) == {"report"}, stale
+    ran = re.findall(r"Running stage '([^']+)'", _dvc(repo, "repro"))
+    assert ran == ["report"]
+    report = (repo / "reports/smoke/README.md").read_text()
+    assert "missing" not in report.split("## Best setting")[0]
+
+    # a second submit has nothing left to queue
+    assert "nothing to queue" in lossbench(repo, "queue", "submit", "--dry-run")
