@@ -12,7 +12,7 @@ from mmdet.utils import register_all_modules
 import lossbench.models.registry  # noqa: F401
 from lossbench.config import load_config
 from lossbench.data.classes import CLASSES
-from lossbench.profiles import ProfileError, load_params, load_profile
+from lossbench.profiles import ProfileError, amp_options, load_params, load_profile
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = REPO / "params.yaml"
@@ -58,6 +58,37 @@ def test_profile_configs_build(name, family, tmp_path):
     if name in ("voc", "coco"):  # the paper's architecture
         assert cfg.model.backbone.depth == 50 and head.stacked_convs == 4
         assert cfg.model.backbone.init_cfg.checkpoint == "torchvision://resnet50"
+        # GPU profiles: bf16 mixed precision, per-GPU batch 16 = the paper's total batch
+        # of 16 on one GPU, lr given for 16 and scaled by the total batch
+        assert cfg.optim_wrapper.type == "AmpOptimWrapper"
+        assert cfg.optim_wrapper.dtype == "bfloat16"
+        assert cfg.train_dataloader.batch_size == 16
+        assert cfg.auto_scale_lr == {"enable": True, "base_batch_size": 16}
+    else:
+        assert cfg.optim_wrapper.type == "OptimWrapper"
+        assert cfg.auto_scale_lr == {"enable": True, "base_batch_size": 8}
+
+
+def test_amp_options():
+    assert amp_options("none") == {} and amp_options(False) == {}
+    assert amp_options("bf16")["optim_wrapper.dtype"] == "bfloat16"
+    assert amp_options(True) == {"optim_wrapper.type": "AmpOptimWrapper",
+                                 "optim_wrapper.dtype": "float16"}
+    with pytest.raises(ValueError, match="amp must be"):
+        amp_options("fp8")
+
+
+def test_mixed_precision_on_cpu_is_a_clear_error(synth_prepared, tmp_path):
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "lossbench", "train", "--profile", "smoke",
+                        "--family", "focal", "--seed", "0", "--amp", "bf16",
+                        "--data-root", str(synth_prepared["root"]),
+                        "--ann-dir", str(synth_prepared["ann_dir"]), "--out", str(tmp_path / "r")],
+                       capture_output=True, text=True, cwd=PARAMS.parent)
+    assert p.returncode == 2 and "needs a CUDA GPU" in p.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_unknown_profile_and_bad_keys_are_named(tmp_path):

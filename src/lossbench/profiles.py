@@ -58,19 +58,28 @@ class Profile:
             raise ProfileError(f"{key} = {path} does not exist")
         return path
 
-    def train_options(self) -> dict[str, Any]:
-        """``train`` settings as config overrides (dotted keys)."""
+    def train_options(self, amp: str | None = None) -> dict[str, Any]:
+        """``train`` settings as config overrides (dotted keys); ``amp`` overrides ``train.amp``
+        (``'none'``, ``'fp16'`` or ``'bf16'``)."""
         opts: dict[str, Any] = {}
         for k, v in self.train.items():
             if k in TRAIN_OPTIONS and v is not None:
                 opts[TRAIN_OPTIONS[k][0]] = v
         if self.train.get("num_workers") == 0:
             opts["train_dataloader.persistent_workers"] = False
-        if self.train.get("amp"):
-            opts["optim_wrapper.type"] = "AmpOptimWrapper"
-            if self.train["amp"] == "bf16":
-                opts["optim_wrapper.dtype"] = "bfloat16"
+        opts.update(amp_options(amp if amp is not None else self.train.get("amp")))
         return opts
+
+
+def amp_options(amp: str | bool | None) -> dict[str, Any]:
+    """Config overrides for a mixed-precision setting: None/False/'none' = full precision,
+    True/'fp16' = float16, 'bf16' = bfloat16 (MMEngine's ``AmpOptimWrapper``)."""
+    if amp in (None, False, "none"):
+        return {}
+    if amp not in (True, "fp16", "bf16"):
+        raise ProfileError(f"amp must be none, fp16 or bf16, got {amp!r}")
+    return {"optim_wrapper.type": "AmpOptimWrapper",
+            "optim_wrapper.dtype": "bfloat16" if amp == "bf16" else "float16"}
 
 
 def load_params(path: str | os.PathLike) -> dict[str, Any]:

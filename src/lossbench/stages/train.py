@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from lossbench.models.imbalance import FAMILIES, ImbalanceConfigError, validate_imbalance
-from lossbench.profiles import ProfileError, load_profile
+from lossbench.profiles import ProfileError, amp_options, load_profile
 from lossbench.utils import atomic_write_json, atomic_write_text
 
 # (metrics.json key, evaluator key)
@@ -248,6 +248,21 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any],
     return {**record, "rank": rank}
 
 
+def check_precision(cfg, log=print) -> None:
+    """Mixed precision needs a CUDA GPU; bf16 needs one that has bfloat16 (else fp16)."""
+    import torch
+
+    ow = cfg.optim_wrapper
+    if ow.get("type") != "AmpOptimWrapper":
+        return
+    if not torch.cuda.is_available():
+        raise ValueError("mixed precision (optim_wrapper.type=AmpOptimWrapper, from the profile's "
+                         "train.amp or --amp) needs a CUDA GPU; use --amp none to train on CPU")
+    if ow.get("dtype") in ("bfloat16", torch.bfloat16) and not torch.cuda.is_bf16_supported():
+        ow.dtype = "float16"
+        log("lossbench train: this GPU has no bfloat16; mixed precision falls back to float16")
+
+
 def setup_distributed(cfg, launcher: str) -> None:
     """Run ``cfg`` data-parallel under MMEngine's ``launcher`` ('pytorch' or 'slurm').
 
@@ -312,6 +327,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--out", required=True, help="run folder (metrics, config, env, curves)")
     io.add_argument("--work-dir", help="checkpoints and logs (default OUT/work)")
     parser.add_argument("--max-iters", type=int, help="override the schedule length (iterations)")
+    parser.add_argument("--amp", choices=["none", "fp16", "bf16"],
+                        help="mixed precision (AmpOptimWrapper; default: the profile's train.amp); "
+                             "bf16 falls back to fp16 on GPUs without bfloat16")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
                         help="'pytorch' under torchrun, 'slurm' under srun (MMEngine's launchers); "
                              "NCCL on GPUs, gloo on CPUs")
@@ -345,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
         elif args.profile:
             prof = load_profile(args.params, args.profile)
             config = prof.config_for(args.family)
-            options = {**prof.train_options(), **options}
+            options = {**prof.train_options(amp=args.amp), **options}
             max_iters = max_iters or prof.train.get("max_iters")
         else:
             raise ValueError("give --profile (with --params) or --config")
@@ -353,6 +371,9 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(config, data_root=args.data_root, ann_dir=args.ann_dir,
                           imbalance=imbalance, seed=args.seed, max_iters=max_iters,
                           options=options)
+        if args.config and args.amp:
+            cfg.merge_from_dict(amp_options(args.amp))
+        check_precision(cfg)
         if args.launcher != "none":
             setup_distributed(cfg, args.launcher)
         device = pin_device_from_pool(log=lambda m: print(f"lossbench train: {m}", flush=True))
