@@ -21,7 +21,7 @@ PROFILE     ?=
 DVC         := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc
 PYTEST_ARGS ?=
 
-.PHONY: help setup test repro report bench env clean-venv
+.PHONY: help setup test repro report bench env queue collect gpu-wheels gpu-check clean-venv
 
 ## help: list the targets (this message)
 help:
@@ -66,6 +66,32 @@ report: $(STAMP)
 ## bench: speed measurements into reports/bench.md (heads vs stock, losses, data, dvc no-op)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --out reports/bench.md
+
+## queue: the training grid through DVC's queue, JOBS workers, one GPU each (GPUS=0,1,...)
+JOBS ?= 2
+GPUS ?=
+queue: $(STAMP)
+	$(DVC) repro prepare
+	$(PY) -m lossbench queue submit --jobs $(JOBS) $(if $(GPUS),--gpus $(GPUS))
+
+## collect: wait for the queue, merge its runs into runs/ and dvc.lock, rebuild the report
+collect: $(STAMP)
+	$(PY) -m lossbench queue collect --wait
+	$(DVC) repro --single-item report
+
+## gpu-wheels: download what the GPU check installs offline (cp312 wheels, mmcv source) into .whl/
+GPU_PYVER ?= 3.12
+gpu-wheels: $(STAMP)
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PYVER) \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 \
+	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+	  -c $(CONSTRAINTS) -d .whl addict mmdet mmengine platformdirs pycocotools shapely \
+	  termcolor terminaltables yapf
+	$(PY) -m pip download -q --no-deps --no-binary=:all: --no-build-isolation -c $(CONSTRAINTS) -d .whl mmcv
+
+## gpu-check: on one NVIDIA GPU, offline: build mmcv's CUDA ops, train each family, write reports/gpu/
+gpu-check:
+	bash scripts/gpu_check.sh all
 
 ## clean-venv: remove the virtual environment (the pip cache is kept)
 clean-venv:
