@@ -213,6 +213,8 @@ def collect(repo: Path, *, wait: bool = False, poll_s: float = 5.0, remove: bool
         log(f"collected {name}: {', '.join(stages) or 'no stage changes'}")
     if merged:
         atomic_write_text(lock_path, yaml.safe_dump(lock, sort_keys=False))
+    else:
+        log(f"no finished experiment of commit {base[:7]} (all commits: `dvc exp show -A`)")
     if remove and merged:
         _run([_dvc(), "exp", "remove", *merged], repo, _env())
     c = queue_counts(repo)

@@ -1,5 +1,5 @@
 ann_dir = 'data/prepared/'
-auto_scale_lr = dict(base_batch_size=8, enable=False)
+auto_scale_lr = dict(base_batch_size=8, enable=True)
 backend_args = None
 custom_hooks = [
     dict(run_name='focal/gamma0_alpha0.75/seed0', type='FiniteLossHook'),
