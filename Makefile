@@ -88,6 +88,8 @@ gpu-wheels: $(STAMP)
 	  -c $(CONSTRAINTS) -d .whl addict mmdet mmengine platformdirs pycocotools shapely \
 	  termcolor terminaltables yapf
 	$(PY) -m pip download -q --no-deps --no-binary=:all: --no-build-isolation -c $(CONSTRAINTS) -d .whl mmcv
+	@# mmcv 2.1.0's setup.py imports pkg_resources (gone in setuptools 82): its build uses this one
+	mkdir -p .whl/build && $(PY) -m pip download -q --no-deps --only-binary=:all: -c $(CONSTRAINTS) -d .whl/build setuptools
 
 ## gpu-check: on one NVIDIA GPU, offline: build mmcv's CUDA ops, train each family, write reports/gpu/
 gpu-check:

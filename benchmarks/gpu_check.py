@@ -100,11 +100,12 @@ def cuda_nms_works() -> tuple[bool, str]:
         return False, f"mmcv.ops.nms on CUDA failed: {type(e).__name__}: {e}"[:300]
 
 
-def make_synth(root: Path, params: dict[str, Any], workers: int) -> tuple[Path, Path]:
+def make_synth(root: Path, params: dict[str, Any], workers: int,
+               profile: str = "synth") -> tuple[Path, Path]:
     from lossbench.data.prepare import prepare
     from lossbench.data.synth import generate, generate_kwargs
 
-    data = dict(params["profiles"]["synth"]["data"])
+    data = dict(params["profiles"][profile]["data"])
     data["workers"] = workers
     raw, ann = root / "raw", root / "prepared"
     if not (ann / "test.json").is_file():
@@ -285,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe-warmup", type=int, default=3)
     ap.add_argument("--probe-batch", type=int, help="default: the profile's per-GPU batch")
     ap.add_argument("--data", help="synth data folder (default: a temporary one)")
+    ap.add_argument("--data-profile", default="synth", choices=["synth", "smoke"],
+                    help="whose generated set to train and test on (smoke: 16 images, rehearsals)")
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     args = ap.parse_args(argv)
     if args.warmup >= args.iters:
@@ -312,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t = time.perf_counter()
     raw, ann = make_synth(Path(args.data) if args.data else work / "data", params,
-                          workers=max(1, args.workers))
+                          workers=max(1, args.workers), profile=args.data_profile)
     print(f"gpu_check: synth data ready ({time.perf_counter() - t:.0f} s)", flush=True)
     for fam in args.families:
         r = train_synth(fam, raw, ann, work, args, params)

@@ -53,12 +53,17 @@ build() {
         log "mmcv ops already load: nothing to build"
         return
     fi
-    local src
+    local src build_path="$PYTHONPATH"
+    if ! "$PY" -c "import pkg_resources" 2>/dev/null; then
+        # mmcv 2.1.0's setup.py imports pkg_resources (removed in setuptools 82)
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$SITE-build" "$WHL"/build/setuptools-*.whl
+        build_path="$SITE-build:$PYTHONPATH"
+    fi
     src=$(mktemp -d)
     tar xzf "$WHL"/mmcv-2.1.0.tar.gz -C "$src"
     log "building mmcv 2.1.0 with CUDA ops for sm_${ARCH/./} on $JOBS cores (log: $RESULTS/mmcv_build.log)"
     local t0=$SECONDS
-    if (cd "$src/mmcv-2.1.0" && MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="$JOBS" \
+    if (cd "$src/mmcv-2.1.0" && PYTHONPATH="$build_path" MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="$JOBS" \
             timeout "$MMCV_BUILD_TIMEOUT" "$PY" -m pip install --no-index --no-deps --no-build-isolation \
             --no-compile --no-cache-dir --target "$SITE" . >"$RESULTS/mmcv_build.log" 2>&1); then
         log "mmcv built with CUDA ops in $((SECONDS - t0)) s"
@@ -68,7 +73,7 @@ build() {
         grep -m 20 -E "error|Error" "$RESULTS/mmcv_build.log" | cut -c1-300 || true
         echo "cuda build FAILED after $((SECONDS - t0))s (see mmcv_build.log); cpu ops" >"$RESULTS/mmcv_build.txt"
         log "building mmcv with CPU ops only (training on the GPU, evaluation on the CPU)"
-        (cd "$src/mmcv-2.1.0" && rm -rf build && CUDA_VISIBLE_DEVICES="" MMCV_WITH_OPS=1 FORCE_CUDA=0 \
+        (cd "$src/mmcv-2.1.0" && rm -rf build && PYTHONPATH="$build_path" CUDA_VISIBLE_DEVICES="" MMCV_WITH_OPS=1 FORCE_CUDA=0 \
             MAX_JOBS="$JOBS" "$PY" -m pip install --no-index --no-deps --no-build-isolation --no-compile \
             --no-cache-dir --target "$SITE" . >"$RESULTS/mmcv_build_cpu.log" 2>&1)
     fi
