@@ -116,12 +116,11 @@ def make_synth(root: Path, params: dict[str, Any], workers: int,
 
 def train_synth(family: str, raw: Path, ann: Path, work: Path, args, params) -> dict[str, Any]:
     from mmengine.hooks import Hook
-    from mmengine.runner import Runner
 
     import lossbench.models.registry  # noqa: F401
     from lossbench.config import load_config
     from lossbench.profiles import load_profile
-    from lossbench.stages.train import collect_metrics, final_scalars
+    from lossbench.stages.train import build_runner, collect_metrics, final_scalars
 
     prof = load_profile(REPO / "params.yaml", "synth")
     options = {**prof.train_options(amp=args.amp), "train_dataloader.batch_size": args.batch,
@@ -150,7 +149,7 @@ def train_synth(family: str, raw: Path, ann: Path, work: Path, args, params) -> 
                 times["t1"] = time.perf_counter()
 
     _reset_peak(device)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.register_hook(Throughput())
     runner.train()
     peak = _peak_mem_gib(device)

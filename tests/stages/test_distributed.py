@@ -92,3 +92,34 @@ def test_launcher_without_its_environment_is_a_clear_error(synth_prepared, tmp_p
     assert p.returncode == 2
     assert "--launcher slurm" in p.stderr and "SLURM_PROCID" in p.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_determinism_is_gpu_safe(monkeypatch):
+    """On CUDA: cuBLAS workspace fixed, and an op without a deterministic kernel warns."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from lossbench.stages.train import build_runner
+
+    def fake_from_cfg(cfg):  # what MMEngine's set_random_seed does for deterministic=True
+        torch.use_deterministic_algorithms(True)
+        return "runner"
+
+    monkeypatch.setattr(Runner, "from_cfg", staticmethod(fake_from_cfg))
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    cfg = Config(dict(randomness=dict(seed=0, deterministic=True)))
+    try:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        assert build_runner(cfg) == "runner"
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()  # CPU: strict
+        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        build_runner(cfg)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(False)

@@ -91,6 +91,43 @@ def test_changed_config_does_not_resume(reference, synth_prepared, tmp_path):
     assert json.loads((out / "metrics.json").read_text())["resumed_from_iter"] == 0
 
 
+def test_finished_run_run_again_starts_over(synth_prepared, tmp_path):
+    """DVC reruns a finished stage only when something changed (or --force): the final
+    checkpoint must not stand in for a new training, and the curves stay whole."""
+    out = tmp_path / "again"
+    for _ in range(2):
+        subprocess.run(train_cmd(synth_prepared, out, max_iters=4), check=True,
+                       capture_output=True, cwd=REPO)
+    rec = json.loads((out / "metrics.json").read_text())
+    assert rec["resumed_from_iter"] == 0 and rec["iters"] == 4
+    tsv = out / "dvclive" / "plots" / "metrics" / "loss_cls.tsv"
+    assert len(tsv.read_text().strip().splitlines()) == 1 + 4
+
+
+def test_checkpoints_are_tied_to_code_and_annotations(tmp_path):
+    from mmengine.config import Config
+
+    from lossbench.stages.train import code_digest, data_digest, fingerprint
+
+    pkg = tmp_path / "pkg"
+    for rel in ("models/losses/functional.py", "config.py", "compat.py", "profiles.py",
+                "hooks.py", "stages/train.py", "report/figures.py"):
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(f"# {rel}\n")
+    before = code_digest(pkg)
+    (pkg / "report/figures.py").write_text("# not training code\n")
+    assert code_digest(pkg) == before
+    (pkg / "models/losses/functional.py").write_text("# changed loss\n")
+    assert code_digest(pkg) != before
+
+    ann = tmp_path / "train.json"
+    ann.write_text('{"images": []}')
+    cfg = Config(dict(train_dataloader=dict(dataset=dict(ann_file=str(ann))), lr=0.1))
+    d1, f1 = data_digest(cfg), fingerprint(cfg)
+    ann.write_text('{"images": [1]}')  # same path, other annotations
+    assert data_digest(cfg) != d1 and fingerprint(cfg) != f1
+
+
 def test_nan_loss_stops_without_metrics(synth_prepared, tmp_path):
     out = tmp_path / "nan"
     res = subprocess.run(

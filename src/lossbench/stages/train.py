@@ -72,35 +72,81 @@ def run_name(family: str, imbalance: dict[str, Any], seed: int) -> str:
     return f"{family}/{'_'.join(parts)}/seed{seed}"
 
 
+#: the code a run's result depends on (the train stages' code deps in dvc.yaml),
+#: relative to the lossbench package
+CODE_DEPS = ("models", "config.py", "compat.py", "profiles.py", "hooks.py", "stages/train.py")
+
+
+def code_digest(root: Path | None = None) -> str:
+    """Digest of the training code (``CODE_DEPS``): a checkpoint of other code is never resumed."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for rel in CODE_DEPS:
+        p = root / rel
+        for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def data_digest(cfg) -> str:
+    """Digest of the contents of every existing ``*.json`` file the config names (annotations)."""
+    found: set[str] = set()
+
+    def walk(x):
+        if isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+        elif isinstance(x, str) and x.endswith(".json") and Path(x).is_file():
+            found.add(x)
+
+    walk(cfg.to_dict())
+    h = hashlib.sha256()
+    for f in sorted(found):
+        h.update(f.encode() + b"\0" + Path(f).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def fingerprint(cfg) -> str:
-    """Digest of everything in a resolved config that changes what training computes."""
+    """Digest of what training computes: the resolved config (minus logging and paths of
+    outputs), the training code and the annotation files' contents."""
     d = cfg.to_dict()
     for k in ("work_dir", "resume", "load_from", "visualizer", "default_hooks", "custom_hooks",
               "log_processor", "log_level"):
         d.pop(k, None)
+    d["__code__"], d["__data__"] = code_digest(), data_digest(cfg)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def resumable_iter(work_dir: Path, digest: str) -> int:
-    """The iteration a run can resume from in ``work_dir`` (0 = none, or another config's)."""
+def resumable_iter(work_dir: Path, digest: str, max_iters: int | None = None) -> int:
+    """The iteration a run can resume from in ``work_dir``.
+
+    0 when there is no checkpoint, when it belongs to another config / code /
+    data, or when it is the run's last one (``max_iters``): a finished run is
+    only run again because something changed, so it starts over.
+    """
     marker, last = work_dir / "fingerprint.txt", work_dir / "last_checkpoint"
     if not (marker.is_file() and marker.read_text().strip() == digest and last.is_file()):
         return 0
     ckpt = Path(last.read_text().strip())
     try:
-        return int(ckpt.stem.split("_")[-1]) if ckpt.is_file() else 0
+        it = int(ckpt.stem.split("_")[-1]) if ckpt.is_file() else 0
     except ValueError:
         return 0
+    return 0 if max_iters and it >= max_iters else it
 
 
-def prepare_work_dir(work_dir: Path, digest: str, main_process: bool = True) -> int:
-    """Keep a resumable checkpoint of the same config; wipe anything else.
+def prepare_work_dir(work_dir: Path, digest: str, main_process: bool = True,
+                     max_iters: int | None = None) -> int:
+    """Keep a resumable checkpoint of the same run; wipe anything else.
 
     Returns the iteration to resume from (0 = fresh start). Only the main
     process changes the folder; the others only read it (the decision is the
     same: a folder being wiped has nothing to resume).
     """
-    start = resumable_iter(work_dir, digest)
+    start = resumable_iter(work_dir, digest, max_iters)
     if start or not main_process:
         return start
     if work_dir.exists():
@@ -171,8 +217,6 @@ def imbalance_from_args(args: argparse.Namespace, family: str) -> dict[str, Any]
 def train_run(cfg, out: Path, name: str, meta: dict[str, Any],
               work_dir: Path | None = None) -> dict[str, Any]:
     """Train and test a resolved config; write OUT/{config.py,env.json,dvclive,metrics.json}."""
-    from mmengine.runner import Runner
-
     import lossbench.models.registry  # noqa: F401  (head, losses, compat fixes)
     from lossbench import hooks  # noqa: F401  (FiniteLossHook)
     from lossbench.envinfo import environment_record
@@ -185,21 +229,25 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any],
     work_dir = Path(work_dir) if work_dir is not None else out / "work"
     if os.environ.get(WORK_ROOT_ENV) and not work_dir.is_absolute():
         work_dir = Path(os.environ[WORK_ROOT_ENV]) / work_dir
-    start_iter = prepare_work_dir(work_dir, fingerprint(cfg), main_process=main)
+    # iteration-based schedules checkpoint as iter_N.pth, epoch-based ones as epoch_N.pth
+    by_epoch = cfg.train_cfg.get("max_iters") is None
+    total = cfg.train_cfg.get("max_epochs") if by_epoch else cfg.train_cfg.get("max_iters")
+    start = prepare_work_dir(work_dir, fingerprint(cfg), main_process=main, max_iters=total)
+    start_iter = 0 if by_epoch else start
     cfg.work_dir = str(work_dir)
-    cfg.resume = start_iter > 0
+    cfg.resume = start > 0
     cfg.experiment_name = name.replace("/", "_")
     cfg.custom_hooks = list(cfg.get("custom_hooks", []) or []) + [
         dict(type="FiniteLossHook", run_name=name)]
     dvclive_dir = out / "dvclive"
-    if main and start_iter:
-        truncate_curves(dvclive_dir, start_iter)
-    elif main:
+    if main and not start:
         shutil.rmtree(dvclive_dir, ignore_errors=True)
+    elif main and start_iter:  # (an epoch-based resume keeps its rows)
+        truncate_curves(dvclive_dir, start_iter)
     cfg.visualizer.vis_backends = [
         dict(type="LocalVisBackend"),
         dict(type="DVCLiveVisBackend", save_dir=str(dvclive_dir), artifact_suffix=(),
-             init_kwargs=dict(resume=bool(start_iter), save_dvc_exp=False, dvcyaml=False,
+             init_kwargs=dict(resume=bool(start), save_dvc_exp=False, dvcyaml=False,
                               report=None, cache_images=False, monitor_system=False)),
     ]
     if main:
@@ -207,7 +255,7 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any],
         atomic_write_json(out / "env.json", environment_record())
 
     started_at = time.time()
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     t0 = time.perf_counter()
     runner.train()
     t_train = time.perf_counter() - t0
@@ -231,6 +279,7 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any],
         "world_size": world_size,
         "total_batch_size": batch * world_size,
         "resumed_from_iter": start_iter,
+        **({"resumed_from_epoch": start} if by_epoch else {}),
         "timing": {
             "started_at": round(started_at, 3),
             "finished_at": round(time.time(), 3),
@@ -238,7 +287,7 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any],
             "train_time_s": round(t_train, 2),
             "eval_time_s": round(t_total - t_train, 2),
             "train_images_per_s": (round(trained_iters * batch * world_size / t_train, 2)
-                                   if t_train > 0 else None),
+                                   if t_train > 0 and not (by_epoch and start) else None),
         },
     }
     runner.visualizer.close()
@@ -246,6 +295,29 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any],
         atomic_write_json(out / "metrics.json", record)
         print(f"rank 0: wrote {out / 'metrics.json'}")
     return {**record, "rank": rank}
+
+
+def build_runner(cfg):
+    """``Runner.from_cfg`` with GPU-safe determinism.
+
+    A seeded config asks MMEngine for deterministic algorithms, which it turns
+    on with ``torch.use_deterministic_algorithms(True)``. On CUDA that needs
+    cuBLAS's fixed workspace (``CUBLAS_WORKSPACE_CONFIG``, set here unless
+    given) and makes any op without a deterministic kernel raise, hours into a
+    run; there it is switched to ``warn_only=True`` (deterministic kernels
+    where they exist, a warning naming the others). On CPUs nothing changes.
+    """
+    import torch
+    from mmengine.runner import Runner
+
+    deterministic = bool((cfg.get("randomness") or {}).get("deterministic"))
+    cuda = torch.cuda.is_available()
+    if deterministic and cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    runner = Runner.from_cfg(cfg)
+    if deterministic and cuda:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return runner
 
 
 def check_precision(cfg, log=print) -> None:
