@@ -11,7 +11,8 @@ A run folder OUT receives:
   WORK_DIR/          MMEngine's work_dir (--work-dir, default OUT/work; under
                      $LOSSBENCH_WORK_ROOT when that is set): logs and the last
                      checkpoint. It is not a DVC output, so a killed run resumes where
-                     it stopped, unless the resolved config changed (then it starts over).
+                     it stopped; it starts over when the resolved config, the training
+                     code or the annotations changed, or when the run had finished.
 
 Distributed: `torchrun --nproc_per_node=N -m lossbench train --launcher pytorch ...`
 or `srun ... lossbench train --launcher slurm ...`; only rank 0 writes OUT. With
