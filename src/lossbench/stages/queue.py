@@ -3,7 +3,7 @@
 `submit` queues one DVC experiment per training stage of the current profile
 (params.yaml: profile) that is not up to date (or every one with --all):
 
-    dvc exp run --queue --copy-paths data/<profile> --name <stage> <stage>
+    dvc exp run --queue --copy-paths data/<profile> --name <name> <stage>     (train_sse@0.5-0 -> train_sse-0_5-0)
 
 Each experiment runs in a temporary copy of the repository into which the
 prepared data is copied, so `fetch` and `prepare` must be up to date first
