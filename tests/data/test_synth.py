@@ -91,7 +91,7 @@ def test_statistics_follow_the_parameters(tmp_path):
 
 def test_no_occlusion_means_fully_visible():
     params = synth.SynthParams(image_size=128, objects=(3, 3), object_size=(12, 24), max_occlusion=0.0).resolved()
-    banks = synth._make_banks(0, 128)
+    banks = synth.make_banks(0, 128)
     for i in range(20):
         rec = synth.render_image(params, banks, np.random.default_rng([0, i]))
         # no pixel of a labelled object is hidden (boxes may still overlap where the shapes do not)
@@ -134,7 +134,7 @@ def test_labels_match_the_pixels():
     the JPEG pixel's hue is nearer its class hue than any other hue family's:
     red_disc and orange_disc (25 deg apart) are told apart by colour alone."""
     params = synth.SynthParams(image_size=128, object_size=(16, 64)).resolved()
-    banks = synth._make_banks(1, 128)
+    banks = synth.make_banks(1, 128)
     hues = {k: v for k, v in synth.HUES.items() if v is not None}
     checked = {name: 0 for name in SYNTH_CLASSES}
     for i in range(60):
@@ -253,7 +253,7 @@ def test_positive_share_moves_with_object_count_and_size():
 
     def stats(objects, size):
         params = synth.SynthParams(image_size=128, objects=objects, object_size=size, distractors=(0, 0)).resolved()
-        banks = synth._make_banks(0, 128)
+        banks = synth.make_banks(0, 128)
         recs = [synth.render_image(params, banks, np.random.default_rng([9, i])) for i in range(40)]
         return anchor_statistics([(r.boxes, r.labels) for r in recs], 128)
 

@@ -12,7 +12,6 @@ blue_diamond, green_triangle, yellow_star, purple_cross.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
@@ -50,21 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lossbench.data import synth
-    from lossbench.data.anchor_stats import find_model_config
 
-    params = synth.SynthParams(
-        image_size=args.image_size, objects=tuple(args.objects),
-        object_size=tuple(args.object_size) if args.object_size else None,
-        distractors=tuple(args.distractors),
-        distractor_size=tuple(args.distractor_size) if args.distractor_size else None,
-        clutter=args.clutter, max_occlusion=args.max_occlusion, jpeg_quality=args.jpeg_quality)
+    keys = set(synth.RUN_KEYS) | set(synth.SynthParams.__dataclass_fields__)
+    data = {k: v for k, v in vars(args).items() if k in keys}  # the options, named as in a profile's data
     try:
-        params = params.resolved()
-        skip = args.anchor_config is not None and args.anchor_config.lower() == "none"
-        anchor_config = None if skip else find_model_config(args.anchor_config)
-        workers = args.workers or os.cpu_count() or 1
-        synth.generate(args.out, args.seed, args.n_train, args.n_val, args.n_test, params,
-                       workers=workers, anchor_config=anchor_config, stats_images=args.stats_images)
+        synth.generate(args.out, **synth.generate_kwargs(data, "options"))
     except (ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"lossbench synth: error: {e}", file=sys.stderr)
         return 2

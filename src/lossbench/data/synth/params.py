@@ -1,0 +1,104 @@
+"""What decides a generated set: ``SynthParams`` (the pixels and boxes) and
+``generate_kwargs``, which reads them and the run options from a mapping such
+as a profile's ``data`` in ``params.yaml``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    """Everything that decides the generated pixels and boxes.
+
+    Attributes:
+        image_size: side of the square images, px.
+        objects: (min, max) labelled objects per image, inclusive, uniform.
+        object_size: (min, max) longer box side of an object, px, log-uniform;
+            ``None`` -> ``(image_size // 16, image_size // 2)``.
+        distractors: (min, max) unlabelled shapes per image, inclusive.
+        distractor_size: (min, max) longer side of a distractor, px;
+            ``None`` -> the object size range.
+        clutter: background strokes per 256 x 256 px of image (Poisson mean).
+        max_occlusion: the largest share of a labelled object's pixels that
+            shapes drawn later may hide (0 = labelled objects are never hidden).
+        jpeg_quality: JPEG quality of the written images.
+    """
+
+    image_size: int = 256
+    objects: tuple[int, int] = (1, 8)
+    object_size: tuple[int, int] | None = None
+    distractors: tuple[int, int] = (2, 8)
+    distractor_size: tuple[int, int] | None = None
+    clutter: float = 24.0
+    max_occlusion: float = 0.5
+    jpeg_quality: int = 90
+
+    def resolved(self) -> SynthParams:
+        """A copy with the ``None`` defaults filled in and everything checked."""
+        s = int(self.image_size)
+        osz = self.object_size or (max(4, s // 16), s // 2)
+        dsz = self.distractor_size or osz
+        p = SynthParams(s, tuple(map(int, self.objects)), tuple(map(int, osz)),
+                        tuple(map(int, self.distractors)), tuple(map(int, dsz)),
+                        float(self.clutter), float(self.max_occlusion), int(self.jpeg_quality))
+        if not 32 <= s <= 4096:
+            raise ValueError(f"image_size must be in [32, 4096] px, got {s}")
+        for name, (lo, hi), low in (("objects", p.objects, 0), ("distractors", p.distractors, 0),
+                                    ("object_size", p.object_size, 4),
+                                    ("distractor_size", p.distractor_size, 4)):
+            if not low <= lo <= hi:
+                raise ValueError(f"{name} must satisfy {low} <= MIN <= MAX, got {lo} {hi}")
+        for name, (lo, hi) in (("object_size", p.object_size), ("distractor_size", p.distractor_size)):
+            if hi > s:
+                raise ValueError(f"{name} MAX ({hi} px) must not exceed image_size ({s} px)")
+        if p.objects[1] + p.distractors[1] > 250:
+            raise ValueError("at most 250 shapes (objects + distractors) per image")
+        if not 0.0 <= p.max_occlusion < 1.0:
+            raise ValueError(f"max_occlusion must be in [0, 1), got {p.max_occlusion}")
+        if not 1 <= p.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in [1, 100], got {p.jpeg_quality}")
+        return p
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as JSON values (pairs as lists), as ``stats.json`` records them."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+#: keys of a profile's ``data`` mapping (params.yaml) besides the SynthParams fields.
+RUN_KEYS: dict[str, Any] = {"seed": 0, "n_train": 2000, "n_val": 500, "n_test": 500, "workers": 0,
+                            "anchor_config": "default", "stats_images": 2000}
+_PAIRS = {"objects", "object_size", "distractors", "distractor_size"}
+
+
+def generate_kwargs(data: dict[str, Any], where: str = "data") -> dict[str, Any]:
+    """``generate`` keyword arguments from a mapping such as a profile's ``data``.
+
+    Keys: ``RUN_KEYS`` (``workers: 0`` = one per CPU; ``anchor_config``:
+    ``default`` (or ``None``), ``none`` or a config path, which must exist) and
+    the fields of ``SynthParams`` (pairs as 2-lists). An unknown key or a bad
+    value is a ``ValueError`` naming ``where`` and the key.
+    """
+    from lossbench.data.anchor_stats import find_model_config
+
+    fields = set(SynthParams.__dataclass_fields__)
+    unknown = set(data) - fields - set(RUN_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; allowed {sorted(fields | set(RUN_KEYS))}")
+    opts = {**RUN_KEYS, **{k: v for k, v in data.items() if k in RUN_KEYS}}
+    try:
+        params = SynthParams(**{k: (tuple(v) if k in _PAIRS and v is not None else v)
+                                for k, v in data.items() if k in fields}).resolved()
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}") from e
+    anchor = opts["anchor_config"]
+    if anchor is not None and str(anchor).lower() == "none":
+        anchor = None
+    else:
+        anchor = find_model_config(None if anchor in (None, "default") else anchor)
+    return {"seed": int(opts["seed"]), "n_train": int(opts["n_train"]), "n_val": int(opts["n_val"]),
+            "n_test": int(opts["n_test"]), "params": params,
+            "workers": int(opts["workers"]) or os.cpu_count() or 1,
+            "anchor_config": anchor, "stats_images": int(opts["stats_images"])}
