@@ -138,6 +138,21 @@ def test_hard_negative_ce_without_positives_keeps_no_negatives():
     assert hard_negative_ce(logits, torch.tensor([1, 1]), None).sum().item() == pytest.approx(5.0)
 
 
+def test_hard_negative_ce_is_one_image_and_refuses_a_batch():
+    # Image 0: 1 positive (CE ln 2), negatives ln 4, ln 3/2. Image 1: no positive, negatives ln 8, ln 16.
+    # Ratio 1, per image: image 0 keeps ln 4 (total ln 8); image 1 keeps nothing (k = 1 * 0).
+    # Flattened into one "image" the hardest negative would be ln 16 of image 1 instead.
+    img0 = torch.tensor([[0.0, 0.0]] + _neg_logits([math.log(4), math.log(1.5)]))
+    img1 = torch.tensor(_neg_logits([math.log(8), math.log(16), LN2]))
+    assert_close(hard_negative_ce(img0, torch.tensor([0, 1, 1]), 1),
+                 torch.tensor([LN2, math.log(4), 0.0]))
+    assert_close(hard_negative_ce(img1, torch.tensor([1, 1, 1]), 1), torch.zeros(3))
+    # a (B, N, C + 1) batch must not be mined as one pool: the function refuses it
+    batch = torch.stack([img0, img1])  # (2, 3, 2)
+    with pytest.raises(ValueError, match=r"logits must be \(N, C \+ 1\)"):
+        hard_negative_ce(batch, torch.tensor([[0, 1, 1], [1, 1, 1]]), 1)
+
+
 def test_hard_negative_ce_rejects_bad_ratio():
     with pytest.raises(ValueError, match="neg_pos_ratio must be > 0"):
         hard_negative_ce(torch.zeros(2, 2), torch.tensor([0, 1]), 0)
