@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lossbench.data.classes import COCO_CATEGORY_IDS, COCO_CLASSES
+from lossbench.data.classes import class_names
 
 
 # ----------------------------------------------------------------------------
@@ -36,14 +36,21 @@ class FileServer:
     drop: URL path -> number of coming GETs that send half their body and
         then close the connection (with the full Content-Length announced).
     corrupt: URL paths served with every 1000th byte flipped.
+    ignore_range: URL paths whose GETs ignore ``Range`` (200, whole body).
+    answers: URL path -> (status, headers) answers given, in order, to the
+        coming GETs instead of the file (e.g. ``(429, {"Retry-After": "1"})``).
     log: (method, path, Range header or None) of every request, in order.
+    headers: the request headers of every request, in order.
     """
 
     url: str = ""
     files: dict[str, bytes] = field(default_factory=dict)
     drop: dict[str, int] = field(default_factory=dict)
     corrupt: set[str] = field(default_factory=set)
+    ignore_range: set[str] = field(default_factory=set)
+    answers: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     log: list[tuple[str, str, str | None]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def gets(self, path: str | None = None) -> list[tuple[str, str, str | None]]:
@@ -69,6 +76,7 @@ def _make_handler(state: FileServer):
         def do_HEAD(self):
             with state.lock:
                 state.log.append(("HEAD", self.path, self.headers.get("Range")))
+                state.headers.append(dict(self.headers))
             body = self._body()
             if body is None:
                 self.send_error(404)
@@ -82,9 +90,19 @@ def _make_handler(state: FileServer):
             rng = self.headers.get("Range")
             with state.lock:
                 state.log.append(("GET", self.path, rng))
+                state.headers.append(dict(self.headers))
                 drop = state.drop.get(self.path, 0) > 0
                 if drop:
                     state.drop[self.path] -= 1
+                answer = state.answers.get(self.path, []) and state.answers[self.path].pop(0)
+            if answer:
+                self.send_response(answer[0])
+                for k, v in {"Content-Length": "0", **answer[1]}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                return
+            if self.path in state.ignore_range:
+                rng = None
             body = self._body()
             if body is None:
                 self.send_error(404)
@@ -214,44 +232,53 @@ def write_members(root: Path, members: dict[str, bytes]) -> None:
 # Fabricated COCO
 # ----------------------------------------------------------------------------
 
+#: COCO 2017's official category ids: 1..90 without the 10 never annotated.
+COCO_IDS = tuple(i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83))
+
+
 def coco_instances(images: list[tuple[int, str, int, int]], anns: list[dict]) -> dict:
     """A COCO instances JSON with the 80 official categories (ids 1..90)."""
     return {
         "info": {"year": 2017}, "licenses": [],
-        "categories": [{"id": i, "name": n, "supercategory": "x"} for i, n in zip(COCO_CATEGORY_IDS, COCO_CLASSES)],
+        "categories": [{"id": i, "name": n, "supercategory": "x"}
+                       for i, n in zip(COCO_IDS, class_names("coco2017"), strict=True)],
         "images": [{"id": i, "file_name": f, "width": w, "height": h} for i, f, w, h in images],
         "annotations": anns,
     }
 
 
-COCO_TRAIN = coco_instances(
-    [(9, "000000000009.jpg", 64, 48), (25, "000000000025.jpg", 40, 40)],
-    [
-        # person (id 1 -> 1)
-        {"id": 101, "image_id": 9, "category_id": 1, "bbox": [1.5, 2.0, 20.0, 30.25], "area": 400.0,
-         "iscrowd": 0, "segmentation": [[1.5, 2, 21.5, 2, 21.5, 32.25]]},
-        # toothbrush (id 90 -> 80), partly outside on the right: clipped to w = 64 - 50 = 14
-        {"id": 102, "image_id": 9, "category_id": 90, "bbox": [50, 10, 20, 5], "area": 80.0, "iscrowd": 0,
-         "segmentation": [[50, 10, 70, 10, 70, 15]]},
-        # stop sign (id 13 -> 12), a crowd box
-        {"id": 103, "image_id": 25, "category_id": 13, "bbox": [0, 0, 10, 10], "area": 90.0, "iscrowd": 1,
-         "segmentation": {"counts": [0, 100], "size": [40, 40]}},
-        # a 0.5-px-wide box: dropped and counted
-        {"id": 104, "image_id": 25, "category_id": 1, "bbox": [5, 5, 0.5, 8], "area": 2.0, "iscrowd": 0,
-         "segmentation": []},
-    ])
-COCO_VAL = coco_instances(
-    [(139, "000000000139.jpg", 50, 40)],
-    [{"id": 201, "image_id": 139, "category_id": 62, "bbox": [10, 10, 20, 20], "area": 300.0,
-      "iscrowd": 0, "segmentation": []}])  # chair (id 62 -> 57)
+def coco_train() -> dict:
+    return coco_instances(
+        [(9, "000000000009.jpg", 64, 48), (25, "000000000025.jpg", 40, 40)],
+        [
+            # person (id 1 -> 1)
+            {"id": 101, "image_id": 9, "category_id": 1, "bbox": [1.5, 2.0, 20.0, 30.25], "area": 400.0,
+             "iscrowd": 0, "segmentation": [[1.5, 2, 21.5, 2, 21.5, 32.25]]},
+            # toothbrush (id 90 -> 80), partly outside on the right: clipped to w = 64 - 50 = 14
+            {"id": 102, "image_id": 9, "category_id": 90, "bbox": [50, 10, 20, 5], "area": 80.0, "iscrowd": 0,
+             "segmentation": [[50, 10, 70, 10, 70, 15]]},
+            # stop sign (id 13 -> 12), a crowd box
+            {"id": 103, "image_id": 25, "category_id": 13, "bbox": [0, 0, 10, 10], "area": 90.0, "iscrowd": 1,
+             "segmentation": {"counts": [0, 100], "size": [40, 40]}},
+            # a 0.5-px-wide box: dropped and counted
+            {"id": 104, "image_id": 25, "category_id": 1, "bbox": [5, 5, 0.5, 8], "area": 2.0, "iscrowd": 0,
+             "segmentation": []},
+        ])
+
+
+def coco_val() -> dict:
+    return coco_instances([(139, "000000000139.jpg", 50, 40)], [
+        {"id": 201, "image_id": 139, "category_id": 62, "bbox": [10, 10, 20, 20], "area": 300.0,
+         "iscrowd": 0, "segmentation": []}])  # chair (id 62 -> 57)
 
 
 def coco_members() -> dict[str, dict[str, bytes]]:
     """zip name -> members, in the real layout of the three COCO 2017 zips."""
-    train = {f"train2017/{im['file_name']}": jpeg_bytes(im["width"], im["height"]) for im in COCO_TRAIN["images"]}
-    val = {f"val2017/{im['file_name']}": jpeg_bytes(im["width"], im["height"]) for im in COCO_VAL["images"]}
-    ann = {"annotations/instances_train2017.json": json.dumps(COCO_TRAIN).encode(),
-           "annotations/instances_val2017.json": json.dumps(COCO_VAL).encode()}
+    tr, va = coco_train(), coco_val()
+    train = {f"train2017/{im['file_name']}": jpeg_bytes(im["width"], im["height"]) for im in tr["images"]}
+    val = {f"val2017/{im['file_name']}": jpeg_bytes(im["width"], im["height"]) for im in va["images"]}
+    ann = {"annotations/instances_train2017.json": json.dumps(tr).encode(),
+           "annotations/instances_val2017.json": json.dumps(va).encode()}
     return {"train2017.zip": train, "val2017.zip": val, "annotations_trainval2017.zip": ann}
 
 
@@ -267,4 +294,4 @@ def fab():
     return SimpleNamespace(jpeg_bytes=jpeg_bytes, voc_xml=voc_xml, voc_members=voc_members,
                            VOC_CONTENT=VOC_CONTENT, tar_bytes=tar_bytes, zip_bytes=zip_bytes,
                            write_members=write_members, coco_instances=coco_instances,
-                           COCO_TRAIN=COCO_TRAIN, COCO_VAL=COCO_VAL, coco_members=coco_members, md5=md5)
+                           coco_members=coco_members, md5=md5)

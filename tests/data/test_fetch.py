@@ -4,15 +4,24 @@ Covers: success (files extracted byte for byte, marker written, archives
 removed), resume after a dropped connection (Range request continues), resume
 of a .part left by an interrupted run, checksum mismatch and corrupted body
 (clear error, nothing extracted, bad file set aside, next run downloads afresh),
-idempotent second run (zero requests), disk-space check, mirror from the
-environment, 4xx without retries, COCO and the voc0712 alias.
+a corrupt archive already in downloads/, idempotent second run (zero
+requests), disk-space check, mirror from the environment, 4xx without retries,
+408/429/503 retried after Retry-After, a server that ignores Range and drops
+(gives up), tar-filter and OS errors as one-line CLI errors, COCO and the
+voc0712 alias.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import shutil
+import tarfile
+import time
+from email.utils import formatdate
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -172,13 +181,71 @@ def test_corrupted_body_is_caught_then_redownloaded_from_scratch(http_server, fa
     _assert_extracted(tmp_path, members)
 
 
-def test_not_enough_disk_space_fails_before_downloading(http_server, fab, tmp_path):
+def _free(monkeypatch, free: int) -> None:
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: SimpleNamespace(total=2 * free, used=free, free=free))
+
+
+def test_not_enough_disk_space_fails_before_downloading(http_server, fab, tmp_path, monkeypatch):
     specs, _ = _serve_voc(http_server, fab)
+    _free(monkeypatch, 1000)
     with pytest.raises(F.DiskSpaceError) as e:
-        F.fetch("voc2007", tmp_path, http_server.url, specs=specs, free_space=lambda p: 1000, **QUIET)
+        F.fetch("voc2007", tmp_path, http_server.url, specs=specs, **QUIET)
     assert "needs" in str(e.value) and "1000.0 B is available" in str(e.value)
     assert http_server.gets() == []  # only HEADs for the sizes
     assert [r[0] for r in http_server.log] == ["HEAD", "HEAD"]
+
+
+@pytest.mark.parametrize("leftover", ["old unverified folder", "corrupt archive in downloads"])
+def test_disk_check_counts_what_is_still_on_disk_during_extraction(http_server, fab, tmp_path, monkeypatch,
+                                                                   leftover):
+    """Needed = (both archives to download + their extracted copy) * 1.02 + 64 MiB, by hand.
+    An unverified old folder is deleted only after extraction: it frees nothing. A corrupt
+    archive already in downloads/ is set aside and downloaded again: it counts as missing."""
+    specs, members = _serve_voc(http_server, fab)
+    a, b = (len(http_server.files["/" + r]) for r in (TV07, TE07))
+    needed = int(2 * (a + b) * 1.02) + 64 * 2**20
+    old = tmp_path / "VOCdevkit/VOC2007/JPEGImages/stale.jpg"
+    if leftover == "old unverified folder":
+        old.parent.mkdir(parents=True)
+        old.write_bytes(b"\0" * 2**20)
+    else:
+        (tmp_path / "downloads").mkdir()
+        (tmp_path / "downloads/VOCtrainval_06-Nov-2007.tar").write_bytes(b"not the archive")
+    _free(monkeypatch, needed - 1)
+    with pytest.raises(F.DiskSpaceError, match="only 64.0 MiB is available"):
+        F.fetch("voc2007", tmp_path, http_server.url, specs=specs, **QUIET)
+    assert http_server.gets() == []
+    _free(monkeypatch, needed)
+    F.fetch("voc2007", tmp_path, http_server.url, specs=specs, **QUIET)
+    _assert_extracted(tmp_path, members)
+    assert not old.exists()
+
+
+def test_disk_check_counts_a_stale_temporary_folder_as_free(http_server, fab, tmp_path, monkeypatch):
+    """An interrupted run's .lossbench-tmp-* is deleted before the check: its space is free then."""
+    specs, members = _serve_voc(http_server, fab)
+    a, b = (len(http_server.files["/" + r]) for r in (TV07, TE07))
+    needed = int(2 * (a + b) * 1.02) + 64 * 2**20
+    stale = tmp_path / ".lossbench-tmp-voc2007"
+    stale.mkdir()
+    (stale / "half.jpg").write_bytes(b"\0" * 2**20)
+    free = lambda p: SimpleNamespace(free=needed - 1 + (0 if stale.exists() else 2**20))  # noqa: E731
+    monkeypatch.setattr(shutil, "disk_usage", free)
+    F.fetch("voc2007", tmp_path, http_server.url, specs=specs, **QUIET)
+    _assert_extracted(tmp_path, members)
+
+
+def test_corrupt_archive_already_in_downloads_is_downloaded_again_not_extracted(http_server, fab, tmp_path):
+    specs, members = _serve_voc(http_server, fab)
+    # a well-formed VOC tar with other contents (another image size), under the archive's name
+    content = {"000005": (64, 48, [("dog", 1, 1, 9, 9)]), "000007": (40, 30, [])}
+    wrong = fab.tar_bytes(fab.voc_members("2007", "trainval", content))
+    (tmp_path / "downloads").mkdir()
+    (tmp_path / "downloads/VOCtrainval_06-Nov-2007.tar").write_bytes(wrong)
+    F.fetch("voc2007", tmp_path, http_server.url, specs=specs, **QUIET)
+    assert http_server.gets("/" + TV07) == [("GET", "/" + TV07, None)]
+    _assert_extracted(tmp_path, members)  # the served archive's contents, not the stale one's
+    assert (tmp_path / "downloads/VOCtrainval_06-Nov-2007.tar.bad").read_bytes() == wrong
 
 
 def test_mirror_from_the_environment(http_server, fab, tmp_path, monkeypatch):
@@ -207,6 +274,122 @@ def test_gives_up_after_failed_attempts_and_keeps_the_part(http_server, fab, tmp
     # halving the rest each time, it gets to 1 byte short, then fails 3 times in a row
     assert (tmp_path / "f.bin.part").read_bytes() == body[:-1]
     assert not (tmp_path / "f.bin").exists()
+
+
+@pytest.mark.timeout(30)  # the loop this guards against never ended
+def test_server_ignoring_range_and_dropping_gives_up_after_retries(http_server, fab, tmp_path, monkeypatch,
+                                                                   capsys):
+    """Each answer restarts at byte 0 and stops halfway: the bytes come again, no progress
+    beyond the first attempt; `--retries 2` allows 3 attempts, then a one-line error."""
+    from lossbench.cli import main
+
+    specs, _ = _serve_voc(http_server, fab)
+    monkeypatch.setitem(F.DATASETS, "voc2007", specs["voc2007"])
+    body = http_server.files["/" + TV07]
+    http_server.ignore_range.add("/" + TV07)
+    http_server.drop["/" + TV07] = 10 ** 6
+    rc = main(["fetch", "voc2007", "--root", str(tmp_path), "--mirror", http_server.url, "--retries", "2",
+               "--backoff", "0.001", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.startswith("lossbench fetch: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert f"/{TV07}: giving up after 3 failed attempts without progress beyond byte {len(body) // 2}" in err
+    gets = http_server.gets("/" + TV07)
+    assert [g[2] for g in gets] == [None] + [f"bytes={len(body) // 2}-"] * 2  # asked to resume; ignored
+    part = tmp_path / "downloads/VOCtrainval_06-Nov-2007.tar.part"
+    assert part.read_bytes() == body[: len(body) // 2]  # kept for a later run
+    assert f"{part} holds {len(body) // 2} bytes" in err
+
+
+def test_retry_after_is_honoured_and_408_429_503_are_retried(http_server, tmp_path):
+    http_server.files["/f.bin"] = body = bytes(range(256)) * 4
+    waits: list[float] = []
+    http_server.answers["/f.bin"] = [(429, {"Retry-After": "3"}), (503, {"Retry-After": formatdate(
+        time.time() + 30, usegmt=True)}), (408, {}), (503, {})]
+    F.download(http_server.url + "/f.bin", tmp_path / "f.bin", hashlib.md5(body).hexdigest(), retries=4,
+               backoff=0.5, progress=False, sleep=waits.append, log=lambda s: None)
+    assert (tmp_path / "f.bin").read_bytes() == body
+    # the larger of Retry-After and the back-off 0.5 * 2**k; an HTTP date counts from now
+    assert waits[0] == 3 and 28 <= waits[1] <= 30 and waits[2:] == [2.0, 4.0]
+    # and with the real clock: Retry-After: 1 is waited
+    http_server.answers["/f.bin"] = [(429, {"Retry-After": "1"})]
+    t0 = time.monotonic()
+    F.download(http_server.url + "/f.bin", tmp_path / "g.bin", hashlib.md5(body).hexdigest(), backoff=0.001,
+               progress=False, log=lambda s: None)
+    assert time.monotonic() - t0 >= 1.0
+
+
+def test_requests_ask_for_the_identity_encoding(http_server, tmp_path):
+    """Compressed answers would make Range offsets and Content-Length those of the encoded bytes."""
+    http_server.files["/f.bin"] = body = bytes(range(256)) * 8
+    http_server.drop["/f.bin"] = 1  # a first answer and a resumed one
+    F.download(http_server.url + "/f.bin", tmp_path / "f.bin", hashlib.md5(body).hexdigest(),
+               backoff=0.001, progress=False, log=lambda s: None)
+    assert len(http_server.gets()) == 2
+    assert [h.get("Accept-Encoding") for h in http_server.headers] == ["identity", "identity"]
+
+
+def _tar_with(member: tarfile.TarInfo, data: bytes = b"") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        t.addfile(member, io.BytesIO(data) if data else None)
+    return buf.getvalue()
+
+
+def _symlink(name: str, target: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info
+
+
+def _file(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    return info
+
+
+@pytest.mark.parametrize("member,data,why", [
+    (_symlink("VOCdevkit/VOC2007/passwd", "/etc/passwd"), b"", "AbsoluteLinkError"),
+    (_file("../escaped.txt", 3), b"bad", "OutsideDestinationError"),
+])
+def test_tar_filter_refusal_is_a_one_line_cli_error(http_server, fab, tmp_path, monkeypatch, capsys,
+                                                    member, data, why):
+    from lossbench.cli import main
+
+    specs, _ = _serve_voc(http_server, fab)
+    body = _tar_with(member, data)
+    http_server.files["/" + TV07] = body
+    tv = specs["voc2007"].files[0]
+    monkeypatch.setitem(F.DATASETS, "voc2007", F.DatasetSpec("voc2007", (
+        F.RemoteFile(tv.path, fab.md5(body), len(body), tv.base), specs["voc2007"].files[1]),
+        target="VOCdevkit/VOC2007"))
+    root = tmp_path / "data"
+    rc = main(["fetch", "voc2007", "--root", str(root), "--mirror", http_server.url, "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"lossbench fetch: error: VOCtrainval_06-Nov-2007.tar: cannot extract member "
+                          f"{member.name!r}") and why in err
+    _assert_nothing_extracted(root)
+    assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_os_errors_are_one_line_errors_naming_the_file(http_server, fab, tmp_path, monkeypatch, capsys):
+    from lossbench.cli import main
+
+    specs, _ = _serve_voc(http_server, fab)
+    monkeypatch.setitem(F.DATASETS, "voc2007", specs["voc2007"])
+    (tmp_path / "afile").write_text("")
+    root = tmp_path / "afile" / "data"  # a folder under a file
+    rc = main(["fetch", "voc2007", "--root", str(root), "--mirror", http_server.url, "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("lossbench fetch: error: [Errno 20] Not a directory") and str(root) in err
+    # an OS error while extracting names the archive and the member
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(fab.tar_bytes({"d/a": b"file", "d/a/b": b"under a file"}))
+    with pytest.raises(F.FetchError, match=r"^bad.tar: cannot extract member 'd/a/b' into .*: "
+                                           r"(FileExistsError|NotADirectoryError)"):
+        F.extract(bad, tmp_path / "x", progress=False)
 
 
 def test_voc0712_alias_and_coco(http_server, fab, tmp_path):

@@ -7,14 +7,17 @@ VOC ``(xmin, ymin, xmax, ymax)`` (1-based, inclusive) -> COCO
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from pathlib import Path
 
 import pytest
 from pycocotools.coco import COCO
 
 from lossbench.data import fetch as F
-from lossbench.data.classes import COCO_CLASSES, VOC_CLASSES
+from lossbench.data import prepare as P
+from lossbench.data.classes import CLASSES, SYNTH_CLASSES, class_names
 from lossbench.data.prepare import PrepareError, prepare
 
 QUIET = dict(log=lambda s: None)
@@ -36,7 +39,24 @@ def _coco_root(tmp_path: Path, fab) -> Path:
 
 
 def _load(path: Path) -> dict:
-    return json.loads(path.read_text())
+    """Strict JSON: ``NaN`` / ``Infinity`` are an error, as in every other JSON reader."""
+    def refuse(token):
+        raise ValueError(f"{path}: {token} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_class_order_is_the_one_label_ids_were_built_with():
+    """mmdet's lists, pinned to the hand-written tuples the prepared data was built with
+    (md5 of the comma-joined names), so a label id can never move."""
+    voc, coco = class_names("voc2007"), class_names("coco2017")
+    assert hashlib.md5(",".join(voc).encode()).hexdigest() == "4637531af44245361f7d46210ea02920"
+    assert hashlib.md5(",".join(coco).encode()).hexdigest() == "14ae710e47d335d8ba6cb2ba82a81f09"
+    assert (len(voc), voc[8], voc[-1]) == (20, "chair", "tvmonitor")
+    assert (len(coco), coco[11], coco[-1]) == (80, "stop sign", "toothbrush")
+    assert CLASSES == {"synth": SYNTH_CLASSES, "voc2007": voc, "voc0712": voc, "coco2017": coco}
+    with pytest.raises(KeyError, match="unknown dataset 'voc2010'"):
+        class_names("voc2010")
 
 
 def _boxes(data: dict) -> dict[str, list[tuple]]:
@@ -47,6 +67,23 @@ def _boxes(data: dict) -> dict[str, list[tuple]]:
     for a in data["annotations"]:
         out[files[a["image_id"]]].append((names[a["category_id"]], a["bbox"], a["iscrowd"]))
     return {k: sorted(v) for k, v in out.items()}
+
+
+def test_data_commands_do_not_import_mmdet_until_needed():
+    """mmdet.datasets (the class lists) is slow to import: `lossbench prepare --help` and the
+    data modules must not pay for it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, contextlib, io\n"
+            "import lossbench.data.classes, lossbench.data.prepare, lossbench.data.fetch\n"
+            "from lossbench.cli import main\n"
+            "for cmd in ('prepare', 'fetch'):\n"
+            "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "        main([cmd, '--help'])\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mmdet', 'torch')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_voc0712_splits_boxes_and_difficult(tmp_path, fab):
@@ -68,7 +105,7 @@ def test_voc0712_splits_boxes_and_difficult(tmp_path, fab):
         f"{d07}/000001.jpg": [("dog", [4, 5, 21, 25], 0), ("person", [29, 0, 21, 60], 0)],
         f"{d07}/000002.jpg": [("train", [2, 2, 10, 10], 1)],
     }
-    assert [c["name"] for c in train["categories"]] == list(VOC_CLASSES)
+    assert [c["name"] for c in train["categories"]] == list(class_names("voc0712"))
     assert [c["id"] for c in train["categories"]] == list(range(1, 21))
     chair = next(a for a in train["annotations"] if a["bbox"] == [9, 19, 41, 21])
     assert chair["category_id"] == 9 and chair["area"] == 41 * 21 and chair["difficult"] == 0
@@ -117,6 +154,19 @@ def _edit_xml(root: Path, year: str, img_id: str, old: str, new: str) -> Path:
      "box (45, 1, 50, 30) lies outside the 40x30 image"),
     ("<width>40</width>", "<width>forty</width>", "numeric <width>"),
     ("<ymax>30</ymax>", "<ymax>3O</ymax>", "numeric xmin, ymin, xmax, ymax"),
+    # non-finite: an error naming the object (nan would be written as NaN, inf clipped to the image)
+    ("<xmin>1</xmin>", "<xmin>nan</xmin>", "object 0 (car): <bndbox> needs finite numeric xmin, ymin, xmax, "
+                                           "ymax (<bndbox/xmin> is 'nan')"),
+    ("<xmax>40</xmax>", "<xmax>inf</xmax>", "object 0 (car): <bndbox> needs finite numeric xmin, ymin, xmax, "
+                                            "ymax (<bndbox/xmax> is 'inf')"),
+    ("<xmin>1</xmin>", "<xmin>-inf</xmin>", "object 0 (car): <bndbox> needs finite numeric xmin, ymin, xmax, "
+                                            "ymax (<bndbox/xmin> is '-inf')"),
+    ("<height>30</height>", "<height>inf</height>",
+     "<size> needs finite numeric <width> and <height>, whole numbers of pixels (<size/height> is 'inf')"),
+    # an image has a whole number of pixels: 40.9 is not truncated to 40
+    ("<width>40</width>", "<width>40.9</width>",
+     "<size> needs finite numeric <width> and <height>, whole numbers of pixels (40.9 is not a whole number > 0)"),
+    ("<width>40</width>", "<width>0</width>", "(0.0 is not a whole number > 0)"),
 ])
 def test_malformed_voc_annotation_names_file_and_problem(tmp_path, fab, old, new, message):
     root = _voc_root(tmp_path, fab)
@@ -125,6 +175,20 @@ def test_malformed_voc_annotation_names_file_and_problem(tmp_path, fab, old, new
         prepare("voc0712", root, tmp_path / "out", **QUIET)
     assert str(p) in str(e.value) and message in str(e.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_fractional_voc_corners_are_kept_not_truncated(tmp_path, fab):
+    root = _voc_root(tmp_path, fab)
+    # the chair (10, 20, 50, 40) of 000005 -> (10.5, 20, 50.25, 40), and a whole size written "64.0"
+    _edit_xml(root, "2007", "000005", "<xmin>10</xmin>", "<xmin>10.5</xmin>")
+    _edit_xml(root, "2007", "000005", "<xmax>50</xmax>", "<xmax>50.25</xmax>")
+    _edit_xml(root, "2007", "000005", "<width>64</width>", "<width>64.0</width>")
+    prepare("voc0712", root, tmp_path / "out", **QUIET)
+    train = _load(tmp_path / "out" / "train.json")
+    chair = next(a for a in train["annotations"] if a["bbox"][1] == 19)
+    # [xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1] = [9.5, 19, 40.75, 21]
+    assert chair["bbox"] == [9.5, 19, 40.75, 21] and chair["area"] == 40.75 * 21
+    assert train["images"][0]["width"] == 64
 
 
 def test_box_partly_outside_is_clipped_and_counted_or_strict_error(tmp_path, fab):
@@ -158,7 +222,7 @@ def test_coco_remap_clip_drop_and_ids(tmp_path, fab):
     summary = prepare("coco2017", root, tmp_path / "out", **QUIET)
     train = _load(tmp_path / "out" / "train.json")
     val = _load(tmp_path / "out" / "val.json")
-    assert [c["name"] for c in train["categories"]] == list(COCO_CLASSES)
+    assert [c["name"] for c in train["categories"]] == list(class_names("coco2017"))
     assert [im["file_name"] for im in train["images"]] == ["coco/train2017/000000000009.jpg",
                                                            "coco/train2017/000000000025.jpg"]
     assert [im["id"] for im in train["images"]] == [9, 25]  # COCO ids kept
@@ -183,7 +247,17 @@ def test_coco_remap_clip_drop_and_ids(tmp_path, fab):
      "unknown category id=12 name='street sign'"),
     (lambda d: d["annotations"][0].__setitem__("image_id", 77), "annotation 101: unknown image_id 77"),
     (lambda d: d["annotations"][0].__setitem__("category_id", 12), "annotation 101: unknown category_id 12"),
-    (lambda d: d["annotations"][0].__setitem__("bbox", [1, 2, 3]), "annotation 101: bbox must be 4 numbers"),
+    (lambda d: d["categories"].__setitem__(1, {"id": 2, "name": "person"}), "repeated category id=2 name='person'"),
+    (lambda d: d["annotations"][0].__setitem__("bbox", [1, 2, 3]), "annotation 101: bbox must be 4 finite numbers"),
+    # non-finite (json writes NaN / Infinity, which json.load reads back) and fractional sizes
+    (lambda d: d["annotations"][0]["bbox"].__setitem__(0, math.nan),
+     "annotation 101: bbox must be 4 finite numbers [x, y, w, h], got [nan, 2.0, 20.0, 30.25]"),
+    (lambda d: d["annotations"][0]["bbox"].__setitem__(2, math.inf), "annotation 101: bbox must be 4 finite"),
+    (lambda d: d["annotations"][0]["bbox"].__setitem__(0, -math.inf), "annotation 101: bbox must be 4 finite"),
+    (lambda d: d["annotations"][0].__setitem__("area", math.nan), "annotation 101: area must be a finite number"),
+    (lambda d: d["images"][0].__setitem__("width", math.inf),
+     "image 9: needs id, file_name and positive whole width, height (ValueError('inf is not a whole number > 0'))"),
+    (lambda d: d["images"][0].__setitem__("height", 48.5), "image 9: needs id, file_name and positive whole"),
     (lambda d: d["annotations"][0].__setitem__("bbox", [70, 2, 3, 4]), "annotation 101: bbox [70, 2, 3, 4] lies outside"),
     (lambda d: d.pop("images"), "expected a list under 'images'"),
 ])
@@ -196,6 +270,12 @@ def test_malformed_coco_names_file_and_problem(tmp_path, fab, edit, message):
     with pytest.raises(PrepareError) as e:
         prepare("coco2017", root, tmp_path / "out", **QUIET)
     assert str(p) in str(e.value) and message in str(e.value)
+
+
+def test_written_json_is_strict(tmp_path):
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        P._write_json(tmp_path / "x.json", {"bbox": [math.nan, 0, 1, 1]})
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_coco_bad_json(tmp_path, fab):
@@ -279,7 +359,7 @@ def test_mmdet_cocodataset_reads_the_output(tmp_path, fab):
     root = _voc_root(tmp_path, fab)
     prepare("voc0712", root, tmp_path / "out", **QUIET)
     ds = CocoDataset(data_root=str(root), ann_file=str(tmp_path / "out" / "train.json"), data_prefix=dict(img=""),
-                     metainfo=dict(classes=VOC_CLASSES), pipeline=[], filter_cfg=None)
+                     metainfo=dict(classes=class_names("voc0712")), pipeline=[], filter_cfg=None)
     first = ds[0]  # VOC2007 000005: the difficult chair and the chair
     assert first["img_path"] == str(root / "VOCdevkit/VOC2007/JPEGImages/000005.jpg")
     # xyxy = [x, y, x + w, y + h]; chair is label 8 (0-based) of the VOC order; difficult -> ignored
@@ -293,16 +373,15 @@ def test_profile_driven_fetch_and_prepare_stages(tmp_path, capsys):
     profiles.NAME.prepare; unknown keys are errors naming the params file and key."""
     from lossbench.cli import main
 
-    configs = "{focal: a.py, ohem: b.py, sse: c.py}"
     params = tmp_path / "params.yaml"
     params.write_text(
         "profiles:\n"
-        f"  tiny:\n    dataset: synth\n    configs: {configs}\n"
+        "  tiny:\n    dataset: synth\n"
         "    data: {seed: 2, n_train: 6, n_val: 2, n_test: 3, image_size: 64, objects: [1, 2],\n"
         "           object_size: [8, 24], workers: 1, anchor_config: none}\n"
         "    prepare: {subset: 4, seed: 1}\n"
-        f"  typo:\n    dataset: synth\n    configs: {configs}\n    data: {{n_trian: 5}}\n"
-        f"  vocbad:\n    dataset: voc0712\n    configs: {configs}\n    data: {{mirorr: x}}\n")
+        "  typo:\n    dataset: synth\n    data: {n_trian: 5}\n"
+        "  vocbad:\n    dataset: voc0712\n    data: {mirorr: x}\n")
     raw, out = tmp_path / "raw", tmp_path / "prepared"
     assert main(["fetch", "--profile", "tiny", "--params", str(params), "--root", str(raw)]) == 0
     stats = json.loads((raw / "stats.json").read_text())

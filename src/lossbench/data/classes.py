@@ -1,42 +1,15 @@
 """Class lists of the study's datasets, in the fixed order training uses.
 
 Every prepared COCO-format JSON numbers its categories ``1..C`` in exactly the
-order of these tuples, so ``CLASSES[dataset][k - 1]`` is the name of category
-``k`` and a config's ``metainfo=dict(classes=CLASSES[dataset])`` lines up with
-the labels MMDetection builds from the JSON.
+order of ``class_names(dataset)``, so ``class_names(dataset)[k - 1]`` is the
+name of category ``k`` and a config's ``metainfo=dict(classes=...)`` lines up
+with the labels MMDetection builds from the JSON. VOC and COCO use
+MMDetection's own lists (``VOCDataset`` / ``CocoDataset.METAINFO``, imported
+on first use: ``mmdet.datasets`` is slow to import); COCO's official category
+ids are read from the instances JSON by name, not kept here.
 """
 
 from __future__ import annotations
-
-#: PASCAL VOC's 20 classes, in the devkit's (alphabetical) order.
-VOC_CLASSES: tuple[str, ...] = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
-    "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)
-
-#: COCO's 80 thing classes, ordered by their official (non-contiguous) ids.
-COCO_CLASSES: tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train",
-    "truck", "boat", "traffic light", "fire hydrant", "stop sign",
-    "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag",
-    "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon",
-    "bowl", "banana", "apple", "sandwich", "orange", "broccoli", "carrot",
-    "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote",
-    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink",
-    "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
-    "hair drier", "toothbrush",
-)
-
-#: The official COCO 2017 category id of each entry of ``COCO_CLASSES``
-#: (1..90 without 12, 26, 29, 30, 45, 66, 68, 69, 71, 83).
-COCO_CATEGORY_IDS: tuple[int, ...] = tuple(
-    i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)
-)
 
 #: The generated set's 8 classes (see ``lossbench.data.synth.CLASS_SPECS``).
 #: Confusable on purpose: red_disc / orange_disc differ only in hue (25 deg),
@@ -46,13 +19,23 @@ SYNTH_CLASSES: tuple[str, ...] = (
     "green_triangle", "yellow_star", "purple_cross",
 )
 
-#: dataset name (as ``lossbench prepare --dataset`` spells it) -> class order.
-CLASSES: dict[str, tuple[str, ...]] = {
-    "synth": SYNTH_CLASSES,
-    "voc2007": VOC_CLASSES,
-    "voc0712": VOC_CLASSES,
-    "coco2017": COCO_CLASSES,
-}
+#: dataset name (as ``lossbench prepare --dataset`` spells it) -> mmdet dataset class.
+_MMDET = {"voc2007": "VOCDataset", "voc0712": "VOCDataset", "coco2017": "CocoDataset"}
 
-assert len(VOC_CLASSES) == 20 and len(COCO_CLASSES) == 80
-assert len(COCO_CATEGORY_IDS) == 80
+
+def class_names(dataset: str) -> tuple[str, ...]:
+    """The class order of ``dataset`` (synth, voc2007, voc0712 or coco2017)."""
+    if dataset == "synth":
+        return SYNTH_CLASSES
+    if dataset not in _MMDET:
+        raise KeyError(f"unknown dataset {dataset!r}; expected synth or one of {', '.join(_MMDET)}")
+    import mmdet.datasets
+
+    return tuple(getattr(mmdet.datasets, _MMDET[dataset]).METAINFO["classes"])
+
+
+def __getattr__(name: str):
+    """``CLASSES``: dataset -> class order, built on first use (it imports mmdet)."""
+    if name == "CLASSES":
+        return {d: class_names(d) for d in ("synth", *_MMDET)}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,10 +6,16 @@ What a user can rely on:
   or Ctrl-C the next attempt (or the next run) asks for the rest with an HTTP
   ``Range`` header and appends. A server that ignores ``Range`` (200 instead of
   206) makes it start over, cleanly.
-- **Retries** with exponential back-off (``backoff * 2**k`` s) on connection
-  errors, time-outs, 5xx answers and short bodies.
+- **Retries** with exponential back-off (``backoff * 2**k`` s, at least the
+  server's ``Retry-After``) on connection errors, time-outs, 408, 429 and 5xx
+  answers and short bodies. An attempt counts as progress only when the
+  ``.part`` grows beyond the furthest byte reached before, so a server that
+  ignores ``Range`` and keeps dropping the connection makes it give up after
+  ``retries`` attempts instead of starting over for ever. Requests ask for
+  ``Accept-Encoding: identity``: byte offsets are those of the file itself.
 - **Verified before extraction**: every archive of a dataset is md5-checked
-  before any is opened. A mismatch raises ``ChecksumError`` naming the file,
+  before any is opened, including an archive already in ``ROOT/downloads``
+  (one with another md5 is set aside and downloaded again). A mismatch raises ``ChecksumError`` naming the file,
   the expected and the actual digest; the bad file is renamed ``NAME.bad`` (so
   the next run downloads afresh) and nothing is extracted.
 - **Atomic extraction**: archives are unpacked into ``ROOT/.lossbench-tmp-*``
@@ -19,9 +25,14 @@ What a user can rely on:
 - **Idempotent**: a verified dataset leaves ``ROOT/.lossbench-fetch-DATASET.json``
   (its files and md5s); a second fetch with that marker and folder present does
   no network work at all.
-- **Disk space** is checked up front (archive sizes from ``HEAD`` requests, or
-  the known sizes below) and a shortfall is a ``DiskSpaceError`` saying how
-  much is needed and free.
+- **Disk space** is checked up front: what is left to download (sizes from
+  ``HEAD`` requests, or the known sizes below) plus the extracted copy (about
+  the archives' size). An unverified old dataset folder is deleted only after
+  extraction, so it does not count as free. A shortfall is a
+  ``DiskSpaceError`` saying how much is needed and free.
+- **Errors are one line**: extraction problems (tar ``filter='data'``
+  refusals, unsafe zip paths, a full disk) are a ``FetchError`` naming the
+  archive and the member.
 
 ``--mirror URL`` (or ``LOSSBENCH_MIRROR``) replaces each file's base address
 and keeps its relative path, e.g. ``URL/voc2007/VOCtest_06-Nov-2007.tar`` and
@@ -31,6 +42,7 @@ so tests (and private mirrors with other files) can pass their own.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import os
@@ -39,6 +51,7 @@ import tarfile
 import time
 import zipfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -225,20 +238,24 @@ def download(url: str, dest: str | os.PathLike, md5: str, *, session=None, retri
         url: address to GET.
         dest: final path; written only once the md5 matches.
         md5: expected hex digest.
-        retries: attempts after the first that may fail in a row (an attempt
-            that receives bytes resets the count).
-        backoff: first wait in s; doubles after each failed attempt.
+        retries: failed attempts in a row allowed after the first; an attempt
+            that takes ``dest.part`` beyond the furthest byte reached so far
+            resets the count (bytes received again after a restart do not).
+        backoff: first wait in s; doubles after each failed attempt; a 429 or
+            503 answer's ``Retry-After`` (up to ``MAX_RETRY_AFTER``) is waited
+            at least.
         timeout: connect / read time-out in s.
         progress: show a tqdm bar (size, rate, time left).
         sleep, log: injectable for tests.
 
     Returns:
-        ``dest``. An existing ``dest`` whose md5 matches is kept (no request).
+        ``dest``. An existing ``dest`` whose md5 matches is kept (no request);
+        one with another md5 is renamed ``dest.bad`` and downloaded again.
 
     Raises:
         ChecksumError: the complete download has another md5 (``dest.part`` is
             renamed ``dest.bad``; nothing else changes).
-        HTTPStatusError: the server answered 4xx (no retry).
+        HTTPStatusError: the server answered 4xx other than 408 / 429 (no retry).
         FetchError: it failed ``retries + 1`` times in a row; ``dest.part`` is
             kept for a later resume.
     """
@@ -247,17 +264,16 @@ def download(url: str, dest: str | os.PathLike, md5: str, *, session=None, retri
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file():
-        if md5sum(dest, progress) == md5:
-            return dest
-        dest.replace(dest.with_name(dest.name + ".bad"))
+    if _kept(dest, md5, progress, log):
+        return dest
     part = dest.with_name(dest.name + ".part")
     sess = _session(session)
     failures = 0
+    best = part.stat().st_size if part.is_file() else 0  # furthest byte reached so far
     while True:
         offset = part.stat().st_size if part.is_file() else 0
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        got = 0
+        headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={offset}-"} if offset else {})}
+        asked = 0.0  # Retry-After of this answer, s
         try:
             with sess.get(url, headers=headers, stream=True, timeout=timeout) as r:
                 if r.status_code == 416 and offset:  # "bytes */TOTAL": nothing left from offset
@@ -266,6 +282,9 @@ def download(url: str, dest: str | os.PathLike, md5: str, *, session=None, retri
                         part.unlink()
                         raise _ShortRead(f"{part} ({offset} bytes) does not fit a {total}-byte file")
                     break  # .part is complete
+                if r.status_code in (408, 429) or r.status_code >= 500:
+                    asked = _retry_after(r)
+                    raise _ShortRead(f"{url}: HTTP {r.status_code} {r.reason}")
                 if 400 <= r.status_code < 500:
                     raise HTTPStatusError(f"{url}: HTTP {r.status_code} {r.reason}")
                 if r.status_code not in (200, 206):
@@ -274,6 +293,7 @@ def download(url: str, dest: str | os.PathLike, md5: str, *, session=None, retri
                     offset = 0  # the server sent the whole file: start over
                 length = r.headers.get("Content-Length")
                 expected = offset + int(length) if length and length.isdigit() else None
+                got = 0
                 with open(part, "r+b" if offset else "wb") as f, \
                         _bar(expected, dest.name, progress, initial=offset) as bar:
                     f.seek(offset)
@@ -286,12 +306,13 @@ def download(url: str, dest: str | os.PathLike, md5: str, *, session=None, retri
                     raise _ShortRead(f"connection closed after {offset + got} of {expected} bytes")
             break
         except (requests.RequestException, urllib3.exceptions.HTTPError, _ShortRead) as e:
-            failures = 1 if got else failures + 1
+            reached = part.stat().st_size if part.is_file() else 0
+            best, failures = (reached, 1) if reached > best else (best, failures + 1)
             if failures > retries:
-                raise FetchError(f"{url}: giving up after {failures} failed attempts in a row "
-                                 f"({e}); {part} holds {part.stat().st_size if part.exists() else 0} "
-                                 "bytes and the next run resumes from there") from e
-            wait = backoff * 2 ** (failures - 1)
+                raise FetchError(f"{url}: giving up after {failures} failed attempts without progress "
+                                 f"beyond byte {best} ({e}); {part} holds {reached} bytes and the next "
+                                 "run resumes from there") from e
+            wait = max(backoff * 2 ** (failures - 1), asked)
             log(f"{dest.name}: {type(e).__name__}: {e}; resuming in {wait:.1f} s")
             sleep(wait)
     actual = md5sum(part, progress)
@@ -303,6 +324,34 @@ def download(url: str, dest: str | os.PathLike, md5: str, *, session=None, retri
                             "run fetch again to download it afresh)")
     part.replace(dest)
     return dest
+
+
+def _kept(dest: Path, md5: str, progress: bool, log: Callable[[str], None]) -> bool:
+    """True when ``dest`` exists with ``md5``; one with another md5 is renamed ``.bad``."""
+    if not dest.is_file():
+        return False
+    actual = md5sum(dest, progress)
+    if actual == md5:
+        return True
+    bad = dest.with_name(dest.name + ".bad")
+    dest.replace(bad)
+    log(f"{dest.name}: md5 {actual} is not the expected {md5}; moved to {bad}, downloading it again")
+    return False
+
+
+#: the longest ``Retry-After`` waited, s (a longer one counts as this).
+MAX_RETRY_AFTER = 600.0
+
+
+def _retry_after(r) -> float:
+    """Seconds an answer's ``Retry-After`` asks for (delay or HTTP date); 0 when absent."""
+    value = r.headers.get("Retry-After", "").strip()
+    try:
+        secs = float(value) if value.isdigit() else \
+            (email.utils.parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
+    except (TypeError, ValueError):  # absent, malformed or a date without a zone
+        return 0.0
+    return min(max(secs, 0.0), MAX_RETRY_AFTER)
 
 
 def _body_chunks(r) -> Iterator[bytes]:
@@ -329,42 +378,49 @@ def _range_starts_at(r, offset: int) -> bool:
 # Extraction
 # ----------------------------------------------------------------------------
 
-def _safe_member(name: str, archive: Path) -> str:
-    p = Path(name)
-    if p.is_absolute() or ".." in p.parts:
-        raise FetchError(f"{archive.name}: refusing unsafe member path {name!r}")
-    return name
-
-
 def extract(archive: str | os.PathLike, into: str | os.PathLike, progress: bool = True) -> None:
-    """Unpack a ``.tar`` / ``.tar.gz`` / ``.zip`` into ``into`` (no path escapes)."""
+    """Unpack a ``.tar`` / ``.tar.gz`` / ``.zip`` into ``into`` (no path escapes).
+
+    Tar members pass tarfile's ``filter='data'`` (no absolute or escaping
+    paths or links, no device files); a zip member with an absolute or ``..``
+    path is refused. Any failure, a full disk included, is a ``FetchError``
+    naming the archive and the member.
+    """
     archive, into = Path(archive), Path(into)
     into.mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm
 
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
-            members = z.infolist()
-            for m in tqdm(members, desc=f"extract {archive.name}", unit="file", disable=not progress, leave=False):
-                _safe_member(m.filename, archive)
-                z.extract(m, into)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as t:
-            for m in tqdm(t, desc=f"extract {archive.name}", unit="file", disable=not progress, leave=False):
-                _safe_member(m.name, archive)
-                t.extract(m, into, filter="data")
-    else:
-        raise FetchError(f"{archive}: neither a tar nor a zip archive")
+    def members(items):
+        return tqdm(items, desc=f"extract {archive.name}", unit="file", disable=not progress, leave=False)
+
+    name = None
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                for m in members(z.infolist()):
+                    name = m.filename
+                    if Path(name).is_absolute() or ".." in Path(name).parts:
+                        raise FetchError(f"{archive.name}: refusing unsafe member path {name!r}")
+                    z.extract(m, into)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as t:
+                for m in members(t):
+                    name = m.name
+                    t.extract(m, into, filter="data")
+        else:
+            raise FetchError(f"{archive}: neither a tar nor a zip archive")
+    except (tarfile.TarError, zipfile.BadZipFile, OSError) as e:
+        raise FetchError(f"{archive.name}: cannot extract member {name!r} into {into}: "
+                         f"{type(e).__name__}: {e}") from e
 
 
 # ----------------------------------------------------------------------------
 # A whole dataset
 # ----------------------------------------------------------------------------
 
-def check_disk_space(root: Path, needed: int, what: str,
-                     free: Callable[[Path], int] | None = None) -> None:
+def check_disk_space(root: Path, needed: int, what: str) -> None:
     """Raise ``DiskSpaceError`` unless ``needed`` bytes are free under ``root``."""
-    have = (free or (lambda p: shutil.disk_usage(p).free))(root)
+    have = shutil.disk_usage(root).free
     if have < needed:
         raise DiskSpaceError(f"{root}: {what} needs {_human(needed)} free, only {_human(have)} "
                              "is available; free some space or choose another --root")
@@ -373,8 +429,8 @@ def check_disk_space(root: Path, needed: int, what: str,
 def fetch(name: str, root: str | os.PathLike, mirror: str | None = None, *,
           specs: Mapping[str, DatasetSpec] = DATASETS, session=None, retries: int = 5,
           backoff: float = 1.0, timeout: float = 60.0, progress: bool = True,
-          keep_archives: bool = False, free_space: Callable[[Path], int] | None = None,
-          sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+          keep_archives: bool = False, sleep: Callable[[float], None] = time.sleep,
+          log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Fetch dataset ``name`` (or an alias such as ``voc0712``) under ``root``.
 
     Args:
@@ -385,7 +441,6 @@ def fetch(name: str, root: str | os.PathLike, mirror: str | None = None, *,
         specs: the file table (tests pass their own).
         keep_archives: keep the verified archives after extraction (they are
             deleted by default; the marker makes them unnecessary).
-        free_space: bytes free under a path (tests); default ``shutil.disk_usage``.
 
     Returns:
         One dict per dataset: ``name``, ``status`` (``"fetched"`` or
@@ -403,29 +458,34 @@ def fetch(name: str, root: str | os.PathLike, mirror: str | None = None, *,
             results.append({"name": spec.name, "status": "already present", "target": spec.target})
             continue
         _fetch_one(spec, root, mirror, session=_session(session), retries=retries, backoff=backoff,
-                   timeout=timeout, progress=progress, keep_archives=keep_archives,
-                   free_space=free_space, sleep=sleep, log=log)
+                   timeout=timeout, progress=progress, keep_archives=keep_archives, sleep=sleep, log=log)
         results.append({"name": spec.name, "status": "fetched", "target": spec.target})
     return results
 
 
 def _fetch_one(spec: DatasetSpec, root: Path, mirror: str | None, *, session, retries, backoff,
-               timeout, progress, keep_archives, free_space, sleep, log) -> None:
+               timeout, progress, keep_archives, sleep, log) -> None:
     downloads = root / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
-    # -- disk space: what is left to download + the extracted copy (~ archive size)
+    tmp = root / f".lossbench-tmp-{spec.name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)  # left by an interrupted run; its space is free for the check below
+    # -- disk space: what is left to download + the extracted copy (~ archive size). An archive
+    # already downloaded counts only once its md5 matches (else it is set aside and fetched
+    # again); the unverified old folder is deleted only after extraction, so it frees nothing.
     need_dl = need_x = 0
     for f in spec.files:
         dest = downloads / f.name
-        size = dest.stat().st_size if dest.is_file() else f.size
-        if not dest.is_file():
-            size = remote_size(f.url(mirror), session, timeout) or f.size
-            part = dest.with_name(dest.name + ".part")
-            need_dl += max(size - (part.stat().st_size if part.is_file() else 0), 0)
+        if _kept(dest, f.md5, progress, log):
+            need_x += dest.stat().st_size
+            continue
+        size = remote_size(f.url(mirror), session, timeout) or f.size
+        part = dest.with_name(dest.name + ".part")
+        need_dl += max(size - (part.stat().st_size if part.is_file() else 0), 0)
         need_x += size
     needed = int((need_dl + need_x) * 1.02) + (64 << 20)
     check_disk_space(root, needed, f"{spec.name} ({_human(need_dl)} to download, "
-                     f"~{_human(need_x)} extracted)", free_space)
+                     f"~{_human(need_x)} extracted)")
     # -- download and verify every archive before extracting any
     paths = []
     for f in spec.files:
@@ -435,9 +495,6 @@ def _fetch_one(spec: DatasetSpec, root: Path, mirror: str | None, *, session, re
                               backoff=backoff, timeout=timeout, progress=progress, sleep=sleep,
                               log=log))
     # -- extract into a temporary folder beside the target, then rename
-    tmp = root / f".lossbench-tmp-{spec.name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)  # left by an interrupted run
     try:
         for p in paths:
             log(f"{spec.name}: extracting {p.name}")

@@ -20,13 +20,18 @@ Contract of the JSON files:
 - ``images[].file_name`` is relative to ``--root`` (so a config sets
   ``data_root=ROOT`` and an empty image prefix);
 - ``categories`` have ids ``1..C`` in the order of
-  ``lossbench.data.classes.CLASSES[dataset]`` (COCO's 80 official ids are
-  remapped to 1..80 in id order);
+  ``lossbench.data.classes.class_names(dataset)`` (MMDetection's VOC and COCO
+  orders); an input category is matched by its name, so COCO's 80 official
+  ids (1..90 with gaps) become 1..80 in the order of its classes;
 - ``annotations[].bbox`` is ``[x, y, w, h]`` in pixels. VOC boxes, whose
   corners are 1-based inclusive pixel indices, become
   ``[xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1]`` (the generated
   set uses the same rule, so its two layouts agree exactly; MMDetection's own
   ``XMLDataset`` reads the same XML 1 px narrower, ``xmax - xmin``);
+- coordinates are pixels as the annotation gives them: fractional values (some
+  VOC-format exports write them; COCO's are fractional) are kept, rounded to
+  0.001 px, never truncated (``XMLDataset`` would truncate VOC corners with
+  ``int(float(text))``). Image sizes must be positive whole numbers;
 - VOC ``difficult`` objects are kept with ``iscrowd: 1`` and ``difficult: 1``:
   COCO evaluation and MMDetection's ``CocoDataset`` ignore crowd boxes, as the
   VOC protocol ignores difficult ones; other VOC boxes carry ``difficult: 0``;
@@ -34,7 +39,8 @@ Contract of the JSON files:
   kept; COCO image and annotation ids are kept, VOC ids are ``1..n``.
 
 Malformed input is an error that names the file and the problem: XML that does
-not parse, a missing size or box field, an unknown class, a box with
+not parse, a missing size or box field, a coordinate, size or area that is not
+a finite number (``nan``, ``inf``), a fractional image size, an unknown class, a box with
 ``xmin > xmax`` or one entirely outside the image, a listed image without its
 annotation or JPEG file, a JPEG whose size differs from the annotation's.
 Boxes *partly* outside the image are clipped to it and counted in
@@ -45,6 +51,8 @@ clipping are dropped and counted (``dropped_tiny_boxes``), as MMDetection does.
 ``subset=N`` keeps N images per split, chosen by sorting the images on
 ``md5(f"{seed}:{file_name}")``: deterministic, nested (N images are among the
 first M > N) and the same for val and test when they come from the same images.
+
+The JSON written is strict (no ``NaN`` / ``Infinity``).
 """
 
 from __future__ import annotations
@@ -52,14 +60,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
+import math
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from lossbench.data.classes import CLASSES, COCO_CATEGORY_IDS, COCO_CLASSES, SYNTH_CLASSES, VOC_CLASSES
-from lossbench.utils import atomic_path, atomic_write_json, read_json
+from lossbench.data.classes import SYNTH_CLASSES, class_names
+from lossbench.utils import atomic_path, atomic_write_text, read_json
 
 DATASETS: tuple[str, ...] = ("synth", "voc2007", "voc0712", "coco2017")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -106,10 +116,28 @@ class Report:
             self.dropped_examples.append(msg)
 
 
-def _num(text: str | None) -> float:
-    if text is None:
-        raise ValueError("missing")
-    return float(text.strip())
+def _num(node: ET.Element, tag: str) -> float:
+    """The finite number in ``node``'s ``tag``; a ValueError quoting its text otherwise."""
+    text = node.findtext(tag)
+    try:
+        v = float(text.strip())
+    except (AttributeError, ValueError):  # missing or not a number
+        v = math.nan
+    if not math.isfinite(v):
+        raise ValueError(f"<{tag}> is {text!r}")
+    return v
+
+
+def _finite(v: Any) -> bool:
+    """True for a finite JSON number (not a bool)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _pixels(v: Any) -> int:
+    """An image size: a positive whole number; a ValueError otherwise."""
+    if not (_finite(v) and v > 0 and float(v).is_integer()):
+        raise ValueError(f"{v!r} is not a whole number > 0")
+    return int(v)
 
 
 # ----------------------------------------------------------------------------
@@ -132,12 +160,10 @@ def parse_voc_xml(path: Path, classes: Sequence[str], report: Report, strict: bo
         raise PrepareError(f"{path}: cannot read the annotation ({e.strerror})") from e
     ann = tree.getroot()
     try:
-        W = int(_num(ann.findtext("size/width")))
-        H = int(_num(ann.findtext("size/height")))
+        W, H = (_pixels(_num(ann, f"size/{t}")) for t in ("width", "height"))
     except ValueError as e:
-        raise PrepareError(f"{path}: <size> needs numeric <width> and <height> ({e})") from e
-    if W <= 0 or H <= 0:
-        raise PrepareError(f"{path}: image size {W}x{H} is not positive")
+        raise PrepareError(f"{path}: <size> needs finite numeric <width> and <height>, whole "
+                           f"numbers of pixels ({e})") from e
     anns = []
     for k, obj in enumerate(ann.findall("object")):
         name = (obj.findtext("name") or "").strip()
@@ -145,9 +171,9 @@ def parse_voc_xml(path: Path, classes: Sequence[str], report: Report, strict: bo
             raise PrepareError(f"{path}: object {k}: unknown class {name!r} "
                                f"(expected one of: {', '.join(classes)})")
         try:
-            x1, y1, x2, y2 = (_num(obj.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax"))
+            x1, y1, x2, y2 = (_num(obj, f"bndbox/{t}") for t in ("xmin", "ymin", "xmax", "ymax"))
         except ValueError as e:
-            raise PrepareError(f"{path}: object {k} ({name}): <bndbox> needs numeric "
+            raise PrepareError(f"{path}: object {k} ({name}): <bndbox> needs finite numeric "
                                f"xmin, ymin, xmax, ymax ({e})") from e
         box = tuple(_tidy(v) for v in (x1, y1, x2, y2))
         if x1 > x2 or y1 > y2:
@@ -193,7 +219,7 @@ def read_voc(root: Path, year: str, imageset: str, report: Report, strict: bool 
         xml = vdir / "Annotations" / f"{img_id}.xml"
         if not xml.is_file():
             raise PrepareError(f"{xml}: missing (listed in {listing})")
-        W, H, anns = parse_voc_xml(xml, VOC_CLASSES, report, strict, where=str(xml.relative_to(root)))
+        W, H, anns = parse_voc_xml(xml, class_names("voc2007"), report, strict, where=str(xml.relative_to(root)))
         jpg = vdir / "JPEGImages" / f"{img_id}.jpg"
         _check_image(jpg, W, H, xml, check_images)
         out.append(Entry(jpg.relative_to(root).as_posix(), W, H, anns))
@@ -221,7 +247,7 @@ def _coco_root(root: Path) -> Path:
 
 
 def read_coco(root: Path, ann_file: Path, image_dir: Path, classes: Sequence[str],
-              category_ids: Sequence[int], report: Report, strict: bool = False,
+              report: Report, strict: bool = False,
               check_images: bool = True, keep_ids: bool = True,
               extra_keys: Sequence[str] = ()) -> list[Entry]:
     """Images of a COCO-format JSON with their boxes, categories remapped to 1..C.
@@ -229,8 +255,8 @@ def read_coco(root: Path, ann_file: Path, image_dir: Path, classes: Sequence[str
     Args:
         root: paths in the output are relative to it.
         ann_file: the JSON; ``images[].file_name`` is relative to ``image_dir``.
-        classes, category_ids: the expected ``(id, name)`` of every category,
-            in output order; a category outside that table is an error.
+        classes: the category names in output order (ids 1..C); a JSON
+            category is matched by name, one outside them or named twice is an error.
         keep_ids: keep the JSON's image and annotation ids.
         extra_keys: annotation keys copied through (e.g. ``visible``).
     """
@@ -243,22 +269,22 @@ def read_coco(root: Path, ann_file: Path, image_dir: Path, classes: Sequence[str
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key) if isinstance(data, dict) else None, list):
             raise PrepareError(f"{ann_file}: expected a list under {key!r}")
-    expected = dict(zip(category_ids, classes))
+    order = {n: k for k, n in enumerate(classes, 1)}
     remap = {}
     for c in data["categories"]:
         cid, name = c.get("id"), c.get("name")
-        if expected.get(cid) != name:
-            raise PrepareError(f"{ann_file}: unknown category id={cid!r} name={name!r} "
-                               f"(expected ids {min(category_ids)}..{max(category_ids)} named as "
-                               f"the {len(classes)} classes of lossbench.data.classes)")
-        remap[cid] = list(category_ids).index(cid) + 1
+        if name not in order or cid in remap or order[name] in remap.values():
+            raise PrepareError(f"{ann_file}: {'repeated' if name in order else 'unknown'} category "
+                               f"id={cid!r} name={name!r} (expected each of the {len(classes)} "
+                               "classes of lossbench.data.classes at most once)")
+        remap[cid] = order[name]
     images: dict[int, Entry] = {}
     for im in data["images"]:
         try:
-            iid, fn, W, H = im["id"], im["file_name"], int(im["width"]), int(im["height"])
+            iid, fn, W, H = im["id"], im["file_name"], _pixels(im["width"]), _pixels(im["height"])
         except (KeyError, TypeError, ValueError) as e:
             raise PrepareError(f"{ann_file}: image {im.get('id', '?') if isinstance(im, dict) else im!r}: "
-                               f"needs id, file_name, width, height ({e!r})") from e
+                               f"needs id, file_name and positive whole width, height ({e!r})") from e
         if iid in images:
             raise PrepareError(f"{ann_file}: image id {iid} appears twice")
         path = image_dir / fn
@@ -272,8 +298,11 @@ def read_coco(root: Path, ann_file: Path, image_dir: Path, classes: Sequence[str
         if a.get("category_id") not in remap:
             raise PrepareError(f"{ann_file}: annotation {aid}: unknown category_id {a.get('category_id')!r}")
         bbox = a.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-            raise PrepareError(f"{ann_file}: annotation {aid}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_finite, bbox))):
+            raise PrepareError(f"{ann_file}: annotation {aid}: bbox must be 4 finite numbers [x, y, w, h], "
+                               f"got {bbox!r}")
+        if not _finite(a.get("area", 0)):
+            raise PrepareError(f"{ann_file}: annotation {aid}: area must be a finite number, got {a['area']!r}")
         x, y, w, h = bbox
         W, H = img.width, img.height
         if w < 0 or h < 0:
@@ -316,14 +345,14 @@ def _sources(dataset: str, root: Path) -> dict[str, list[tuple[str, Callable[...
         cdir = _coco_root(root)
         return (f"COCO {split}2017",
                 lambda rep, strict, chk: read_coco(root, cdir / "annotations" / f"instances_{split}2017.json",
-                                                   cdir / f"{split}2017", COCO_CLASSES, COCO_CATEGORY_IDS,
+                                                   cdir / f"{split}2017", class_names("coco2017"),
                                                    rep, strict, chk))
 
     def synth(split):
         return (f"synth {split}",
                 lambda rep, strict, chk: read_coco(root, root / "annotations" / f"{split}.json", root,
-                                                   SYNTH_CLASSES, range(1, len(SYNTH_CLASSES) + 1),
-                                                   rep, strict, chk, keep_ids=False, extra_keys=("visible",)))
+                                                   SYNTH_CLASSES, rep, strict, chk, keep_ids=False,
+                                                   extra_keys=("visible",)))
 
     if dataset == "synth":
         return {s: [synth(s)] for s in SPLITS}
@@ -394,6 +423,11 @@ def split_summary(data: dict[str, Any], classes: Sequence[str], sources: list[st
             "per_class": per_class}
 
 
+def _write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
+    """Strict JSON (``NaN`` / ``Infinity`` are a ValueError), written atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
+
+
 def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, subset: int | None = None,
             seed: int = 0, strict: bool = False, check_images: bool = True,
             log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -410,7 +444,7 @@ def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, subse
     if out.exists() and any(out.iterdir()) and not (out / "summary.json").is_file():
         raise FileExistsError(f"{out}: exists, is not empty and holds no summary.json; "
                               "refusing to replace it (choose another --out)")
-    classes = CLASSES[dataset]
+    classes = class_names(dataset)
     report = Report()
     cache: dict[str, list[Entry]] = {}
     summary: dict[str, Any] = {"dataset": dataset, "classes": list(classes), "subset": subset, "seed": seed,
@@ -433,7 +467,7 @@ def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, subse
                     "split": split, "sources": names, "subset": subset, "seed": seed}
             data = to_coco(entries, classes, info)
             path = tmp / f"{split}.json"
-            atomic_write_json(path, data, indent=None)
+            _write_json(path, data, indent=None)
             check_with_pycocotools(path, data)
             summary["splits"][split] = split_summary(data, classes, names)
             s = summary["splits"][split]
@@ -441,7 +475,7 @@ def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, subse
                 f"({s['ignored']} ignored), {s['empty_images']} without boxes")
         summary.update(clipped_boxes=report.clipped, clipped_examples=report.clipped_examples,
                        dropped_tiny_boxes=report.dropped_tiny, dropped_examples=report.dropped_examples)
-        atomic_write_json(tmp / "summary.json", summary)
+        _write_json(tmp / "summary.json", summary)
     if report.clipped or report.dropped_tiny:
         log(f"  clipped {report.clipped} boxes to their image, dropped {report.dropped_tiny} "
             f"boxes < 1 px (see {out / 'summary.json'})")

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         fetch(dataset, args.root, opts["mirror"], retries=opts["retries"], backoff=opts["backoff"],
               timeout=opts["timeout"], progress=not args.no_progress and sys.stderr.isatty(),
               keep_archives=opts["keep_archives"])
-    except (FetchError, ValueError, FileExistsError, FileNotFoundError) as e:
+    except (FetchError, ValueError, OSError) as e:  # one line naming the file, no traceback
         print(f"lossbench fetch: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("give --dataset or --profile")
         prepare(dataset, args.root, args.out, subset=opts["subset"], seed=int(opts["seed"]),
                 strict=bool(opts["strict"]), check_images=not args.no_check_images)
-    except (PrepareError, FileExistsError, KeyError, ValueError) as e:
+    except (PrepareError, KeyError, ValueError, OSError) as e:
         print(f"lossbench prepare: error: {e}", file=sys.stderr)
         return 2
     return 0
