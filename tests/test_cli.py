@@ -1,8 +1,9 @@
-"""The command line: every sub-command answers --help; `lossbench env` checks mmcv's ops."""
+"""The command line: every sub-command answers --help; `lossbench env` records the stack and machine."""
 
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 
 from lossbench import __version__
 from lossbench.cli import COMMANDS, main
-from lossbench.envinfo import mmcv_ops_status
+from lossbench.envinfo import cpu_model, mmcv_ops_status
 
 
 def lossbench(*args):
@@ -45,7 +46,22 @@ def test_env_reports_mmcv_ops_loaded():
     rec = json.loads(res.stdout)
     assert rec["mmcv_ops"] == {"loaded": True, "detail": "nms ok"}
     assert rec["packages"]["mmcv"] == "2.1.0" and rec["packages"]["mmdet"] == "3.3.0"
-    assert rec["device"] in ("cpu", "cuda")
+    # MMEngine's collect_env() block, and what tells machines apart
+    assert rec["MMEngine"] == "0.10.7" and rec["PyTorch"] == rec["packages"]["torch"]
+    assert rec["CUDA available"] in (True, False) and "numpy_random_seed" not in rec
+    assert rec["cpu_model"] == cpu_model() and rec["cpu_threads"] >= 1
+    assert rec["cpu_capability"] in ("DEFAULT", "VSX", "Z VECTOR", "NO AVX", "AVX2", "AVX512", "SVE256")
+    text = lossbench("env")
+    assert text.returncode == 0 and f"cpu_model: {rec['cpu_model']}" in text.stdout
+    assert "packages.mmdet: 3.3.0" in text.stdout and "mmcv_ops.detail: nms ok" in text.stdout
+
+
+def test_cpu_model_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\n"
+                    "model name\t: Intel(R) Xeon(R) Platinum 8488C\nflags\t\t: fpu avx512f amx_tile\n")
+    assert cpu_model(info) == "Intel(R) Xeon(R) Platinum 8488C"
+    assert cpu_model(tmp_path / "absent") == (platform.processor() or platform.machine())
 
 
 def test_ops_check_can_fail(monkeypatch):

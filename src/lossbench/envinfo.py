@@ -1,7 +1,11 @@
-"""Print the versions of the stack, the device and the git revision.
+"""Print the versions of the stack, the machine and the git revision.
 
 The same record is written beside every run (``env.json``) so a result can be
-traced to the software and hardware that produced it.
+traced to the software and hardware that produced it: MMEngine's
+``collect_env()`` (Python, compiler, PyTorch and its build, CUDA and GPUs,
+OpenCV, MMEngine), the study's other packages, the CPU model and the
+instruction set torch dispatches to (the same seed gives different digits on
+different CPUs), the git revision and whether mmcv's compiled ops load.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ import importlib.metadata as md
 import json
 import platform
 import subprocess
-import sys
 from pathlib import Path
 
 PACKAGES = ("torch", "mmcv", "mmengine", "mmdet", "numpy", "pycocotools", "dvc", "dvclive",
@@ -54,31 +57,29 @@ def git_revision(cwd: str | Path | None = None) -> str | None:
         return None
 
 
-def device_record() -> dict:
-    import torch
-
-    rec = {"cuda_available": torch.cuda.is_available(), "cpu": platform.processor() or
-           platform.machine(), "cpu_threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        rec.update(device="cuda", gpu=torch.cuda.get_device_name(0),
-                   gpu_count=torch.cuda.device_count(), cuda=torch.version.cuda)
-    else:
-        rec["device"] = "cpu"
-    return rec
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's name (``model name`` in /proc/cpuinfo), else ``platform.processor()``."""
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def environment_record(check_ops: bool = True) -> dict:
-    """Versions, device and git revision as a JSON-able dict."""
+    """MMEngine's ``collect_env()`` plus packages, CPU, git revision and the mmcv ops check."""
+    import torch
+    from mmengine.utils.dl_utils import collect_env
+
     from lossbench import __version__
 
-    rec = {
-        "lossbench": __version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "packages": {p: _version(p) for p in PACKAGES},
-        "git_revision": git_revision(),
-        **device_record(),
-    }
+    rec = {k: v for k, v in collect_env().items() if k != "numpy_random_seed"}  # an RNG state
+    rec.update(lossbench=__version__, packages={p: _version(p) for p in PACKAGES},
+               git_revision=git_revision(), cpu_model=cpu_model(),
+               cpu_capability=torch.backends.cpu.get_cpu_capability(),
+               cpu_threads=torch.get_num_threads())
     if check_ops:
         ok, detail = mmcv_ops_status()
         rec["mmcv_ops"] = {"loaded": ok, "detail": detail}
@@ -94,16 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rec, indent=2))
     else:
-        print(f"lossbench    {rec['lossbench']}")
-        print(f"python       {rec['python']}  ({rec['platform']})")
-        for name, ver in rec["packages"].items():
-            extra = ""
-            if name == "mmcv":
-                ops = rec["mmcv_ops"]
-                extra = f"  compiled ops: {'loaded' if ops['loaded'] else 'NOT loaded'} ({ops['detail']})"
-            print(f"{name:<12} {ver or 'not installed'}{extra}")
-        dev = rec["device"] + (f" ({rec['gpu']} x{rec['gpu_count']}, CUDA {rec['cuda']})"
-                               if rec["device"] == "cuda" else f" ({rec['cpu_threads']} threads)")
-        print(f"device       {dev}")
-        print(f"git          {rec['git_revision'] or 'unknown'}")
+        for key, value in rec.items():
+            for k, v in value.items() if isinstance(value, dict) else [("", value)]:
+                print(f"{key}{'.' if k else ''}{k}: {v}")
     return 0 if rec["mmcv_ops"]["loaded"] else 1

@@ -20,7 +20,7 @@ backbones and schedules), not produced by this repository.
 
 | source | setting | result |
 |---|---|---|
-| Lin et al. 2017 (RetinaNet), Table 1a, COCO minival, R-50 | γ = 0, α = .75 | 31.1 AP |
+| Lin et al. 2017 (RetinaNet), Table 1b, COCO minival, R-50 | γ = 0, α = .75 | 31.1 AP |
 | 〃 | γ = 0.5, α = .5 | 32.9 AP |
 | 〃 | γ = 1, α = .25 | 33.7 AP |
 | 〃 | γ = 2, α = .25 | 34.0 AP |
@@ -45,50 +45,54 @@ augmentation and the seeds. Only the classification output layer and its loss ch
 """
 
 
-def _provenance(df: pd.DataFrame, profile: str, lock: Path | None) -> dict[str, Any]:
-    envs, revs = {}, set()
-    for d in df.loc[df.status == "ok", "run_dir"]:
-        f = Path(d) / "env.json"
-        if f.is_file():
-            e = read_json(f)
-            envs = envs or e
-            revs.add(e.get("git_revision"))
-    total = float(df.get("wall_time_s", pd.Series(dtype=float)).fillna(0).sum())
+def _machine(env: dict[str, Any]) -> str:
+    """``<CPU model> (<threads> threads, <torch CPU capability>)[ + GPUs]`` from an env.json."""
+    cpu = env.get("cpu_model") or env.get("cpu") or "unknown CPU"
+    detail = ", ".join(str(x) for x in (f"{env.get('cpu_threads')} threads", env.get("cpu_capability")) if x)
+    gpus = [v for k, v in env.items() if k.startswith("GPU ")] + ([env["gpu"]] if env.get("gpu") else [])
+    return f"{cpu} ({detail})" + "".join(f" + {g}" for g in gpus)
+
+
+def _provenance(df: pd.DataFrame, profile: str) -> dict[str, Any]:
+    """Where the numbers come from, read from the runs only (nothing of the build itself)."""
+    ok = df[df.status == "ok"]
+    envs = {r.run: read_json(Path(r.run_dir) / "env.json") for r in ok.itertuples()
+            if (Path(r.run_dir) / "env.json").is_file()}
+    first = next(iter(envs.values()), {})
+    digest = hashlib.sha256(b"".join((Path(d) / "metrics.json").read_bytes() for d in ok.run_dir))
     return {
         "profile": profile,
-        "runs": f"{int((df.status == 'ok').sum())} of {len(df)} expected",
-        "git_revisions_of_runs": sorted(r for r in revs if r) or ["unknown"],
-        "dvc_lock_sha256": (hashlib.sha256(lock.read_bytes()).hexdigest()[:16]
-                            if lock and lock.is_file() else "no dvc.lock"),
-        "packages": envs.get("packages", {}),
-        "python": envs.get("python"),
-        "device": (envs.get("gpu") or envs.get("cpu") or "unknown") +
-                  (f" ({envs.get('cpu_threads')} threads)" if envs.get("device") == "cpu" else ""),
-        "sum_of_run_wall_times_s": round(total, 1),
+        "runs": f"{len(ok)} of {len(df)} expected",
+        "metrics_sha256": digest.hexdigest()[:16],
+        "git_revisions_of_runs": sorted({e.get("git_revision") or "unknown" for e in envs.values()}),
+        "runs_not_from_a_clean_tree": [r for r, e in envs.items()
+                                       if str(e.get("git_revision")).endswith("-dirty")],
+        "machines_of_runs": sorted({_machine(e) for e in envs.values()}),
+        "packages": first.get("packages", {}),
+        "python": (first.get("python") or first.get("Python") or "unknown").split()[0],
+        "sum_of_run_wall_times_s": round(float(ok.get("wall_time_s", pd.Series(dtype=float)).sum()), 1),
     }
 
 
-def build_report(runs: str | Path, params: dict[str, Any], profile: str, out: str | Path,
-                 lock: str | Path | None = "dvc.lock") -> dict[str, Any]:
-    """Write every table and figure into ``out`` (atomically, as a whole)."""
+def build_report(runs: str | Path, params: dict[str, Any], profile: str,
+                 out: str | Path) -> dict[str, Any]:
+    """Write every table and figure into ``out`` (atomically, as a whole).
+
+    The output depends on the runs only: unchanged runs give byte-identical files.
+    """
     df = collect(runs, params)
     summary = tables.summarise(df)
     best, diffs = tables.cross_family(df, summary)
-    prov = _provenance(df, profile, Path(lock) if lock else None)
+    prov = _provenance(df, profile)
+    fams = [f for f in FAMILY_ORDER if f in set(summary.family)]
+    text = {f"{fam}{suffix}": t for fam in fams for suffix, t in tables.family_tables(summary, fam).items()}
+    text.update({f"cross_family{suffix}": t for suffix, t in tables.cross_family_tables(best, diffs).items()})
     with atomic_path(out) as tmp:
-        tmp.mkdir(parents=True)
-        (tmp / "tables").mkdir()
-        for fam in FAMILY_ORDER:
-            if fam not in set(summary.family):
-                continue
-            (tmp / "tables" / f"{fam}.md").write_text(tables.family_table_md(summary, fam))
-            (tmp / "tables" / f"{fam}.csv").write_text(tables.family_table_csv(summary, fam))
-            (tmp / "tables" / f"{fam}.tex").write_text(tables.family_table_tex(summary, fam))
-        (tmp / "tables" / "cross_family.md").write_text(tables.cross_family_md(best, diffs))
-        (tmp / "tables" / "cross_family.tex").write_text(tables.cross_family_tex(best, diffs))
-        diffs.to_csv(tmp / "tables" / "cross_family_differences.csv", index=False, float_format="%.6f")
-        df.drop(columns=[c for c in df.columns if c.startswith("final_diag_anchors")]).to_csv(
-            tmp / "runs.csv", index=False, float_format="%.6f")
+        (tmp / "tables").mkdir(parents=True)
+        for name, t in text.items():
+            (tmp / "tables" / name).write_text(t)
+        df.drop(columns=["run_dir"] + [c for c in df.columns if c.startswith("final_diag_anchors")]
+                ).to_csv(tmp / "runs.csv", index=False, float_format="%.6f")
         figs = tmp / "figures"
         figures.metric_vs_knob(df, summary, figs, "mAP50")
         figures.metric_vs_knob(df, summary, figs, "AP")
@@ -98,11 +102,11 @@ def build_report(runs: str | Path, params: dict[str, Any], profile: str, out: st
             figures.loss_shares(df, best, figs)
         figures.focal_figure(figs)
         (tmp / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
-        (tmp / "README.md").write_text(_readme(df, summary, best, diffs, prov))
+        (tmp / "README.md").write_text(_readme(df, fams, text, prov))
     return {"summary": summary, "best": best, "diffs": diffs, "provenance": prov}
 
 
-def _readme(df, summary, best, diffs, prov) -> str:
+def _readme(df: pd.DataFrame, fams: list[str], text: dict[str, str], prov: dict[str, Any]) -> str:
     n_missing = int((df.status != "ok").sum())
     parts = [f"# lossbench report — profile `{prov['profile']}`", "",
              "Generated by `make report` from the runs' `metrics.json`; do not edit by hand.",
@@ -113,14 +117,17 @@ def _readme(df, summary, best, diffs, prov) -> str:
     if n_missing:
         miss = df[df.status != "ok"]
         parts += [f"**{n_missing} expected run(s) missing** (shown as such, never averaged away): "
-                  + ", ".join(f"{r.family} {r.label} seed {r.seed}" for r in miss.itertuples()), ""]
+                  + ", ".join(miss["run"]), ""]
+    dirty = prov["runs_not_from_a_clean_tree"]
+    if dirty:
+        parts += [f"**{len(dirty)} of {len(df)} run(s) were not produced from a clean tree** (their "
+                  "`env.json` records a git revision ending in `-dirty`): " + ", ".join(dirty), ""]
     if (df["no_detections"] == True).any() if "no_detections" in df else False:  # noqa: E712
         parts += ["Some runs produced no detection above the score threshold; their AP is 0.", ""]
-    parts += ["## Best setting of each family", "", tables.cross_family_md(best, diffs), "",
+    parts += ["## Best setting of each family", "", text["cross_family.md"], "",
               "![cross-family](figures/cross_family_mAP50.png)", ""]
-    for fam in FAMILY_ORDER:
-        if fam in set(summary.family):
-            parts += [f"## {FAMILY_LABEL[fam]}", "", tables.family_table_md(summary, fam), ""]
+    for fam in fams:
+        parts += [f"## {FAMILY_LABEL[fam]}", "", text[f"{fam}.md"], ""]
     parts += ["![ablations](figures/ablation_mAP50.png)", "",
               "## Training", "", "![curves](figures/training_curves.png)", "",
               "![loss shares](figures/loss_shares.png)", "",

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from lossbench.models.imbalance import SWEPT_KNOB
+from lossbench.naming import run_name
 from lossbench.utils import read_json
 
 METRICS = ("mAP50", "AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -31,17 +32,6 @@ def knob_label(family: str, value: Any, alpha: float | None = None) -> str:
     if family == "focal" and alpha is not None:
         s += f" ({float(alpha):g})"
     return s
-
-
-def run_dir(runs: Path, family: str, setting: dict[str, Any], seed: int) -> Path:
-    """The folder dvc.yaml gives a run (mirrors the train stages' --out)."""
-    if family == "focal":
-        tag = f"gamma{setting['gamma']}_alpha{setting['alpha']}"
-    elif family == "ohem":
-        tag = f"ratio{setting['neg_pos_ratio']}"
-    else:
-        tag = f"lambda{setting['lambda_noobj']}"
-    return runs / family / tag / f"seed{seed}"
 
 
 def expected_runs(params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -67,14 +57,18 @@ def _value(family: str, setting: dict[str, Any]) -> float:
 
 
 def collect(runs: str | Path, params: dict[str, Any]) -> pd.DataFrame:
-    """One row per expected run: family, knob, seed, status, metrics, finals, timing."""
+    """One row per expected run: name, family, knob, seed, status, metrics, finals, timing.
+
+    ``run_dir`` is ``runs / run`` (:func:`lossbench.naming.run_name`), where dvc.yaml puts it.
+    """
     runs = Path(runs)
     rows = []
     for exp in expected_runs(params):
         fam, setting, seed = exp["family"], exp["setting"], exp["seed"]
-        d = run_dir(runs, fam, setting, seed)
+        name = run_name(fam, setting, seed)
+        d = runs / name
         row: dict[str, Any] = {
-            "family": fam, "order": exp["order"], "seed": seed,
+            "run": name, "family": fam, "order": exp["order"], "seed": seed,
             "knob": SWEPT_KNOB[fam], "value": _value(fam, setting),
             "label": knob_label(fam, setting[SWEPT_KNOB[fam]], setting.get("alpha")),
             "alpha": setting.get("alpha"), "run_dir": str(d),
