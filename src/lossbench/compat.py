@@ -5,15 +5,23 @@ Each fix is applied by :func:`apply` (idempotent), which
 through ``custom_imports`` gets them; nothing in an installed package is
 edited. Each has a test in ``tests/test_compat.py`` that fails without it.
 
-1. **Resume under torch >= 2.6.** ``torch.load`` defaults to
-   ``weights_only=True`` since torch 2.6, and mmengine 0.10.7's local
-   checkpoint loader calls it without the argument, so resuming from an
-   mmengine checkpoint (which pickles the message hub, numpy scalars and the
-   config) fails with ``UnpicklingError: Weights only load failed``. We
-   re-register mmengine's local-file scheme of ``CheckpointLoader`` (its own
-   extension point) with a loader that passes ``weights_only=False``. These
-   are checkpoints the study wrote itself; do not point it at files from
-   untrusted sources.
+1. **Checkpoints load with ``weights_only=True`` and mmengine's types only.**
+   ``torch.load`` defaults to ``weights_only=True`` since torch 2.6, which
+   refuses the checkpoints mmengine 0.10.7's Runner writes (``UnpicklingError:
+   Weights only load failed``): their message hub pickles ``HistoryBuffer``
+   objects (numpy arrays, and ``HistoryBuffer.min/max/current/mean`` as
+   ``getattr(HistoryBuffer, name)``) and numpy scalars. We re-register
+   mmengine's local-file scheme of ``CheckpointLoader`` (its own extension
+   point) with :func:`load_local_checkpoint`, which keeps ``weights_only=True``
+   and allows, during that load only, exactly those types
+   (:data:`CHECKPOINT_GLOBALS`, found with
+   ``torch.serialization.get_unsafe_globals_in_checkpoint`` on Runner
+   checkpoints). Every local path loads this way: ``resume``, ``load_from``
+   (also ``--cfg-options load_from=...``) and local ``Pretrained`` paths. A
+   file holding any other object is refused with an ``UnpicklingError``
+   naming it, before anything in it runs. Other schemes (``torchvision://``,
+   ``open-mmlab://``, ``http(s)://``) stay mmengine's: ``weights_only=True``
+   without the extra types.
 
 Pins that avoid the other breakages of this stack (see the README):
 numpy < 2 (mmcv 2.1.0 / mmdet 3.3.0 predate numpy 2), pandas < 3,
@@ -25,18 +33,45 @@ OpenMMLab), setuptools < 82 to build mmcv (its ``setup.py`` imports
 from __future__ import annotations
 
 import os.path as osp
+import pickle
 
+import numpy as np
 import torch
+from mmengine.logging import HistoryBuffer
 
 _applied = False
 
 
+def _history_buffer_method(cls, name: str):
+    """``getattr`` as checkpoints use it: HistoryBuffer's statistics methods, nothing else."""
+    if cls is HistoryBuffer and name in ("min", "max", "current", "mean"):
+        return getattr(cls, name)
+    raise pickle.UnpicklingError(f"getattr({cls!r}, {name!r}) is not a HistoryBuffer "
+                                 "statistics method")
+
+
+# Everything beyond tensors that a checkpoint of mmengine's Runner holds (numeric numpy only).
+CHECKPOINT_GLOBALS = [np.core.multiarray._reconstruct, np.core.multiarray.scalar, np.ndarray,
+                      np.dtype, HistoryBuffer, (_history_buffer_method, "builtins.getattr"),
+                      *{type(np.dtype(c)) for c in "?" + np.typecodes["AllInteger"] + "efd"}]
+
+
 def load_local_checkpoint(filename: str, map_location=None):
-    """mmengine's ``load_from_local`` with ``weights_only=False``."""
+    """mmengine's ``load_from_local``, unpickling tensors and :data:`CHECKPOINT_GLOBALS` only."""
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f"{filename} can not be found.")
-    return torch.load(filename, map_location=map_location, weights_only=False)
+    try:
+        with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
+            return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        why = str(e).rpartition("WeightsUnpickler error:")[2].strip().partition("\n")[0]
+        why = why.partition(". ")[0]
+        raise pickle.UnpicklingError(
+            f"refusing to load checkpoint {filename}: it holds objects other than tensors and "
+            f"mmengine's checkpoint types ({why}), and unpickling them could run "
+            "code; if you trust it, load it with torch.load(weights_only=False) and save its "
+            "state_dict") from None
 
 
 def apply() -> None:
