@@ -229,8 +229,8 @@ def test_disk_check_counts_a_stale_temporary_folder_as_free(http_server, fab, tm
     stale = tmp_path / ".lossbench-tmp-voc2007"
     stale.mkdir()
     (stale / "half.jpg").write_bytes(b"\0" * 2**20)
-    free = lambda p: SimpleNamespace(free=needed - 1 + (0 if stale.exists() else 2**20))  # noqa: E731
-    monkeypatch.setattr(shutil, "disk_usage", free)
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda p: SimpleNamespace(free=needed - 1 + (0 if stale.exists() else 2**20)))
     F.fetch("voc2007", tmp_path, http_server.url, specs=specs, **QUIET)
     _assert_extracted(tmp_path, members)
 

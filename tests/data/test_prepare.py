@@ -155,12 +155,12 @@ def _edit_xml(root: Path, year: str, img_id: str, old: str, new: str) -> Path:
     ("<width>40</width>", "<width>forty</width>", "numeric <width>"),
     ("<ymax>30</ymax>", "<ymax>3O</ymax>", "numeric xmin, ymin, xmax, ymax"),
     # non-finite: an error naming the object (nan would be written as NaN, inf clipped to the image)
-    ("<xmin>1</xmin>", "<xmin>nan</xmin>", "object 0 (car): <bndbox> needs finite numeric xmin, ymin, xmax, "
-                                           "ymax (<bndbox/xmin> is 'nan')"),
-    ("<xmax>40</xmax>", "<xmax>inf</xmax>", "object 0 (car): <bndbox> needs finite numeric xmin, ymin, xmax, "
-                                            "ymax (<bndbox/xmax> is 'inf')"),
-    ("<xmin>1</xmin>", "<xmin>-inf</xmin>", "object 0 (car): <bndbox> needs finite numeric xmin, ymin, xmax, "
-                                            "ymax (<bndbox/xmin> is '-inf')"),
+    ("<xmin>1</xmin>", "<xmin>nan</xmin>",
+     "object 0 (car): <bndbox> needs finite numeric xmin, ymin, xmax, ymax (<bndbox/xmin> is 'nan')"),
+    ("<xmax>40</xmax>", "<xmax>inf</xmax>",
+     "object 0 (car): <bndbox> needs finite numeric xmin, ymin, xmax, ymax (<bndbox/xmax> is 'inf')"),
+    ("<xmin>1</xmin>", "<xmin>-inf</xmin>",
+     "object 0 (car): <bndbox> needs finite numeric xmin, ymin, xmax, ymax (<bndbox/xmin> is '-inf')"),
     ("<height>30</height>", "<height>inf</height>",
      "<size> needs finite numeric <width> and <height>, whole numbers of pixels (<size/height> is 'inf')"),
     # an image has a whole number of pixels: 40.9 is not truncated to 40

@@ -8,16 +8,15 @@ What a user can rely on:
   206) makes it start over, cleanly.
 - **Retries** with exponential back-off (``backoff * 2**k`` s, at least the
   server's ``Retry-After``) on connection errors, time-outs, 408, 429 and 5xx
-  answers and short bodies. An attempt counts as progress only when the
-  ``.part`` grows beyond the furthest byte reached before, so a server that
-  ignores ``Range`` and keeps dropping the connection makes it give up after
-  ``retries`` attempts instead of starting over for ever. Requests ask for
-  ``Accept-Encoding: identity``: byte offsets are those of the file itself.
-- **Verified before extraction**: every archive of a dataset is md5-checked
-  before any is opened, including an archive already in ``ROOT/downloads``
-  (one with another md5 is set aside and downloaded again). A mismatch raises ``ChecksumError`` naming the file,
-  the expected and the actual digest; the bad file is renamed ``NAME.bad`` (so
-  the next run downloads afresh) and nothing is extracted.
+  answers and short bodies; only bytes beyond the furthest reached before
+  count as progress, so a server that ignores ``Range`` and keeps dropping
+  makes it give up. Requests ask for ``Accept-Encoding: identity`` (offsets
+  are the file's).
+- **Verified before extraction**: every archive of a dataset, one already in
+  ``ROOT/downloads`` included, is md5-checked before any is opened. A
+  mismatch raises ``ChecksumError`` naming the file, the expected and the
+  actual digest; the bad file is renamed ``NAME.bad`` (so the next run
+  downloads afresh) and nothing is extracted.
 - **Atomic extraction**: archives are unpacked into ``ROOT/.lossbench-tmp-*``
   and the dataset folder is then renamed into place (``ROOT/VOCdevkit/VOC2007``,
   ``ROOT/VOCdevkit/VOC2012``, ``ROOT/coco``), so a later stage never sees half a
@@ -27,12 +26,8 @@ What a user can rely on:
   no network work at all.
 - **Disk space** is checked up front: what is left to download (sizes from
   ``HEAD`` requests, or the known sizes below) plus the extracted copy (about
-  the archives' size). An unverified old dataset folder is deleted only after
-  extraction, so it does not count as free. A shortfall is a
-  ``DiskSpaceError`` saying how much is needed and free.
-- **Errors are one line**: extraction problems (tar ``filter='data'``
-  refusals, unsafe zip paths, a full disk) are a ``FetchError`` naming the
-  archive and the member.
+  the archives' size; an unverified old folder is deleted only after it). A
+  shortfall is a ``DiskSpaceError`` saying how much is needed and free.
 
 ``--mirror URL`` (or ``LOSSBENCH_MIRROR``) replaces each file's base address
 and keeps its relative path, e.g. ``URL/voc2007/VOCtest_06-Nov-2007.tar`` and
@@ -44,21 +39,20 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
-import json
 import os
 import shutil
 import tarfile
 import time
 import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
-from lossbench.utils import atomic_write_json
+from lossbench.utils import atomic_write_json, read_json
 
 VOC_BASE = "https://thor.robots.ox.ac.uk/pascal/VOC/"
-VOC_BASE_OLD = "http://host.robots.ox.ac.uk/pascal/VOC/"  # older mirror, same relative paths
 COCO_BASE = "http://images.cocodataset.org/"
 MIRROR_ENV = "LOSSBENCH_MIRROR"
 CHUNK = 1 << 20  # bytes per read / write
@@ -166,9 +160,8 @@ def is_fetched(root: str | os.PathLike, spec: DatasetSpec) -> bool:
     if not marker.is_file() or not (Path(root) / spec.target).is_dir():
         return False
     try:
-        with open(marker, encoding="utf-8") as f:
-            done = json.load(f)
-    except (OSError, json.JSONDecodeError):
+        done = read_json(marker)
+    except (OSError, ValueError):
         return False
     want = {f.name: f.md5 for f in spec.files}
     return {f["name"]: f["md5"] for f in done.get("files", [])} == want
@@ -194,8 +187,8 @@ def _bar(total: int | None, desc: str, enabled: bool, initial: int = 0):
 
 
 def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
             return f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
@@ -238,12 +231,11 @@ def download(url: str, dest: str | os.PathLike, md5: str, *, session=None, retri
         url: address to GET.
         dest: final path; written only once the md5 matches.
         md5: expected hex digest.
-        retries: failed attempts in a row allowed after the first; an attempt
-            that takes ``dest.part`` beyond the furthest byte reached so far
-            resets the count (bytes received again after a restart do not).
-        backoff: first wait in s; doubles after each failed attempt; a 429 or
-            503 answer's ``Retry-After`` (up to ``MAX_RETRY_AFTER``) is waited
-            at least.
+        retries: failed attempts in a row allowed after the first; one that
+            takes ``dest.part`` beyond the furthest byte reached so far resets
+            the count (bytes received again after a restart do not).
+        backoff: first wait in s; doubles after each failed attempt; an
+            answer's ``Retry-After`` (up to 600 s) is waited at least.
         timeout: connect / read time-out in s.
         progress: show a tqdm bar (size, rate, time left).
         sleep, log: injectable for tests.
@@ -282,28 +274,25 @@ def download(url: str, dest: str | os.PathLike, md5: str, *, session=None, retri
                         part.unlink()
                         raise _ShortRead(f"{part} ({offset} bytes) does not fit a {total}-byte file")
                     break  # .part is complete
-                if r.status_code in (408, 429) or r.status_code >= 500:
+                if 400 <= r.status_code < 500 and r.status_code not in (408, 429):
+                    raise HTTPStatusError(f"{url}: HTTP {r.status_code} {r.reason}")
+                if r.status_code not in (200, 206):  # 408, 429, 5xx: retried
                     asked = _retry_after(r)
                     raise _ShortRead(f"{url}: HTTP {r.status_code} {r.reason}")
-                if 400 <= r.status_code < 500:
-                    raise HTTPStatusError(f"{url}: HTTP {r.status_code} {r.reason}")
-                if r.status_code not in (200, 206):
-                    raise _ShortRead(f"{url}: HTTP {r.status_code} {r.reason}")
-                if r.status_code == 200 or not _range_starts_at(r, offset):
+                if r.status_code == 200 or not r.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
                     offset = 0  # the server sent the whole file: start over
                 length = r.headers.get("Content-Length")
                 expected = offset + int(length) if length and length.isdigit() else None
-                got = 0
                 with open(part, "r+b" if offset else "wb") as f, \
                         _bar(expected, dest.name, progress, initial=offset) as bar:
                     f.seek(offset)
                     f.truncate()
                     for chunk in _body_chunks(r):
                         f.write(chunk)
-                        got += len(chunk)
                         bar.update(len(chunk))
-                if expected is not None and offset + got < expected:
-                    raise _ShortRead(f"connection closed after {offset + got} of {expected} bytes")
+                    end = f.tell()
+                if expected is not None and end < expected:
+                    raise _ShortRead(f"connection closed after {end} of {expected} bytes")
             break
         except (requests.RequestException, urllib3.exceptions.HTTPError, _ShortRead) as e:
             reached = part.stat().st_size if part.is_file() else 0
@@ -339,19 +328,15 @@ def _kept(dest: Path, md5: str, progress: bool, log: Callable[[str], None]) -> b
     return False
 
 
-#: the longest ``Retry-After`` waited, s (a longer one counts as this).
-MAX_RETRY_AFTER = 600.0
-
-
 def _retry_after(r) -> float:
-    """Seconds an answer's ``Retry-After`` asks for (delay or HTTP date); 0 when absent."""
+    """Seconds an answer's ``Retry-After`` asks for (delay or HTTP date; at most 600); 0 when absent."""
     value = r.headers.get("Retry-After", "").strip()
     try:
         secs = float(value) if value.isdigit() else \
-            (email.utils.parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
+            (email.utils.parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
     except (TypeError, ValueError):  # absent, malformed or a date without a zone
         return 0.0
-    return min(max(secs, 0.0), MAX_RETRY_AFTER)
+    return min(max(secs, 0.0), 600.0)
 
 
 def _body_chunks(r) -> Iterator[bytes]:
@@ -363,15 +348,6 @@ def _body_chunks(r) -> Iterator[bytes]:
         return
     while chunk := raw.read1(CHUNK, decode_content=True):
         yield chunk
-
-
-def _range_starts_at(r, offset: int) -> bool:
-    """True when a 206 answer's ``Content-Range`` starts at ``offset``."""
-    cr = r.headers.get("Content-Range", "")  # "bytes START-END/TOTAL"
-    try:
-        return int(cr.split()[1].split("-")[0]) == offset
-    except (IndexError, ValueError):
-        return False
 
 
 # ----------------------------------------------------------------------------
@@ -450,6 +426,8 @@ def fetch(name: str, root: str | os.PathLike, mirror: str | None = None, *,
     root.mkdir(parents=True, exist_ok=True)
     if mirror is None:
         mirror = os.environ.get(MIRROR_ENV) or None
+    dl = dict(session=_session(session), retries=retries, backoff=backoff, timeout=timeout,
+              progress=progress, sleep=sleep, log=log)  # download()'s options
     results = []
     for spec in expand(name, specs):
         if is_fetched(root, spec):
@@ -457,14 +435,14 @@ def fetch(name: str, root: str | os.PathLike, mirror: str | None = None, *,
                 f"({marker_path(root, spec.name).name}); nothing to do")
             results.append({"name": spec.name, "status": "already present", "target": spec.target})
             continue
-        _fetch_one(spec, root, mirror, session=_session(session), retries=retries, backoff=backoff,
-                   timeout=timeout, progress=progress, keep_archives=keep_archives, sleep=sleep, log=log)
+        _fetch_one(spec, root, mirror, keep_archives, dl)
         results.append({"name": spec.name, "status": "fetched", "target": spec.target})
     return results
 
 
-def _fetch_one(spec: DatasetSpec, root: Path, mirror: str | None, *, session, retries, backoff,
-               timeout, progress, keep_archives, sleep, log) -> None:
+def _fetch_one(spec: DatasetSpec, root: Path, mirror: str | None, keep_archives: bool,
+               dl: dict[str, Any]) -> None:
+    progress, log = dl["progress"], dl["log"]
     downloads = root / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     tmp = root / f".lossbench-tmp-{spec.name}"
@@ -479,7 +457,7 @@ def _fetch_one(spec: DatasetSpec, root: Path, mirror: str | None, *, session, re
         if _kept(dest, f.md5, progress, log):
             need_x += dest.stat().st_size
             continue
-        size = remote_size(f.url(mirror), session, timeout) or f.size
+        size = remote_size(f.url(mirror), dl["session"], dl["timeout"]) or f.size
         part = dest.with_name(dest.name + ".part")
         need_dl += max(size - (part.stat().st_size if part.is_file() else 0), 0)
         need_x += size
@@ -491,9 +469,7 @@ def _fetch_one(spec: DatasetSpec, root: Path, mirror: str | None, *, session, re
     for f in spec.files:
         url = f.url(mirror)
         log(f"{spec.name}: {f.name} <- {url}")
-        paths.append(download(url, downloads / f.name, f.md5, session=session, retries=retries,
-                              backoff=backoff, timeout=timeout, progress=progress, sleep=sleep,
-                              log=log))
+        paths.append(download(url, downloads / f.name, f.md5, **dl))
     # -- extract into a temporary folder beside the target, then rename
     try:
         for p in paths:

@@ -28,10 +28,9 @@ Contract of the JSON files:
   ``[xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1]`` (the generated
   set uses the same rule, so its two layouts agree exactly; MMDetection's own
   ``XMLDataset`` reads the same XML 1 px narrower, ``xmax - xmin``);
-- coordinates are pixels as the annotation gives them: fractional values (some
-  VOC-format exports write them; COCO's are fractional) are kept, rounded to
-  0.001 px, never truncated (``XMLDataset`` would truncate VOC corners with
-  ``int(float(text))``). Image sizes must be positive whole numbers;
+- fractional coordinates (COCO's; some VOC-format exports') are kept, rounded
+  to 0.001 px, never truncated (``XMLDataset`` truncates VOC corners with
+  ``int(float(text))``); image sizes must be positive whole numbers;
 - VOC ``difficult`` objects are kept with ``iscrowd: 1`` and ``difficult: 1``:
   COCO evaluation and MMDetection's ``CocoDataset`` ignore crowd boxes, as the
   VOC protocol ignores difficult ones; other VOC boxes carry ``difficult: 0``;
@@ -64,9 +63,11 @@ import json
 import math
 import os
 import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from lossbench.data.classes import SYNTH_CLASSES, class_names
 from lossbench.utils import atomic_path, atomic_write_text, read_json
@@ -98,22 +99,10 @@ class Entry:
 
 @dataclass
 class Report:
-    """What was repaired along the way (goes into ``summary.json``)."""
+    """What was repaired along the way: one line per box (counted in ``summary.json``)."""
 
-    clipped: int = 0
-    clipped_examples: list[str] = field(default_factory=list)
-    dropped_tiny: int = 0
-    dropped_examples: list[str] = field(default_factory=list)
-
-    def clip(self, msg: str) -> None:
-        self.clipped += 1
-        if len(self.clipped_examples) < _MAX_EXAMPLES:
-            self.clipped_examples.append(msg)
-
-    def drop(self, msg: str) -> None:
-        self.dropped_tiny += 1
-        if len(self.dropped_examples) < _MAX_EXAMPLES:
-            self.dropped_examples.append(msg)
+    clipped: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
 
 
 def _num(node: ET.Element, tag: str) -> float:
@@ -184,7 +173,8 @@ def parse_voc_xml(path: Path, classes: Sequence[str], report: Report, strict: bo
             if strict:
                 raise PrepareError(f"{path}: object {k} ({name}): box {box} extends outside the {W}x{H} image")
             x1, y1, x2, y2 = max(x1, 1), max(y1, 1), min(x2, W), min(y2, H)
-            report.clip(f"{where or path}: object {k} ({name}) {box} -> {tuple(_tidy(v) for v in (x1, y1, x2, y2))}")
+            report.clipped.append(f"{where or path}: object {k} ({name}) {box} -> "
+                                  f"{tuple(_tidy(v) for v in (x1, y1, x2, y2))}")
         text = (obj.findtext("difficult") or "").strip()
         if text not in ("", "0", "1"):
             raise PrepareError(f"{path}: object {k} ({name}): <difficult> must be 0 or 1, got {text!r}")
@@ -316,9 +306,9 @@ def read_coco(root: Path, ann_file: Path, image_dir: Path, classes: Sequence[str
                                    f"{W}x{H} image {img.file_name}")
             x1, y1, x2, y2 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
             x, y, w, h = x1, y1, x2 - x1, y2 - y1
-            report.clip(f"{ann_file.name}: annotation {aid} {bbox} -> {[_tidy(v) for v in (x, y, w, h)]}")
+            report.clipped.append(f"{ann_file.name}: annotation {aid} {bbox} -> {[_tidy(v) for v in (x, y, w, h)]}")
         if w < 1 or h < 1:
-            report.drop(f"{ann_file.name}: annotation {aid} bbox {bbox} (< 1 px)")
+            report.dropped.append(f"{ann_file.name}: annotation {aid} bbox {bbox} (< 1 px)")
             continue
         out = {"category_id": remap[a["category_id"]], "bbox": [_tidy(v) for v in (x, y, w, h)],
                "area": _tidy(a.get("area", w * h)), "iscrowd": int(a.get("iscrowd", 0))}
@@ -374,8 +364,7 @@ def subset_order(entries: Sequence[Entry], n: int | None, seed: int) -> list[Ent
         raise ValueError(f"subset must be >= 0, got {n}")
     keyed = sorted(range(len(entries)),
                    key=lambda i: hashlib.md5(f"{seed}:{entries[i].file_name}".encode()).hexdigest())
-    keep = sorted(keyed[:n])
-    return [entries[i] for i in keep]
+    return [entries[i] for i in sorted(keyed[:n])]
 
 
 def to_coco(entries: Sequence[Entry], classes: Sequence[str], info: dict[str, Any]) -> dict[str, Any]:
@@ -413,14 +402,12 @@ def check_with_pycocotools(path: Path, data: dict[str, Any]) -> None:
 
 def split_summary(data: dict[str, Any], classes: Sequence[str], sources: list[str]) -> dict[str, Any]:
     anns = data["annotations"]
-    per_class = {n: 0 for n in classes}
-    for a in anns:
-        per_class[classes[a["category_id"] - 1]] += 1
+    counts = Counter(a["category_id"] for a in anns)
     with_boxes = {a["image_id"] for a in anns}
     return {"sources": sources, "images": len(data["images"]), "annotations": len(anns),
             "ignored": sum(1 for a in anns if a["iscrowd"]),
             "empty_images": sum(1 for im in data["images"] if im["id"] not in with_boxes),
-            "per_class": per_class}
+            "per_class": {n: counts[k] for k, n in enumerate(classes, 1)}}
 
 
 def _write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
@@ -473,11 +460,11 @@ def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, subse
             s = summary["splits"][split]
             log(f"  {split}: {s['images']} images, {s['annotations']} boxes "
                 f"({s['ignored']} ignored), {s['empty_images']} without boxes")
-        summary.update(clipped_boxes=report.clipped, clipped_examples=report.clipped_examples,
-                       dropped_tiny_boxes=report.dropped_tiny, dropped_examples=report.dropped_examples)
+        summary.update(clipped_boxes=len(report.clipped), clipped_examples=report.clipped[:_MAX_EXAMPLES],
+                       dropped_tiny_boxes=len(report.dropped), dropped_examples=report.dropped[:_MAX_EXAMPLES])
         _write_json(tmp / "summary.json", summary)
-    if report.clipped or report.dropped_tiny:
-        log(f"  clipped {report.clipped} boxes to their image, dropped {report.dropped_tiny} "
+    if report.clipped or report.dropped:
+        log(f"  clipped {len(report.clipped)} boxes to their image, dropped {len(report.dropped)} "
             f"boxes < 1 px (see {out / 'summary.json'})")
     log(f"wrote {out}/{{train,val,test}}.json (file_name relative to {root})")
     return summary
