@@ -1,8 +1,8 @@
 # lossbench: the front door. `make help` lists the targets.
 #
 # Every target that needs Python first builds the project-local virtual
-# environment (.venv) from requirements/constraints.txt, so a fresh clone
-# needs nothing but `make repro` / `make test`.
+# environment (.venv) from requirements/lock.txt (exact versions and hashes),
+# so a fresh clone needs nothing but `make repro` / `make test`.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -11,55 +11,83 @@ PYTHON      ?= python3.11
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
 PIP         := $(VENV)/bin/pip
-CONSTRAINTS := requirements/constraints.txt
+LOCK        := requirements/lock.txt
 STAMP       := $(VENV)/.installed
+# torch is installed first, from TORCH_INDEX when set, else from pip's configured
+# index (PyPI gives Linux the CUDA build). On a CPU-only machine use the CPU build:
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+TORCH       := $(shell sed -n 's/^\(torch==[^ ]*\).*/\1/p' requirements/requirements.in)
 # Parallel compile jobs for mmcv's ops; FORCE_CUDA=1 and TORCH_CUDA_ARCH_LIST
 # (e.g. "9.0") are read from the environment on a machine with CUDA.
 MAX_JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
-# PROFILE=voc|coco|smoke runs the study on another profile (dvc exp run -S profile=...)
+# PROFILE=voc|coco|smoke switches the study to another profile (see `repro`)
 PROFILE     ?=
 DVC         := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc
 PYTEST_ARGS ?=
 
-.PHONY: help setup test repro report bench env queue collect gpu-wheels gpu-check clean-venv
+.PHONY: help setup lock lint test test-fast repro report bench env queue collect gpu-wheels gpu-check clean-venv
 
 ## help: list the targets (this message)
 help:
 	@echo "lossbench: make TARGET"
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /' -e 's/: /\t/' | expand -t 16
 
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+$(STAMP): pyproject.toml $(LOCK) requirements/build.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c $(CONSTRAINTS) pip
-	@# mmcv 2.1.0 is built from source against the installed torch: install its
-	@# build requirements first, then build without isolation (pip caches the wheel).
-	$(PIP) install -q -c $(CONSTRAINTS) torch setuptools wheel ninja numpy opencv-python mmengine
-	MMCV_WITH_OPS=1 MAX_JOBS=$(MAX_JOBS) $(PIP) install -q --no-build-isolation -c $(CONSTRAINTS) mmcv
-	$(PIP) install -q --no-build-isolation -c $(CONSTRAINTS) -e ".[test]"
+	$(PIP) install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) -c $(LOCK) "$(TORCH)"
+	@# mmcv 2.1.0 is built from source against the installed torch: its build
+	@# requirements first, then everything else without build isolation (pip caches the wheel).
+	$(PIP) install -q --require-hashes -r requirements/build.txt
+	MMCV_WITH_OPS=1 MAX_JOBS=$(MAX_JOBS) $(PIP) install -q --no-build-isolation --require-hashes -r $(LOCK)
+	$(PIP) install -q --no-deps --no-build-isolation -e .
 	$(PY) -m lossbench env >/dev/null || { echo "error: mmcv's compiled ops do not load (run: $(PY) -m lossbench env)"; exit 1; }
 	@touch $@
 
-## setup: build .venv with the pinned stack (first time ~30 min on 2 cores: mmcv compiles)
+## lock: recompile requirements/lock.txt and build.txt from requirements/*.in (pip-tools)
+lock: $(STAMP)
+	$(PIP) install -q pip-tools
+	$(VENV)/bin/pip-compile -q --no-build-isolation --generate-hashes --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --unsafe-package torch -o $(LOCK) requirements/requirements.in
+	$(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	  --no-emit-find-links -o requirements/build.txt requirements/build.in
+
+## setup: build .venv with the locked stack (first time ~10 min on 2 cores: mmcv compiles)
 setup: $(STAMP)
 
 ## env: print versions of the stack, the device and the git revision
 env: $(STAMP)
 	$(PY) -m lossbench env
 
+## lint: ruff over src/, tests/, benchmarks/ and configs/
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks configs
+
 ## test: run the test suite (sets up .venv first if needed)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## repro: run the whole study with DVC (default profile of params.yaml; PROFILE=voc|coco to switch)
+## test-fast: the tests that need no training run or DVC pipeline (seconds)
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+## repro: run the whole study with DVC (params.yaml's profile; PROFILE=voc|coco|smoke switches)
+# PROFILE=x sets the one line `profile: x` of params.yaml (nothing else), says so,
+# and puts the previous params.yaml and dvc.lock back if the run fails.
 repro: $(STAMP)
-ifeq ($(PROFILE),)
-	$(DVC) repro
+ifneq ($(PROFILE),)
+	@cp params.yaml .params.yaml.bak && cp dvc.lock .dvc.lock.bak 2>/dev/null || true
+	@sed -i 's/^profile: .*/profile: $(PROFILE)/' params.yaml
+	@echo "params.yaml: profile is now $(PROFILE) (git diff shows the one line; make repro PROFILE=synth switches back)"
+	@$(DVC) repro || { mv .params.yaml.bak params.yaml; test -f .dvc.lock.bak && mv .dvc.lock.bak dvc.lock; \
+	  echo "make repro PROFILE=$(PROFILE) failed: params.yaml and dvc.lock are as they were"; exit 1; }
+	@rm -f .params.yaml.bak .dvc.lock.bak
 else
-	$(DVC) exp run -S profile=$(PROFILE)
+	$(DVC) repro
 endif
 
-## report: rebuild reports/<profile>/ from the runs' metrics (no training)
+## report: rebuild reports/<profile>/ from the runs' metrics (no training; unchanged runs change no file)
 report: $(STAMP)
 	$(DVC) repro --force --single-item report
 
@@ -85,11 +113,11 @@ gpu-wheels: $(STAMP)
 	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PYVER) \
 	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 \
 	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
-	  -c $(CONSTRAINTS) -d .whl addict mmdet mmengine platformdirs pycocotools shapely \
+	  -c $(LOCK) -d .whl addict mmdet mmengine platformdirs pycocotools shapely \
 	  termcolor terminaltables yapf
-	$(PY) -m pip download -q --no-deps --no-binary=:all: --no-build-isolation -c $(CONSTRAINTS) -d .whl mmcv
+	$(PY) -m pip download -q --no-deps --no-binary=:all: --no-build-isolation -c $(LOCK) -d .whl mmcv
 	@# mmcv 2.1.0's setup.py imports pkg_resources (gone in setuptools 82): its build uses this one
-	mkdir -p .whl/build && $(PY) -m pip download -q --no-deps --only-binary=:all: -c $(CONSTRAINTS) -d .whl/build setuptools
+	mkdir -p .whl/build && $(PY) -m pip download -q --no-deps --only-binary=:all: -c requirements/build.txt -d .whl/build setuptools
 
 ## gpu-check: on one NVIDIA GPU, offline: build mmcv's CUDA ops, train each family, write reports/gpu/
 gpu-check:

@@ -50,3 +50,45 @@ def test_smoke_pipeline(tmp_path):
     plots = json.loads(_dvc(repo, "plots", "show", "--json"))
     assert not plots.get("errors"), plots.get("errors")
     assert any("sse/lambda0.25/seed0/dvclive/plots/metrics/loss_cls.tsv" in k for k in plots["data"])
+
+
+def test_killed_stage_resumes_under_dvc_repro_with_whole_curves(tmp_path):
+    """kill -9 of a training stage after a checkpoint, then `dvc repro`: the run resumes
+    and its curves hold every logged step exactly once (DVC removes non-persistent
+    outputs before it runs a stage, which used to take the first part of the curves)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    copy_repo(repo)
+    set_params(repo, **SMOKE_PARAMS)
+    cfg = repo / "configs/smoke/retinanet_r18n_fpn_smoke.py"  # 8 iterations, a checkpoint every 2
+    cfg.write_text(cfg.read_text() + "train_cfg = dict(max_iters=8, val_interval=8)\n"
+                   "default_hooks = dict(checkpoint=dict(interval=2), logger=dict(interval=1))\n")
+    _dvc(repo, "repro", "prepare")
+    stage = "train_focal@setting0-0"
+    bindir = Path(sys.executable).parent
+    proc = subprocess.Popen([str(bindir / "dvc"), "repro", stage], cwd=repo, start_new_session=True,
+                            env={**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = repo / "work_dirs/smoke/focal/gamma2.0_alpha0.25/seed0/last_checkpoint"
+    deadline, killed = time.time() + 300, False
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and last.read_text().strip().endswith(("iter_4.pth", "iter_6.pth")):
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert killed, "the stage finished before it could be killed"
+
+    assert _ran(_dvc(repo, "repro", stage)) == [stage]
+    run = repo / "runs/smoke/focal/gamma2.0_alpha0.25/seed0"
+    assert json.loads((run / "metrics.json").read_text())["resumed_from_iter"] >= 4
+    for name in ("loss.tsv", "loss_cls.tsv", "lr.tsv"):
+        rows = (run / "dvclive/plots/metrics" / name).read_text().strip().splitlines()
+        assert [int(r.split("\t")[0]) for r in rows[1:]] == list(range(1, 9)), name

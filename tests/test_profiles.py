@@ -1,4 +1,4 @@
-"""Every profile's configs are built and validated, even where its data is absent."""
+"""Every profile's config is built and validated for each family, even where its data is absent."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from mmdet.utils import register_all_modules
 import lossbench.models.registry  # noqa: F401
 from lossbench.config import load_config
 from lossbench.data.classes import CLASSES
-from lossbench.profiles import ProfileError, amp_options, load_params, load_profile
+from lossbench.models.imbalance import FAMILIES
+from lossbench.profiles import ProfileError, load_params, load_profile
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = REPO / "params.yaml"
@@ -38,9 +39,8 @@ def test_profile_configs_build(name, family, tmp_path):
     register_all_modules()
     prof = load_profile(PARAMS, name)
     ann_dir = fake_prepared(tmp_path, prof.dataset)
-    cfg = load_config(prof.config_for(family), data_root=tmp_path, ann_dir=ann_dir, seed=0,
-                      max_iters=prof.train.get("max_iters"),
-                      options=prof.train_options() or None)
+    cfg = load_config(prof.config, data_root=tmp_path, ann_dir=ann_dir, seed=0,
+                      imbalance={"type": family, **FAMILIES[family]})
     head = cfg.model.bbox_head
     assert head.imbalance["type"] == family
     assert head.num_classes == len(CLASSES[prof.dataset])
@@ -70,12 +70,28 @@ def test_profile_configs_build(name, family, tmp_path):
 
 
 def test_amp_options():
-    assert amp_options("none") == {} and amp_options(False) == {}
+    from lossbench.stages.train import amp_options
+
+    assert amp_options("none") == {"optim_wrapper.type": "OptimWrapper"}
     assert amp_options("bf16")["optim_wrapper.dtype"] == "bfloat16"
-    assert amp_options(True) == {"optim_wrapper.type": "AmpOptimWrapper",
-                                 "optim_wrapper.dtype": "float16"}
-    with pytest.raises(ValueError, match="amp must be"):
-        amp_options("fp8")
+    assert amp_options("fp16") == {"optim_wrapper.type": "AmpOptimWrapper",
+                                   "optim_wrapper.dtype": "float16"}
+
+
+def test_a_run_is_its_config_plus_knob_and_seed(tmp_path):
+    """The smoke config is the synth one cut short: same model, lr and pipeline; the
+    schedule and batch are its own, written in the config, not set at run time."""
+    from mmengine.config import Config
+
+    synth = Config.fromfile(str(load_profile(PARAMS, "synth").config))
+    smoke = Config.fromfile(str(load_profile(PARAMS, "smoke").config))
+    assert smoke.model == synth.model and smoke.optim_wrapper == synth.optim_wrapper
+    assert smoke.train_pipeline == synth.train_pipeline
+    assert (synth.train_cfg.max_iters, synth.train_dataloader.batch_size) == (260, 8)
+    assert (smoke.train_cfg.max_iters, smoke.train_dataloader.batch_size) == (4, 2)
+    # every scheduler ends where the schedule does
+    for cfg in (synth, smoke):
+        assert max(s["end"] for s in cfg.param_scheduler) == cfg.train_cfg.max_iters
 
 
 def test_mixed_precision_on_cpu_is_a_clear_error(synth_prepared, tmp_path):
@@ -95,9 +111,12 @@ def test_unknown_profile_and_bad_keys_are_named(tmp_path):
     with pytest.raises(ProfileError, match=r"unknown profile 'vooc'; expected one of"):
         load_profile(PARAMS, "vooc")
     bad = tmp_path / "params.yaml"
-    bad.write_text("profiles:\n  x:\n    dataset: synth\n    configs: {focal: a, ohem: b, sse: c}\n"
-                   "    train: {batch_size: 0}\n")
-    with pytest.raises(ProfileError, match=r"profiles.x.train.batch_size must be a positive int, got 0"):
+    bad.write_text("profiles:\n  x:\n    dataset: synth\n    config: nowhere.py\n")
+    with pytest.raises(ProfileError, match=r"profiles.x.config must name an existing config file, "
+                                           r"got 'nowhere.py'"):
+        load_profile(bad, "x")
+    bad.write_text("profiles:\n  x:\n    dataset: synth\n    train: {batch_size: 4}\n")
+    with pytest.raises(ProfileError, match=r"profiles.x has unknown keys \['train'\]"):
         load_profile(bad, "x")
     bad.write_text("profiles:\n  x:\n    dataset: imagenet\n")
     with pytest.raises(ProfileError, match=r"profiles.x.dataset must be one of"):

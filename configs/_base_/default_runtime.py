@@ -1,12 +1,13 @@
-# Runtime shared by every profile: iteration-based logging, one kept checkpoint
-# (enough to resume a killed run), deterministic-friendly env settings.
+# Runtime shared by every profile: iteration-based logging; the two newest checkpoints
+# are kept (MMEngine deletes the oldest before writing the next, so one always stays
+# complete while another is written); deterministic-friendly env settings.
 default_scope = 'mmdet'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=10),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=100, max_keep_ckpts=1,
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=100, max_keep_ckpts=2,
                     save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='DetVisualizationHook'))

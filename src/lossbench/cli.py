@@ -2,16 +2,19 @@
 
 Each sub-command lives in its own module, which defines
 ``add_arguments(parser)`` and ``run(args) -> int``; the first line of the
-module docstring is the command's one-line help. Modules are imported only
-when their command runs, so ``lossbench --help`` stays fast.
+module docstring is the command's one-line help, read from the source without
+importing it, so ``lossbench --help`` stays fast. Only the command that runs
+is imported.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import importlib.util
 import sys
+from pathlib import Path
 
 from lossbench import __version__
 
@@ -26,24 +29,14 @@ COMMANDS: dict[str, str] = {
     "queue": "lossbench.stages.queue",
 }
 
-# Short help shown by ``lossbench --help`` without importing every module.
-SUMMARIES: dict[str, str] = {
-    "env": "print the versions of the stack, the device and the git revision",
-    "synth": "generate the synthetic detection set (VOC and COCO layouts)",
-    "fetch": "download and verify PASCAL VOC / COCO 2017",
-    "prepare": "turn a fetched or generated set into COCO-format splits",
-    "train": "train and evaluate one run of the study",
-    "report": "build the ablation tables and figures from the runs",
-    "queue": "run the training grid through DVC's experiment queue and collect it",
-}
-
-
 def _available() -> dict[str, str]:
-    """Commands whose module exists in this installation."""
+    """Command -> the first line of its module's docstring, for the modules installed."""
     found = {}
     for name, module in COMMANDS.items():
-        if importlib.util.find_spec(module) is not None:
-            found[name] = module
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.origin:
+            doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text(encoding="utf-8"))) or ""
+            found[name] = doc.strip().splitlines()[0].rstrip(".") if doc.strip() else ""
     return found
 
 
@@ -55,10 +48,9 @@ def build_parser(expand: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lossbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in _available().items():
-        help_text = SUMMARIES.get(name, "")
+    for name, help_text in _available().items():
         if name == expand:
-            mod = importlib.import_module(module)
+            mod = importlib.import_module(COMMANDS[name])
             doc = (mod.__doc__ or help_text).strip()
             p = sub.add_parser(name, help=help_text, description=doc,
                                formatter_class=argparse.RawDescriptionHelpFormatter)

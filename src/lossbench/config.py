@@ -1,14 +1,13 @@
-"""Load a study config and fill in what a run decides: data paths, classes, knobs.
+"""Load a profile's config and fill in what a run decides: data paths, classes, knob, seed.
 
-Configs in ``configs/`` hold the architecture and schedule; a run adds where
-its data lives (``data_root`` and the prepared ``ann_dir``), its family and
-knob, its seed and length. Everything is checked before MMEngine builds
-anything, with errors that name the key.
+A config in ``configs/`` says how every run of a profile trains (model, batch,
+lr, schedule, pipeline). A run adds only where its data lives (``data_root``
+and the prepared ``ann_dir``, whose classes set ``num_classes``), its family
+and knob, its seed and its work dir. Nothing else is changed here.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -56,36 +55,10 @@ def _set_data(cfg: Config, data_root: Path, ann_dir: Path, classes: tuple[str, .
     cfg.model.bbox_head.num_classes = len(classes)
 
 
-def _rescale_schedule(cfg: Config, max_iters: int) -> None:
-    """Set an iteration-based schedule's length, keeping warm-up and decay consistent."""
-    if cfg.train_cfg.get("type") != "IterBasedTrainLoop":
-        raise ValueError("max_iters applies to IterBasedTrainLoop schedules only; this config "
-                         f"uses {cfg.train_cfg.get('type')}")
-    if max_iters < 1:
-        raise ValueError(f"max_iters must be >= 1, got {max_iters}")
-    old = cfg.train_cfg.max_iters
-    cfg.train_cfg.max_iters = max_iters
-    cfg.train_cfg.val_interval = max_iters
-    for sched in cfg.get("param_scheduler", []) or []:
-        if sched.get("by_epoch", True):
-            continue
-        begin = min(int(round(sched.get("begin", 0) * max_iters / old)), max_iters - 1)
-        end = sched.get("end", old)
-        sched["begin"] = begin
-        sched["end"] = max(begin + 1, int(round(min(end, old) * max_iters / old)))
-    logger = cfg.default_hooks.get("logger")
-    if logger is not None:  # at least a few points on every curve
-        logger["interval"] = max(1, min(logger.get("interval", 10), max_iters // 4))
-    ckpt = cfg.default_hooks.get("checkpoint")
-    if ckpt is not None and not ckpt.get("by_epoch", True):
-        ckpt["interval"] = min(ckpt.get("interval", max_iters), max_iters)
-
-
 def load_config(path: str | os.PathLike, *, data_root: str | os.PathLike | None = None,
                 ann_dir: str | os.PathLike | None = None,
                 imbalance: dict[str, Any] | None = None, seed: int | None = None,
-                max_iters: int | None = None, work_dir: str | os.PathLike | None = None,
-                options: dict[str, Any] | None = None) -> Config:
+                work_dir: str | os.PathLike | None = None) -> Config:
     """Read ``path`` and apply a run's settings.
 
     Args:
@@ -96,9 +69,7 @@ def load_config(path: str | os.PathLike, *, data_root: str | os.PathLike | None 
         imbalance: replaces ``model.bbox_head.imbalance`` (validated).
         seed: sets ``randomness`` (seeded Python, numpy, torch and the
             data-loader workers; deterministic algorithms).
-        max_iters: rescales an iteration-based schedule.
-        work_dir: the run's folder.
-        options: extra ``--cfg-options``-style overrides (dotted keys).
+        work_dir: the run's MMEngine work dir.
 
     Raises:
         FileNotFoundError: a config or prepared file is missing.
@@ -108,8 +79,6 @@ def load_config(path: str | os.PathLike, *, data_root: str | os.PathLike | None 
     if not path.is_file():
         raise FileNotFoundError(f"config {path} does not exist")
     cfg = Config.fromfile(str(path))
-    if options:
-        cfg.merge_from_dict(copy.deepcopy(options))
     head = cfg.model.bbox_head
     if imbalance is not None:
         head.imbalance = dict(imbalance)
@@ -123,8 +92,6 @@ def load_config(path: str | os.PathLike, *, data_root: str | os.PathLike | None 
                                         "(run `lossbench prepare` first)")
         classes = read_classes(ann_dir / "train.json")
         _set_data(cfg, Path(data_root or ann_dir).resolve(), ann_dir, classes)
-    if max_iters is not None:
-        _rescale_schedule(cfg, int(max_iters))
     if seed is not None:
         cfg.randomness = dict(seed=int(seed), deterministic=True, diff_rank_seed=False)
     if work_dir is not None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+from mmengine.dist import all_reduce, get_rank, is_distributed
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
@@ -18,6 +20,9 @@ class FiniteLossHook(Hook):
 
     Unlike a warning in the log, the exception ends the run before any metric
     is written, so the report can never mistake a diverged run for a result.
+    Under data-parallel training the processes agree every iteration (one
+    all-reduce of a flag), so all of them stop together instead of the others
+    waiting forever for the one that stopped.
 
     Args:
         run_name: name of the run used in the message (defaults to the
@@ -35,12 +40,44 @@ class FiniteLossHook(Hook):
         values = {k: float(v.detach()) if hasattr(v, "detach") else float(v)
                   for k, v in outputs.items() if "loss" in k}
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-        if bad:
+        elsewhere = False
+        if is_distributed():
+            import torch
+
+            flag = torch.tensor([1.0 if bad else 0.0])
+            all_reduce(flag)
+            elsewhere = flag.item() > 0 and not bad
+        if bad or elsewhere:
             name = self.run_name or runner.experiment_name
-            terms = ", ".join(f"{k}={v}" for k, v in bad.items())
+            terms = (", ".join(f"{k}={v}" for k, v in bad.items()) if bad
+                     else f"in another process than rank {get_rank()}")
             raise NonFiniteLossError(
                 f"run {name!r}: loss became non-finite at iteration {runner.iter + 1} ({terms}); "
                 "no metrics were written")
+
+
+@HOOKS.register_module()
+class ResumedCurvesHook(Hook):
+    """When a run resumes, drop the curve rows logged after its checkpoint (they are
+    logged again), so every logged step appears exactly once; iteration- and
+    epoch-based schedules alike (``runner.iter`` is the checkpoint's iteration,
+    kept as the message hub's ``resumed_from_iter``).
+
+    Args:
+        dvclive_dir: the run's DVCLive folder.
+    """
+
+    priority = "VERY_HIGH"
+
+    def __init__(self, dvclive_dir: str) -> None:
+        self.dvclive_dir = dvclive_dir
+
+    def before_train(self, runner) -> None:
+        from lossbench.resume import truncate_curves
+
+        runner.message_hub.update_info("resumed_from_iter", runner.iter, resumed=False)
+        if runner.iter > 0 and get_rank() == 0:
+            truncate_curves(Path(self.dvclive_dir), runner.iter)
 
 
 def param_digest(model) -> str:
@@ -73,8 +110,6 @@ class ParamDigestHook(Hook):
         self._before = param_digest(runner.model)
 
     def after_train(self, runner) -> None:
-        from mmengine.dist import get_rank
-
         path = f"{runner.work_dir}/param_digest_rank{get_rank()}.txt"
         with open(path, "w") as f:
             f.write(f"before {self._before}\nafter {param_digest(runner.model)}\n")

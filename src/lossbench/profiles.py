@@ -1,14 +1,14 @@
-"""Profiles: one pipeline, three scales (``params.yaml`` → ``profiles.<name>``).
+"""Profiles: one pipeline, four scales (``params.yaml`` → ``profiles.<name>``).
 
-A profile says which data the study uses and how it trains::
+A profile names the config every run of the study trains with and the data it
+generates or downloads::
 
     profiles:
       synth:
+        config: configs/synth/retinanet_r18n_fpn_synth.py   # model, batch, lr, schedule
         dataset: synth                 # synth | voc2007 | voc0712 | coco2017
         data: {n_train: 800, ...}      # synth: generator options; real data: fetch options
         prepare: {subset: null}        # optional N images per split
-        configs: {focal: configs/..., ohem: configs/..., sse: configs/...}
-        train: {max_iters: 600, batch_size: 8, lr: 0.002, num_workers: 0}
 
 Every error names the file and the key.
 """
@@ -22,17 +22,7 @@ from typing import Any
 
 import yaml
 
-from lossbench.models.imbalance import FAMILIES
-
 DATASETS = ("synth", "voc2007", "voc0712", "coco2017")
-# train.<key> -> (config key, type)
-TRAIN_OPTIONS = {
-    "batch_size": ("train_dataloader.batch_size", int),
-    "num_workers": ("train_dataloader.num_workers", int),
-    "lr": ("optim_wrapper.optimizer.lr", float),
-    "test_batch_size": ("test_dataloader.batch_size", int),
-}
-TRAIN_KEYS = set(TRAIN_OPTIONS) | {"max_iters", "amp"}
 
 
 class ProfileError(ValueError):
@@ -43,43 +33,9 @@ class ProfileError(ValueError):
 class Profile:
     name: str
     dataset: str
-    configs: dict[str, str]
+    config: Path | None
     data: dict[str, Any] = field(default_factory=dict)
     prepare: dict[str, Any] = field(default_factory=dict)
-    train: dict[str, Any] = field(default_factory=dict)
-    source: str = "params.yaml"
-
-    def config_for(self, family: str) -> Path:
-        key = f"{self.source}: profiles.{self.name}.configs.{family}"
-        if family not in self.configs:
-            raise ProfileError(f"{key} is missing")
-        path = Path(self.configs[family])
-        if not path.is_file():
-            raise ProfileError(f"{key} = {path} does not exist")
-        return path
-
-    def train_options(self, amp: str | None = None) -> dict[str, Any]:
-        """``train`` settings as config overrides (dotted keys); ``amp`` overrides ``train.amp``
-        (``'none'``, ``'fp16'`` or ``'bf16'``)."""
-        opts: dict[str, Any] = {}
-        for k, v in self.train.items():
-            if k in TRAIN_OPTIONS and v is not None:
-                opts[TRAIN_OPTIONS[k][0]] = v
-        if self.train.get("num_workers") == 0:
-            opts["train_dataloader.persistent_workers"] = False
-        opts.update(amp_options(amp if amp is not None else self.train.get("amp")))
-        return opts
-
-
-def amp_options(amp: str | bool | None) -> dict[str, Any]:
-    """Config overrides for a mixed-precision setting: None/False/'none' = full precision,
-    True/'fp16' = float16, 'bf16' = bfloat16 (MMEngine's ``AmpOptimWrapper``)."""
-    if amp in (None, False, "none"):
-        return {}
-    if amp not in (True, "fp16", "bf16"):
-        raise ProfileError(f"amp must be none, fp16 or bf16, got {amp!r}")
-    return {"optim_wrapper.type": "AmpOptimWrapper",
-            "optim_wrapper.dtype": "bfloat16" if amp == "bf16" else "float16"}
 
 
 def load_params(path: str | os.PathLike) -> dict[str, Any]:
@@ -98,43 +54,27 @@ def load_params(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_profile(path: str | os.PathLike, name: str) -> Profile:
     """Read and check ``profiles.<name>`` of the params file ``path``."""
-    params = load_params(path)
-    profiles = params.get("profiles")
+    profiles = load_params(path).get("profiles")
     if not isinstance(profiles, dict) or not profiles:
         raise ProfileError(f"{path}: no 'profiles' mapping")
     if name not in profiles:
         raise ProfileError(f"{path}: unknown profile {name!r}; expected one of {sorted(profiles)}")
     p = profiles[name] or {}
     key = f"{path}: profiles.{name}"
+    unknown = set(p) - {"config", "dataset", "data", "prepare"}
+    if unknown:
+        raise ProfileError(f"{key} has unknown keys {sorted(unknown)}; allowed config, dataset, "
+                           "data, prepare (how a run trains belongs in its config file)")
     if p.get("dataset") not in DATASETS:
         raise ProfileError(f"{key}.dataset must be one of {list(DATASETS)}, got {p.get('dataset')!r}")
-    configs = p.get("configs")
-    if not isinstance(configs, dict) or set(configs) != set(FAMILIES):
-        raise ProfileError(f"{key}.configs must map each of {sorted(FAMILIES)} to a config file, "
-                           f"got {configs!r}")
-    for part in ("data", "prepare", "train"):
-        if not isinstance(p.get(part, {}) or {}, dict):
+    config = p.get("config")  # relative to the params file's folder (the repository)
+    if config is not None and not (isinstance(config, str) and (Path(path).parent / config).is_file()):
+        raise ProfileError(f"{key}.config must name an existing config file, got {config!r}")
+    for part in ("data", "prepare"):
+        if not isinstance(p.get(part) or {}, dict):
             raise ProfileError(f"{key}.{part} must be a mapping")
-    train = p.get("train", {}) or {}
-    unknown = set(train) - TRAIN_KEYS
-    if unknown:
-        raise ProfileError(f"{key}.train has unknown keys {sorted(unknown)}; allowed {sorted(TRAIN_KEYS)}")
-    for k, (_, typ) in TRAIN_OPTIONS.items():
-        v = train.get(k)
-        if v is None:
-            continue
-        lowest = 0 if k == "num_workers" else 1e-12
-        if isinstance(v, bool) or not isinstance(v, typ if typ is int else (int, float)) or v < lowest:
-            what = "an integer >= 0" if k == "num_workers" else f"a positive {typ.__name__}"
-            raise ProfileError(f"{key}.train.{k} must be {what}, got {v!r}")
-    mi = train.get("max_iters")
-    if mi is not None and (isinstance(mi, bool) or not isinstance(mi, int) or mi < 1):
-        raise ProfileError(f"{key}.train.max_iters must be an integer >= 1, got {mi!r}")
-    if train.get("amp") not in (None, False, True, "fp16", "bf16"):
-        raise ProfileError(f"{key}.train.amp must be false, true/'fp16' or 'bf16', got {train['amp']!r}")
-    return Profile(name=name, dataset=p["dataset"], configs=dict(configs),
-                   data=dict(p.get("data") or {}), prepare=dict(p.get("prepare") or {}),
-                   train=dict(train), source=str(path))
+    return Profile(name=name, dataset=p["dataset"], config=Path(path).parent / config if config else None,
+                   data=dict(p.get("data") or {}), prepare=dict(p.get("prepare") or {}))
 
 
 def resolve_dataset(params: str | os.PathLike, name: str, given: str | None,

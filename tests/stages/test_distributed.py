@@ -18,7 +18,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "configs/synth/retinanet_r18n_fpn_focal_synth.py"
+CONFIG = REPO / "configs/smoke/retinanet_r18n_fpn_smoke.py"
 MAX_ITERS = 4
 
 
@@ -26,9 +26,10 @@ def train_args(data, out, launcher):
     return ["-m", "lossbench", "train", "--launcher", launcher, "--config", str(CONFIG),
             "--family", "focal", "--gamma", "2", "--alpha", "0.25", "--seed", "0",
             "--data-root", str(data["root"]), "--ann-dir", str(data["ann_dir"]),
-            "--out", str(out), "--max-iters", str(MAX_ITERS),
-            "--cfg-options", "train_dataloader.batch_size=2", "default_hooks.checkpoint.interval=2",
-            "default_hooks.logger.interval=1", "custom_hooks=[{type: ParamDigestHook}]"]
+            "--out", str(out),
+            "--cfg-options", f"train_cfg.max_iters={MAX_ITERS}", "train_dataloader.batch_size=2",
+            "default_hooks.checkpoint.interval=2", "default_hooks.logger.interval=1",
+            "custom_hooks=[{type: ParamDigestHook}]"]
 
 
 def free_port() -> int:
@@ -80,8 +81,47 @@ def test_two_process_training(launcher, synth_prepared, tmp_path):
     assert logs.count("rank 0: wrote") == 1 and "rank 1: wrote" not in logs
     rec = json.loads((out / "metrics.json").read_text())
     assert rec["world_size"] == 2 and rec["total_batch_size"] == 4 and rec["iters"] == MAX_ITERS
-    assert sorted(p.name for p in (out / "work").glob("*.pth")) == [f"iter_{MAX_ITERS}.pth"]
+    assert sorted(p.name for p in (out / "work").glob("*.pth")) == ["iter_2.pth", f"iter_{MAX_ITERS}.pth"]
     assert (out / "config.py").is_file() and (out / "env.json").is_file()
+
+
+NAN_HOOK = """
+import torch
+from mmengine.dist import get_rank
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+
+@HOOKS.register_module()
+class NaNOnRank1Hook(Hook):
+    priority = "HIGHEST"  # before FiniteLossHook sees the outputs
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if get_rank() == 1 and runner.iter + 1 == 2:
+            outputs["loss"] = torch.tensor(float("nan"))
+"""
+
+
+def test_nan_on_one_rank_stops_every_rank(synth_prepared, tmp_path):
+    """Only rank 1's loss becomes NaN (iteration 2): both processes stop there with the
+    run's message and exit 3, instead of rank 0 training on into a dead collective."""
+    (tmp_path / "nan_on_rank1.py").write_text(NAN_HOOK)
+    args = train_args(synth_prepared, tmp_path / "run", "slurm")
+    args[args.index("custom_hooks=[{type: ParamDigestHook}]")] = "custom_hooks=[{type: NaNOnRank1Hook}]"
+    args += ["custom_imports.imports=[lossbench.models.registry,nan_on_rank1]"]
+    port = str(free_port())
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path),
+           "SLURM_NTASKS": "2", "SLURM_NODELIST": "node1", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": port}
+    procs = [subprocess.Popen([sys.executable, *args], cwd=REPO, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env={**env, "SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)})
+             for r in range(2)]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, log in zip(procs, logs):
+        assert p.returncode == 3, log[-3000:]
+        assert "loss became non-finite at iteration 2" in log, log[-3000:]
+    assert not (tmp_path / "run" / "metrics.json").exists()
 
 
 def test_launcher_without_its_environment_is_a_clear_error(synth_prepared, tmp_path):
@@ -100,7 +140,7 @@ def test_determinism_is_gpu_safe(monkeypatch):
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from lossbench.stages.train import build_runner
+    from lossbench.engine import build_runner
 
     def fake_from_cfg(cfg):  # what MMEngine's set_random_seed does for deterministic=True
         torch.use_deterministic_algorithms(True)

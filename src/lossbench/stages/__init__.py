@@ -1,1 +1,3 @@
-"""One module per pipeline stage: ``add_arguments(parser)`` and ``run(args) -> int``."""
+"""The command-line modules: one per DVC stage (fetch, prepare, train, report) plus
+``synth`` (the generator on its own) and ``queue`` (the grid through DVC's queue).
+Each defines ``add_arguments(parser)`` and ``run(args) -> int``."""

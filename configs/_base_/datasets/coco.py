@@ -1,11 +1,10 @@
-# Data read from the COCO-format JSON written by `lossbench prepare`
-# (`<ann_dir>/{train,val,test}.json`, `file_name` relative to `data_root`).
-# `data_root`, the annotation paths and `metainfo.classes` are filled in by
-# `lossbench.config.load_config` from the prepared files; profiles set the
-# image scale and batch size.
+# COCO-format JSON written by `lossbench prepare`: <ann_dir>/{train,val,test}.json with
+# `file_name` relative to `data_root`. The train stage sets `data_root`, the annotation
+# files and `metainfo.classes` from --data-root / --ann-dir; a profile config sets the
+# batch size and the number of loader workers.
 dataset_type = 'CocoDataset'
-data_root = 'data/'
-ann_dir = 'data/prepared/'
+data_root = 'data/coco/raw/'
+ann_dir = 'data/coco/prepared/'
 img_scale = (1333, 800)
 backend_args = None
 
@@ -25,8 +24,6 @@ test_pipeline = [
 ]
 
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=2,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     batch_sampler=dict(type='AspectRatioBatchSampler'),
@@ -39,8 +36,6 @@ train_dataloader = dict(
         pipeline=train_pipeline,
         backend_args=backend_args))
 test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
     persistent_workers=True,
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),

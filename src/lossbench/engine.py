@@ -1,0 +1,167 @@
+"""Train and test one resolved config with MMEngine's Runner; write the run's records.
+
+A run folder OUT receives:
+
+  OUT/metrics.json   test-split metrics (VOC-style mAP@0.5, COCO AP/AP50/AP75/APs/m/l),
+                     final losses and imbalance diagnostics, timing; written last,
+                     atomically, and only if the run finished with finite losses
+  OUT/config.py      the resolved MMDetection config
+  OUT/env.json       versions, git revision, CPU/GPU
+  OUT/dvclive/       training curves (DVCLive; `dvc plots show`)
+
+The work dir (checkpoints, logs) follows the resume policy of ``lossbench.resume``.
+Only the main process writes OUT.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from lossbench.distributed import is_main_process
+from lossbench.resume import fingerprint, prepare_work_dir
+from lossbench.utils import atomic_write_json, atomic_write_text
+
+# (metrics.json key, evaluator key)
+METRIC_KEYS = (
+    ("mAP50", "pascal_voc/mAP"),
+    ("AP", "coco/bbox_mAP"),
+    ("AP50", "coco/bbox_mAP_50"),
+    ("AP75", "coco/bbox_mAP_75"),
+    ("APs", "coco/bbox_mAP_s"),
+    ("APm", "coco/bbox_mAP_m"),
+    ("APl", "coco/bbox_mAP_l"),
+)
+FINAL_WINDOW = 0.1  # final losses/diagnostics: mean over the last 10% of iterations
+
+
+def final_scalars(message_hub, max_iters: int) -> dict[str, float]:
+    """Mean of each logged loss/diagnostic over the last ``FINAL_WINDOW`` of training."""
+    window = max(1, int(math.ceil(FINAL_WINDOW * max_iters)))
+    out = {}
+    for key, buf in message_hub.log_scalars.items():
+        name = key.partition("/")[2]
+        if key.startswith("train/") and ("loss" in name or name.startswith("diag_")):
+            vals = list(buf.data[0][-window:])
+            if vals:
+                out[name] = float(sum(vals) / len(vals))
+    return dict(sorted(out.items()))
+
+
+def collect_metrics(results: dict[str, float]) -> tuple[dict[str, float | None], bool]:
+    """Pick the study's metrics from the evaluators' output.
+
+    CocoMetric returns nothing when no box scores above ``score_thr`` (an
+    untrained model); AP is then 0 by definition, which is what we record,
+    with ``no_detections`` set so the report can say so. A metric pycocotools
+    cannot compute (-1: no ground truth of that size) is ``None``.
+    """
+    out, missing = {}, False
+    for name, key in METRIC_KEYS:
+        v = results.get(key)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            missing, v = True, 0.0
+        out[name] = None if v < 0 else round(float(v), 6)
+    return out, missing
+
+
+def build_runner(cfg):
+    """``Runner.from_cfg`` with GPU-safe determinism.
+
+    A seeded config asks MMEngine for deterministic algorithms. On CUDA that
+    needs cuBLAS's fixed workspace (``CUBLAS_WORKSPACE_CONFIG``, set here
+    unless given) and makes any op without a deterministic kernel raise, hours
+    into a run; there it is switched to ``warn_only=True``. CPUs are unchanged.
+    """
+    import torch
+    from mmengine.runner import Runner
+
+    deterministic = bool((cfg.get("randomness") or {}).get("deterministic"))
+    cuda = torch.cuda.is_available()
+    if deterministic and cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    runner = Runner.from_cfg(cfg)
+    if deterministic and cuda:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return runner
+
+
+def train_run(cfg, out: Path, name: str, meta: dict[str, Any], work_dir: Path,
+              log=print) -> dict[str, Any]:
+    """Train (or resume) and test a resolved config; write OUT/{config.py,env.json,dvclive,metrics.json}."""
+    import lossbench.models.registry  # noqa: F401  (head, losses, compat fixes)
+    from lossbench import hooks  # noqa: F401  (FiniteLossHook, ResumedCurvesHook)
+    from lossbench.envinfo import environment_record
+
+    main = is_main_process()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").unlink(missing_ok=True)  # never leave an old result behind
+    ckpt = prepare_work_dir(work_dir, fingerprint(cfg), main_process=main, log=log)
+    if ckpt is not None:
+        log(f"resuming from {ckpt}")
+    dvclive_dir = out / "dvclive"
+    if main and ckpt is None:
+        shutil.rmtree(dvclive_dir, ignore_errors=True)
+    cfg.work_dir = str(work_dir)
+    cfg.resume, cfg.load_from = ckpt is not None, str(ckpt) if ckpt else None
+    cfg.experiment_name = name.replace("/", "_")
+    cfg.custom_hooks = list(cfg.get("custom_hooks", []) or []) + [
+        dict(type="FiniteLossHook", run_name=name),
+        dict(type="ResumedCurvesHook", dvclive_dir=str(dvclive_dir))]
+    cfg.visualizer.vis_backends = [
+        dict(type="LocalVisBackend"),
+        dict(type="DVCLiveVisBackend", save_dir=str(dvclive_dir), artifact_suffix=(),
+             init_kwargs=dict(resume=ckpt is not None, save_dvc_exp=False, dvcyaml=False,
+                              report=None, cache_images=False, monitor_system=False)),
+    ]
+    if main:
+        atomic_write_text(out / "config.py", cfg.pretty_text)
+        atomic_write_json(out / "env.json", environment_record())
+
+    started_at = time.time()
+    runner = build_runner(cfg)
+    t0 = time.perf_counter()
+    runner.train()
+    t_train = time.perf_counter() - t0
+    resumed_iter = int(runner.message_hub.get_info("resumed_from_iter", 0))
+    results = runner.test()
+    t_total = time.perf_counter() - t0
+    from mmengine.dist import get_dist_info
+
+    rank, world_size = get_dist_info()
+    metrics, no_det = collect_metrics(results or {})
+    by_epoch = cfg.train_cfg.get("max_iters") is None
+    trained = runner.iter - resumed_iter
+    batch = cfg.train_dataloader.batch_size
+    record = {
+        "run": name,
+        **meta,
+        "metrics": metrics,
+        "no_detections": no_det,
+        "final": final_scalars(runner.message_hub, cfg.train_cfg.get("max_iters") or runner.iter),
+        "iters": runner.iter,
+        "batch_size": batch,
+        "world_size": world_size,
+        "total_batch_size": batch * world_size,
+        "resumed_from_iter": resumed_iter,
+        **({"resumed_from_epoch": int(ckpt.stem.split("_")[-1]) if ckpt else 0} if by_epoch else {}),
+        "timing": {
+            "started_at": round(started_at, 3),
+            "finished_at": round(time.time(), 3),
+            "wall_time_s": round(t_total, 2),
+            "train_time_s": round(t_train, 2),
+            "eval_time_s": round(t_total - t_train, 2),
+            "train_images_per_s": (round(trained * batch * world_size / t_train, 2)
+                                   if trained > 0 and t_train > 0 else None),
+        },
+    }
+    runner.visualizer.close()
+    if rank == 0:
+        atomic_write_json(out / "metrics.json", record)
+        log(f"rank 0: wrote {out / 'metrics.json'}")
+    return {**record, "rank": rank}
