@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from lossbench.stages.queue import collect, submit
 from lossbench.workspace import SMOKE_PARAMS, copy_repo, dvc, set_params
 
 pytestmark = pytest.mark.slow
@@ -79,7 +81,7 @@ def test_queue_two_workers_one_device_each(repo, tmp_path):
             assert a["pool_device"] != b["pool_device"], (a["run"], b["run"])
     assert overlapping >= 1, "the two workers never trained at the same time"
     env = json.loads((repo / "runs/smoke" / RUNS[0] / "env.json").read_text())
-    assert env["device"] == "cpu"
+    assert env["CUDA available"] is False  # trained on the CPU (MMEngine collect_env key)
     # checkpoints landed in this repository (LOSSBENCH_WORK_ROOT), not the temporary copy
     assert (repo / "work_dirs/smoke" / RUNS[1] / "iter_4.pth").is_file()
 
@@ -93,3 +95,50 @@ def test_queue_two_workers_one_device_each(repo, tmp_path):
 
     # a second submit has nothing left to queue
     assert "nothing to queue" in lossbench(repo, "queue", "submit", "--dry-run")
+
+
+TINY_DVC_YAML = """\
+stages:
+  train_echo:
+    matrix:
+      n: [1, 2]
+    cmd: >-
+      mkdir -p runs/n${item.n} && cd runs/n${item.n} && echo ${item.n} > out.txt
+      && sleep 2 && rm -f old.txt
+    outs:
+      - runs/n${item.n}/out.txt:
+          cache: false
+"""
+
+
+def test_collect_two_experiments_of_a_tiny_repo(tmp_path):
+    """Two queued experiments of a trivial stage come back: their files, and dvc.lock from DVC."""
+    repo = tmp_path / "tiny"
+    for path, text in {"params.yaml": "profile: t\n", "dvc.yaml": TINY_DVC_YAML, "data/t/x": "x",
+                       ".gitignore": "/data/\n",
+                       "runs/n1/old.txt": "removed by the stage"}.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    for cmd in (["git", "init", "-q"], [str(Path(sys.executable).parent / "dvc"), "init", "-q"],
+                ["git", "add", "-A"], [*git, "commit", "-qm", "tiny"]):
+        subprocess.run(cmd, cwd=repo, check=True)
+    log: list[str] = []
+    assert submit(repo, log=log.append) == ["train_echo@1", "train_echo@2"]
+    assert collect(repo, log=log.append) == {}
+    assert log[-1] == "still 0 running, 2 queued: collect again later", log
+
+    assert submit(repo, jobs=2, log=log.append) == []  # already queued; starts the workers
+    merged = collect(repo, wait=True, poll_s=1, log=log.append)
+    assert merged == {"train_echo-1": "train_echo@1", "train_echo-2": "train_echo@2"}, log
+    assert any(line.startswith("waiting: ") for line in log), log  # polled the queued/running states
+    assert (repo / "runs/n1/out.txt").read_text() == "1\n"
+    assert (repo / "runs/n2/out.txt").read_text() == "2\n"
+    assert not (repo / "runs/n1/old.txt").exists()
+    assert set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"]) == set(merged.values())
+    assert json.loads(_dvc(repo, "status", "--json")) == {}
+    # the finished experiments are not queued again
+    log.clear()
+    assert submit(repo, all_stages=True, dry_run=True, log=log.append) == []
+    assert log[:2] == [f"skip train_echo@{n}: experiment train_echo-{n} is success "
+                       "(run `lossbench queue collect`)" for n in (1, 2)]

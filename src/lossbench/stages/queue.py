@@ -3,7 +3,9 @@
 `submit` queues one DVC experiment per training stage of the current profile
 (params.yaml: profile) that is not up to date (or every one with --all):
 
-    dvc exp run --queue --copy-paths data/<profile> --name <name> <stage>     (train_sse@0.5-0 -> train_sse-0_5-0)
+    dvc exp run --queue --copy-paths data/<profile> --name <name> <stage>
+
+named after its stage (train_sse@0.5-0 -> train_sse-0_5-0).
 
 Each experiment runs in a temporary copy of the repository into which the
 prepared data is copied, so `fetch` and `prepare` must be up to date first
@@ -17,9 +19,13 @@ pool and sees only it (CUDA_VISIBLE_DEVICES). LOSSBENCH_WORK_ROOT=<repo>
 of the temporary copy, so they outlive the experiment.
 
 `collect` brings the finished experiments of the current commit back into the
-workspace: the run folders they wrote under runs/ and their stages' dvc.lock
-entries, so `dvc status` sees those stages as done and `make report` (or
-`dvc repro`) builds the report from them without training again.
+workspace, through DVC's public commands only: `dvc exp show --json` lists the
+experiments of HEAD with their commit and state (queued, running, success,
+failed; --wait polls it), `git restore --source <experiment commit>` brings
+back the files each one changed under runs/, and `dvc commit --force <stages>`
+records their stages in dvc.lock, so `dvc status` sees them as done and
+`make report` (or `dvc repro`) builds the report without training again. An
+experiment is matched to its stage by the name submit gave it.
 
 Examples:
   dvc repro prepare
@@ -36,7 +42,9 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +52,6 @@ import yaml
 
 from lossbench.devices import POOL_ENV, parse_pool
 from lossbench.stages.train import WORK_ROOT_ENV
-from lossbench.utils import atomic_write_bytes, atomic_write_text
 
 TRAIN_STAGE = re.compile(r"^train_[a-z]+@")
 
@@ -53,24 +60,24 @@ class QueueError(RuntimeError):
     """The workspace is not ready for the queue (named cause)."""
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None,
-         check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and p.returncode != 0:
-        raise QueueError(f"`{' '.join(cmd)}` failed (exit {p.returncode}):\n"
-                         f"{(p.stdout + p.stderr).strip()[-2000:]}")
-    return p
+def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    """``cmd``'s stdout. Output goes through files, not pipes: the queue workers that
+    ``dvc queue start`` leaves running inherit them, and a pipe would block us until they exit."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        rc = subprocess.run(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                            stderr=err).returncode
+        stdout, stderr = (f.seek(0) or f.read().decode(errors="replace") for f in (out, err))
+    if rc != 0:
+        raise QueueError(f"`{' '.join(cmd)}` failed (exit {rc}):\n{(stdout + stderr).strip()[-2000:]}")
+    return stdout
 
 
-def _dvc() -> str:
-    """The ``dvc`` next to this Python (the project's venv), else the one on PATH."""
-    exe = Path(sys.executable).parent / "dvc"
-    return str(exe) if exe.is_file() else "dvc"
-
-
-def _env() -> dict[str, str]:
-    bindir = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+def _dvc(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run the ``dvc`` next to this Python (the project's venv, else PATH's) with its scripts on PATH."""
+    bindir = Path(sys.executable).parent
+    exe = bindir / "dvc"
+    env = {**os.environ, **(env or {}), "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return _run([str(exe) if exe.is_file() else "dvc", *args], repo, env)
 
 
 def exp_name(stage: str) -> str:
@@ -86,41 +93,32 @@ def profile_of(repo: Path) -> str:
     return prof
 
 
-def stale_stages(repo: Path) -> dict[str, Any]:
-    out = _run([_dvc(), "status", "--json"], repo, _env()).stdout.strip()
-    return json.loads(out) if out else {}
-
-
 def train_stages(repo: Path) -> list[str]:
-    names = _run([_dvc(), "stage", "list", "--name-only"], repo, _env()).stdout.split()
-    return [n for n in names if TRAIN_STAGE.match(n)]
+    return [n for n in _dvc(repo, "stage", "list", "--name-only").split() if TRAIN_STAGE.match(n)]
 
 
-def baseline(repo: Path) -> str:
-    return _run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+def experiments(repo: Path) -> tuple[str, list[dict[str, Any]]]:
+    """HEAD's commit and its experiments, ``{name, rev, state}``, from ``dvc exp show --json``.
 
-
-def experiments(repo: Path) -> dict[str, str]:
-    """Finished experiments of the current commit: name -> commit."""
-    base = baseline(repo)
-    prefix = f"refs/exps/{base[:2]}/{base[2:]}/"
-    out = _run(["git", "for-each-ref", "--format=%(refname) %(objectname)", prefix], repo).stdout
-    exps = {}
-    for line in out.splitlines():
-        ref, sha = line.split()
-        exps[ref[len(prefix):]] = sha
-    return exps
-
-
-def queue_counts(repo: Path) -> dict[str, int]:
-    """Tasks of ``dvc queue status`` by status (Queued, Running, Success, Failed)."""
-    out = _run([_dvc(), "queue", "status"], repo, _env()).stdout
-    counts: dict[str, int] = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 4 and parts[-1] in ("Queued", "Running", "Success", "Failed"):
-            counts[parts[-1]] = counts.get(parts[-1], 0) + 1
-    return counts
+    ``state`` is DVC's executor state: queued, running, success or failed. An
+    experiment whose queue task record is gone (``dvc queue remove``, or run
+    with ``dvc exp run --run-all``) has a commit and no executor: success.
+    """
+    for attempt in range(3):  # DVC may be rewriting a task's info file as it finishes
+        try:
+            shown = json.loads(_dvc(repo, "exp", "show", "--json", "--hide-workspace", "--sha"))
+            break
+        except QueueError:
+            if attempt == 2:
+                raise
+            time.sleep(2)
+    if len(shown) != 1:
+        raise QueueError(f"`dvc exp show --json` in {repo}: expected HEAD only, got "
+                         f"{[b.get('rev') for b in shown]}")
+    exps = [{"name": r["name"], "rev": r["revs"][0]["rev"],
+             "state": (r.get("executor") or {}).get("state", "success")}
+            for r in shown[0].get("experiments") or []]
+    return shown[0]["rev"], exps
 
 
 def submit(repo: Path, *, all_stages: bool = False, pattern: str | None = None,
@@ -130,7 +128,7 @@ def submit(repo: Path, *, all_stages: bool = False, pattern: str | None = None,
     repo = Path(repo).resolve()
     profile = profile_of(repo)
     data = Path("data") / profile
-    status = stale_stages(repo)
+    status = json.loads(_dvc(repo, "status", "--json").strip() or "{}")
     for upstream in ("fetch", "prepare"):
         if upstream in status or not (repo / data).is_dir():
             raise QueueError(f"stage '{upstream}' of profile {profile!r} is not up to date: "
@@ -138,90 +136,62 @@ def submit(repo: Path, *, all_stages: bool = False, pattern: str | None = None,
     stages = [s for s in train_stages(repo) if all_stages or s in status]
     if pattern:
         stages = [s for s in stages if fnmatch.fnmatch(s, pattern)]
-    done = experiments(repo)
-    skipped = [s for s in stages if exp_name(s) in done]
-    stages = [s for s in stages if exp_name(s) not in done]
-    for s in skipped:
-        log(f"skip {s}: experiment {exp_name(s)} already finished (run `lossbench queue collect`)")
+    known = {e["name"]: e["state"] for e in experiments(repo)[1] if e["state"] != "failed"}
+    for s in [s for s in stages if exp_name(s) in known]:
+        log(f"skip {s}: experiment {exp_name(s)} is {known[exp_name(s)]}"
+            + (" (run `lossbench queue collect`)" if known[exp_name(s)] == "success" else ""))
+    stages = [s for s in stages if exp_name(s) not in known]
     for s in stages:
-        cmd = [_dvc(), "exp", "run", "--queue", "--copy-paths", str(data), "--name", exp_name(s), s]
-        log(("would run: " if dry_run else "queue: ") + " ".join(cmd[1:]))
+        cmd = ["exp", "run", "--queue", "--copy-paths", str(data), "--name", exp_name(s), s]
+        log(("would run: " if dry_run else "queue: ") + " ".join(cmd))
         if not dry_run:
-            _run(cmd, repo, _env())
+            _dvc(repo, *cmd)
     if not stages:
         log("nothing to queue")
     if jobs and not dry_run:
-        env = {**_env(), WORK_ROOT_ENV: str(repo)}
+        env = {WORK_ROOT_ENV: str(repo)}
         if gpus:
             parse_pool(gpus)
             env[POOL_ENV] = gpus
         log(f"start {jobs} worker(s)" + (f", {POOL_ENV}={gpus}" if gpus else ""))
-        _run([_dvc(), "queue", "start", "-j", str(jobs)], repo, env)
+        _dvc(repo, "queue", "start", "-j", str(jobs), env=env)
     return stages
 
 
-def _lock_entries(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    return (yaml.safe_load(text) or {}).get("stages", {}) or {}
-
-
-def _git_show(repo: Path, rev: str, path: str) -> bytes | None:
-    p = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True)
-    return p.stdout if p.returncode == 0 else None
-
-
 def collect(repo: Path, *, wait: bool = False, poll_s: float = 5.0, remove: bool = False,
-            log=print) -> dict[str, list[str]]:
-    """Merge the finished experiments of HEAD into the workspace.
-
-    Returns ``{experiment: [stages merged]}``.
-    """
+            log=print) -> dict[str, str]:
+    """Bring the finished experiments of HEAD into the workspace. Returns ``{experiment: stage}``."""
     repo = Path(repo).resolve()
-    if wait:
-        while True:
-            c = queue_counts(repo)
-            if not c.get("Queued") and not c.get("Running"):
-                break
-            log(f"waiting: {c.get('Running', 0)} running, {c.get('Queued', 0)} queued")
-            time.sleep(poll_s)
-    base = baseline(repo)
-    base_lock = _lock_entries((_git_show(repo, base, "dvc.lock") or b"").decode() or None)
-    lock_path = repo / "dvc.lock"
-    lock = yaml.safe_load(lock_path.read_text()) if lock_path.is_file() else None
-    lock = lock or {"schema": "2.0", "stages": {}}
-    lock.setdefault("stages", {})
-    merged: dict[str, list[str]] = {}
-    for name, sha in sorted(experiments(repo).items()):
-        exp_lock = _lock_entries((_git_show(repo, sha, "dvc.lock") or b"").decode() or None)
-        stages = [s for s, e in exp_lock.items() if base_lock.get(s) != e]
-        diff = _run(["git", "diff", "--name-status", "--no-renames", base, sha, "--", "runs/"],
-                    repo).stdout
-        for line in diff.splitlines():
-            status, path = line.split("\t", 1)
-            target = repo / path
-            if status == "D":
-                target.unlink(missing_ok=True)
-            else:
-                blob = _git_show(repo, sha, path)
-                if blob is None:
-                    raise QueueError(f"experiment {name}: cannot read {path} from {sha}")
-                atomic_write_bytes(target, blob)
-        for s in stages:
-            lock["stages"][s] = exp_lock[s]
-        merged[name] = stages
-        log(f"collected {name}: {', '.join(stages) or 'no stage changes'}")
+    base, exps = experiments(repo)
+    while wait and {"queued", "running"} & {e["state"] for e in exps}:
+        n = Counter(e["state"] for e in exps)
+        log(f"waiting: {n['running']} running, {n['queued']} queued")
+        time.sleep(poll_s)
+        base, exps = experiments(repo)
+    stage_of = {exp_name(s): s for s in train_stages(repo)}
+    merged: dict[str, str] = {}
+    for e in sorted((e for e in exps if e["state"] == "success"), key=lambda e: e["name"]):
+        if e["name"] not in stage_of:
+            log(f"skip {e['name']}: not the name of a training stage of this profile")
+            continue
+        changed = _run(["git", "diff", "--name-only", "--no-renames", "-z", base, e["rev"],
+                        "--", "runs/"], repo).split("\0")
+        if any(changed):
+            _run(["git", "restore", "--worktree", "--source", e["rev"], "--",
+                  *filter(None, changed)], repo)
+        merged[e["name"]] = stage_of[e["name"]]
+        log(f"collected {e['name']}: {stage_of[e['name']]}")
     if merged:
-        atomic_write_text(lock_path, yaml.safe_dump(lock, sort_keys=False))
+        _dvc(repo, "commit", "--force", *merged.values())
     else:
         log(f"no finished experiment of commit {base[:7]} (all commits: `dvc exp show -A`)")
     if remove and merged:
-        _run([_dvc(), "exp", "remove", *merged], repo, _env())
-    c = queue_counts(repo)
-    if c.get("Failed"):
-        log(f"{c['Failed']} experiment(s) failed: `dvc queue status`, `dvc queue logs NAME`")
-    if c.get("Queued") or c.get("Running"):
-        log(f"still {c.get('Running', 0)} running, {c.get('Queued', 0)} queued: collect again later")
+        _dvc(repo, "exp", "remove", *merged)
+    n = Counter(e["state"] for e in exps)
+    if n["failed"]:
+        log(f"{n['failed']} experiment(s) failed: `dvc queue status`, `dvc queue logs NAME`")
+    if n["queued"] or n["running"]:
+        log(f"still {n['running']} running, {n['queued']} queued: collect again later")
     return merged
 
 
@@ -234,7 +204,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--gpus", metavar="IDS",
                    help=f"device pool for the workers, e.g. 0,1,2,3 (sets {POOL_ENV})")
     s.add_argument("--dry-run", action="store_true", help="print the commands only")
-    c = sub.add_parser("collect", help="merge finished experiments into runs/ and dvc.lock")
+    c = sub.add_parser("collect", help="bring finished experiments into runs/ and dvc.lock")
     c.add_argument("--wait", action="store_true", help="first wait until nothing is queued or running")
     c.add_argument("--remove", action="store_true", help="remove the collected experiments afterwards")
     parser.add_argument("--repo", default=".", help="repository root (default: current folder)")
