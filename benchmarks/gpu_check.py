@@ -120,17 +120,19 @@ def train_synth(family: str, raw: Path, ann: Path, work: Path, args, params) -> 
     import lossbench.models.registry  # noqa: F401
     from lossbench.config import load_config
     from lossbench.profiles import load_profile
-    from lossbench.stages.train import build_runner, collect_metrics, final_scalars
+    from lossbench.engine import build_runner, collect_metrics, final_scalars
+    from lossbench.stages.train import amp_options
 
     prof = load_profile(REPO / "params.yaml", "synth")
-    options = {**prof.train_options(amp=args.amp), "train_dataloader.batch_size": args.batch,
-               "train_dataloader.num_workers": args.workers,
-               "train_dataloader.persistent_workers": args.workers > 0,
-               "default_hooks.checkpoint.interval": args.iters + 1,
-               "default_hooks.checkpoint.save_last": False}
-    cfg = load_config(prof.config_for(family), data_root=raw, ann_dir=ann,
-                      imbalance=FAMILIES[family], seed=0, max_iters=args.iters,
-                      work_dir=work / family, options=options)
+    cfg = load_config(prof.config, data_root=raw, ann_dir=ann, imbalance=FAMILIES[family],
+                      seed=0, work_dir=work / family)
+    # the benchmark's own length, batch, loader workers and precision
+    cfg.merge_from_dict({**amp_options(args.amp), "train_cfg.max_iters": args.iters,
+                         "train_dataloader.batch_size": args.batch,
+                         "train_dataloader.num_workers": args.workers,
+                         "train_dataloader.persistent_workers": args.workers > 0,
+                         "default_hooks.checkpoint.interval": args.iters + 1,
+                         "default_hooks.checkpoint.save_last": False})
     cfg.visualizer.vis_backends = [dict(type="LocalVisBackend")]
     device, warmup = args.device, args.warmup
     times: dict[str, float] = {}
@@ -180,11 +182,12 @@ def probe_paper_model(family: str, profile: str, args) -> dict[str, Any]:
     import lossbench.models.registry  # noqa: F401
     from lossbench.config import load_config
     from lossbench.profiles import load_profile
+    from lossbench.stages.train import amp_options
 
     prof = load_profile(REPO / "params.yaml", profile)
     n_classes = 20 if profile == "voc" else 80
-    cfg = load_config(prof.config_for(family), imbalance=FAMILIES[family], seed=0,
-                      options=prof.train_options(amp=args.amp))
+    cfg = load_config(prof.config, imbalance=FAMILIES[family], seed=0)
+    cfg.merge_from_dict(amp_options(args.amp))
     cfg.model.backbone.init_cfg = None  # random weights: no download, same cost
     model = MODELS.build(cfg.model).to(args.device).train()
     optim = build_optim_wrapper(model, cfg.optim_wrapper)

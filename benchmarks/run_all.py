@@ -46,7 +46,7 @@ def loader_throughput(tmp: Path, batches: int = 30) -> float:
              params=SynthParams(image_size=128, objects=(1, 6), object_size=(12, 64)),
              anchor_config=None, log=lambda *a, **k: None)
     prepare("synth", root, ann, log=lambda *a, **k: None)
-    cfg = load_config(REPO / "configs/synth/retinanet_r18n_fpn_focal_synth.py", data_root=root,
+    cfg = load_config(REPO / "configs/synth/retinanet_r18n_fpn_synth.py", data_root=root,
                       ann_dir=ann, seed=0)
     loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
     it = iter(loader)

@@ -231,3 +231,12 @@ def test_head_mines_each_image_on_its_own():
     # the positives' share of the loss is that of image 0 alone
     ce0 = F.cross_entropy(x[0], labels, reduction="none")
     assert_close(losses["diag_share_pos"], ce0[labels < C].sum() / (expected * avg_factor))
+
+
+def test_module_spelled_all_keeps_every_negative():
+    """`HardNegativeCELoss(neg_pos_ratio='all')` (as a config may write it) is plain CE."""
+    m = HardNegativeCELoss(neg_pos_ratio="all")
+    x, y = torch.zeros(3, 2), torch.tensor([0, 1, 1])
+    assert_close(m(x, y, reduction_override="none"), F.cross_entropy(x, y, reduction="none"))
+    with pytest.raises(ValueError, match="neg_pos_ratio must be"):
+        HardNegativeCELoss(neg_pos_ratio="most")

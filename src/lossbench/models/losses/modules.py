@@ -99,14 +99,19 @@ class HardNegativeCELoss(_ImbalanceLoss):
 
     Args:
         neg_pos_ratio: at most this many negatives per positive, or ``None``
-            for all negatives. Defaults to 3 (SSD).
+            (or ``'all'``) for all negatives. Defaults to 3 (SSD).
         reduction: ``'none'``, ``'mean'`` or ``'sum'``.
         loss_weight: multiplier of the loss.
     """
 
-    def __init__(self, neg_pos_ratio: float | None = 3.0, reduction: str = "mean",
+    def __init__(self, neg_pos_ratio: float | str | None = 3.0, reduction: str = "mean",
                  loss_weight: float = 1.0) -> None:
         super().__init__()
+        if isinstance(neg_pos_ratio, str):
+            if neg_pos_ratio.lower() != "all":
+                raise ValueError(f"neg_pos_ratio must be a number > 0, None or 'all', "
+                                 f"got {neg_pos_ratio!r}")
+            neg_pos_ratio = None
         self.neg_pos_ratio = neg_pos_ratio
         self.reduction, self.loss_weight = _reduction(reduction, None), loss_weight
 
