@@ -235,6 +235,21 @@ def test_disk_check_counts_a_stale_temporary_folder_as_free(http_server, fab, tm
     _assert_extracted(tmp_path, members)
 
 
+def test_archives_already_downloaded_are_verified_once_and_not_requested(http_server, fab, tmp_path,
+                                                                         monkeypatch):
+    specs, members = _serve_voc(http_server, fab)
+    F.fetch("voc2007", tmp_path, http_server.url, specs=specs, keep_archives=True, **QUIET)
+    (tmp_path / ".lossbench-fetch-voc2007.json").unlink()  # extracted, but no longer trusted
+    http_server.log.clear()
+    hashed = []
+    md5sum = F.md5sum
+    monkeypatch.setattr(F, "md5sum", lambda path, progress=False: hashed.append(Path(path).name) or md5sum(path))
+    F.fetch("voc2007", tmp_path, http_server.url, specs=specs, **QUIET)
+    assert http_server.log == []
+    assert sorted(hashed) == ["VOCtest_06-Nov-2007.tar", "VOCtrainval_06-Nov-2007.tar"]  # once each
+    _assert_extracted(tmp_path, members)
+
+
 def test_corrupt_archive_already_in_downloads_is_downloaded_again_not_extracted(http_server, fab, tmp_path):
     specs, members = _serve_voc(http_server, fab)
     # a well-formed VOC tar with other contents (another image size), under the archive's name

@@ -452,9 +452,11 @@ def _fetch_one(spec: DatasetSpec, root: Path, mirror: str | None, keep_archives:
     # already downloaded counts only once its md5 matches (else it is set aside and fetched
     # again); the unverified old folder is deleted only after extraction, so it frees nothing.
     need_dl = need_x = 0
+    kept = set()  # archives already downloaded and verified
     for f in spec.files:
         dest = downloads / f.name
         if _kept(dest, f.md5, progress, log):
+            kept.add(f.name)
             need_x += dest.stat().st_size
             continue
         size = remote_size(f.url(mirror), dl["session"], dl["timeout"]) or f.size
@@ -465,11 +467,11 @@ def _fetch_one(spec: DatasetSpec, root: Path, mirror: str | None, keep_archives:
     check_disk_space(root, needed, f"{spec.name} ({_human(need_dl)} to download, "
                      f"~{_human(need_x)} extracted)")
     # -- download and verify every archive before extracting any
-    paths = []
-    for f in spec.files:
-        url = f.url(mirror)
-        log(f"{spec.name}: {f.name} <- {url}")
-        paths.append(download(url, downloads / f.name, f.md5, **dl))
+    paths = [downloads / f.name for f in spec.files]
+    for f, p in zip(spec.files, paths):
+        if f.name not in kept:
+            log(f"{spec.name}: {f.name} <- {f.url(mirror)}")
+            download(f.url(mirror), p, f.md5, **dl)
     # -- extract into a temporary folder beside the target, then rename
     try:
         for p in paths:
