@@ -119,8 +119,8 @@ def train_synth(family: str, raw: Path, ann: Path, work: Path, args, params) -> 
 
     import lossbench.models.registry  # noqa: F401
     from lossbench.config import load_config
-    from lossbench.profiles import load_profile
     from lossbench.engine import build_runner, collect_metrics, final_scalars
+    from lossbench.profiles import load_profile
     from lossbench.stages.train import amp_options
 
     prof = load_profile(REPO / "params.yaml", "synth")

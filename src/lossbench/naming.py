@@ -9,7 +9,8 @@ the train stage passes the command-line strings it was given.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 #: family -> (knob, folder slug) pairs, in the order the name lists them
 SLUGS: dict[str, tuple[tuple[str, str], ...]] = {

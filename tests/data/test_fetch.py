@@ -410,7 +410,7 @@ def test_os_errors_are_one_line_errors_naming_the_file(http_server, fab, tmp_pat
 def test_voc0712_alias_and_coco(http_server, fab, tmp_path):
     specs, members = _serve_voc(http_server, fab, years=("2007", "2012"))
     coco_files = []
-    for (name, mem), rel in zip(fab.coco_members().items(),
+    for (_, mem), rel in zip(fab.coco_members().items(),
                                 ["zips/train2017.zip", "zips/val2017.zip", "annotations/annotations_trainval2017.zip"]):
         body = fab.zip_bytes(mem)
         http_server.files["/" + rel] = body

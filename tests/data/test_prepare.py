@@ -336,7 +336,7 @@ def test_fetch_then_prepare_end_to_end(http_server, fab, tmp_path):
                 files.append(F.RemoteFile(rel, fab.md5(body), len(body), "http://official.invalid/"))
         specs[f"voc{year}"] = F.DatasetSpec(f"voc{year}", tuple(files), target=f"VOCdevkit/VOC{year}")
     coco_files = []
-    for (name, members), rel in zip(fab.coco_members().items(), ["zips/train2017.zip", "zips/val2017.zip",
+    for (_, members), rel in zip(fab.coco_members().items(), ["zips/train2017.zip", "zips/val2017.zip",
                                                                   "annotations/annotations_trainval2017.zip"]):
         body = fab.zip_bytes(members)
         http_server.files["/" + rel] = body

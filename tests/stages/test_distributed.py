@@ -22,14 +22,20 @@ CONFIG = REPO / "configs/smoke/retinanet_r18n_fpn_smoke.py"
 MAX_ITERS = 4
 
 
-def train_args(data, out, launcher):
-    return ["-m", "lossbench", "train", "--launcher", launcher, "--config", str(CONFIG),
+def config_with(tmp_path: Path, extra: str) -> Path:
+    """The smoke config plus ``extra`` lines (MMEngine inheritance)."""
+    path = tmp_path / "config.py"
+    path.write_text(f"_base_ = {str(CONFIG)!r}\n{extra}\n")
+    return path
+
+
+def train_args(data, out, launcher, config=CONFIG):
+    return ["-m", "lossbench", "train", "--launcher", launcher, "--config", str(config),
             "--family", "focal", "--gamma", "2", "--alpha", "0.25", "--seed", "0",
             "--data-root", str(data["root"]), "--ann-dir", str(data["ann_dir"]),
             "--out", str(out),
             "--cfg-options", f"train_cfg.max_iters={MAX_ITERS}", "train_dataloader.batch_size=2",
-            "default_hooks.checkpoint.interval=2", "default_hooks.logger.interval=1",
-            "custom_hooks=[{type: ParamDigestHook}]"]
+            "default_hooks.checkpoint.interval=2", "default_hooks.logger.interval=1"]
 
 
 def free_port() -> int:
@@ -64,7 +70,8 @@ def launch(launcher: str, args: list[str]) -> list[str]:
 @pytest.mark.parametrize("launcher", ["pytorch", "slurm"])
 def test_two_process_training(launcher, synth_prepared, tmp_path):
     out = tmp_path / "run"
-    logs = "\n".join(launch(launcher, train_args(synth_prepared, out, launcher)))
+    config = config_with(tmp_path, "custom_hooks = [dict(type='ParamDigestHook')]")
+    logs = "\n".join(launch(launcher, train_args(synth_prepared, out, launcher, config)))
 
     # the same parameters on both ranks, before and after, and training moved them
     digests = [dict(line.split() for line in (out / "work" / f"param_digest_rank{r}.txt")
@@ -106,9 +113,9 @@ def test_nan_on_one_rank_stops_every_rank(synth_prepared, tmp_path):
     """Only rank 1's loss becomes NaN (iteration 2): both processes stop there with the
     run's message and exit 3, instead of rank 0 training on into a dead collective."""
     (tmp_path / "nan_on_rank1.py").write_text(NAN_HOOK)
-    args = train_args(synth_prepared, tmp_path / "run", "slurm")
-    args[args.index("custom_hooks=[{type: ParamDigestHook}]")] = "custom_hooks=[{type: NaNOnRank1Hook}]"
-    args += ["custom_imports.imports=[lossbench.models.registry,nan_on_rank1]"]
+    config = config_with(tmp_path, "custom_imports = dict(imports=['lossbench.models.registry', "
+                                   "'nan_on_rank1'])\ncustom_hooks = [dict(type='NaNOnRank1Hook')]")
+    args = train_args(synth_prepared, tmp_path / "run", "slurm", config)
     port = str(free_port())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path),
            "SLURM_NTASKS": "2", "SLURM_NODELIST": "node1", "MASTER_ADDR": "127.0.0.1",

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,10 +51,9 @@ def featmap_sizes(image_size: int, strides: Sequence[int], pad_size_divisor: int
 
 def build_anchor_tools(config: str | os.PathLike | None = None):
     """(anchor generator, assigner, pad_size_divisor) from an MMDetection model config."""
-    from mmengine.config import Config
-
     import mmdet.models.task_modules  # noqa: F401  (registers AnchorGenerator, MaxIoUAssigner)
     from mmdet.registry import TASK_UTILS
+    from mmengine.config import Config
 
     path = find_model_config(config)
     # custom_imports (the study's own modules) are not needed for anchors

@@ -56,7 +56,7 @@ class ImbalanceRetinaHead(RetinaHead):
     """
 
     def __init__(self, num_classes: int, in_channels: int,
-                 imbalance: dict = dict(type="focal", gamma=2.0, alpha=0.25),
+                 imbalance: dict = dict(type="focal", gamma=2.0, alpha=0.25),  # noqa: B006 (read only)
                  prior_prob: float = 0.01, **kwargs) -> None:
         if "loss_cls" in kwargs:
             raise ValueError("ImbalanceRetinaHead builds loss_cls from `imbalance`; "

@@ -32,7 +32,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     out = pd.DataFrame(rows)
     out["best"] = False
-    for family, g in out.groupby("family", sort=False):
+    for _, g in out.groupby("family", sort=False):
         complete = g[g["n"] == g["n_expected"]]
         pool = complete if len(complete) else g[g["n"] > 0]
         if len(pool) and pool[f"{PRIMARY}_mean"].notna().any():

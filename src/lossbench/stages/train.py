@@ -85,13 +85,14 @@ def imbalance_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[
             try:
                 imb[k] = float(imb[k])
             except ValueError:
-                raise ImbalanceConfigError(f"--{k.replace('_', '-')} must be a number, got {imb[k]!r}")
+                raise ImbalanceConfigError(
+                    f"--{k.replace('_', '-')} must be a number, got {imb[k]!r}") from None
     if "neg_pos_ratio" in imb:
         r = imb["neg_pos_ratio"]
         try:
             imb["neg_pos_ratio"] = None if r.lower() in ("all", "none") else float(r)
         except ValueError:
-            raise ImbalanceConfigError(f"--neg-pos-ratio must be a number or 'all', got {r!r}")
+            raise ImbalanceConfigError(f"--neg-pos-ratio must be a number or 'all', got {r!r}") from None
     imb = validate_imbalance(imb, key="--" + args.family)
     spelled = {k: given.get(k, imb[k]) for k, _ in SLUGS[args.family]}
     return imb, spelled

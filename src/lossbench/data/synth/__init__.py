@@ -24,7 +24,7 @@ __all__ = ["CLASS_SPECS", "HUES", "RUN_KEYS", "SynthParams", "generate", "genera
 
 
 def generate(out: str | os.PathLike, seed: int, n_train: int, n_val: int, n_test: int,
-             params: SynthParams = SynthParams(), workers: int = 1,
+             params: SynthParams = SynthParams(), workers: int = 1,  # noqa: B008 (frozen)
              anchor_config: str | os.PathLike | None = None, stats_images: int = 2000,
              log=print) -> dict[str, Any]:
     """Write the whole set under ``out`` atomically and return its statistics.

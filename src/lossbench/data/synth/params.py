@@ -51,7 +51,7 @@ class SynthParams:
                                     ("distractor_size", p.distractor_size, 4)):
             if not low <= lo <= hi:
                 raise ValueError(f"{name} must satisfy {low} <= MIN <= MAX, got {lo} {hi}")
-        for name, (lo, hi) in (("object_size", p.object_size), ("distractor_size", p.distractor_size)):
+        for name, (_lo, hi) in (("object_size", p.object_size), ("distractor_size", p.distractor_size)):
             if hi > s:
                 raise ValueError(f"{name} MAX ({hi} px) must not exceed image_size ({s} px)")
         if p.objects[1] + p.distractors[1] > 250:

@@ -34,8 +34,9 @@ import colorsys
 import io
 import math
 import multiprocessing
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw

@@ -101,8 +101,10 @@ def summary_text(stats: dict[str, Any], out: Path | None = None,
                  f"distractors/image {a['distractors_per_image']:.2f}, "
                  f"objects dropped for lack of room {a['dropped_objects']}")
     sz = a["object_size"]
-    hist = ", ".join(f"[{lo},{hi}): {c}" for lo, hi, c in zip(sz["edges"][:-1], sz["edges"][1:], sz["counts"]) if c)
-    lines.append(f"  object size sqrt(wh) px (requested longer side {p['object_size'][0]}..{p['object_size'][1]}): {hist}")
+    hist = ", ".join(f"[{lo},{hi}): {c}"
+                     for lo, hi, c in zip(sz["edges"][:-1], sz["edges"][1:], sz["counts"]) if c)
+    lo, hi = p["object_size"]
+    lines.append(f"  object size sqrt(wh) px (requested longer side {lo}..{hi}): {hist}")
     lines.append(f"  visible fraction mean {a['visible_fraction']['mean']:.3f}, "
                  f"occluded (<95% visible) {100 * a['visible_fraction']['occluded_share']:.1f}%")
     if "anchors" in stats:

@@ -19,9 +19,10 @@ from __future__ import annotations
 import os
 import threading
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from lossbench.data.classes import SYNTH_CLASSES
 from lossbench.data.synth.render import SPLITS, ImageRecord
