@@ -94,8 +94,12 @@ def test_report_tables_follow_the_runs(runs, tmp_path):
     assert "theirs" in readme and "34.0 AP" in readme
     # cross-family: focal (0.60, 0.64) - ohem ratio 3 (0.58, 0.56): paired diffs 0.02, 0.08 -> +5.0
     cross = md_rows((out / "tables" / "cross_family.md").read_text())
-    assert ["focal (2 (0.25)) − ohem (3)", "+5.0 [-33.1, +43.1]", "2"] in cross
-    assert ["focal (2 (0.25)) − sse (0.5)", "+15.0 (one seed, no interval)", "1"] in cross
+    #   t = 0.05 / (0.042426 / sqrt 2) = 1.6667, df 1 -> p = 1 - 2 atan(1.6667) / pi = 0.344; the
+    #   one-seed comparison has no p-value, so Holm corrects m = 1 comparison: level 95%
+    assert ["focal (2 (0.25)) − ohem (3)", "+5.0 [-33.1, +43.1]", "95.0%", "0.344", "2",
+            "not resolved"] in cross
+    assert ["focal (2 (0.25)) − sse (0.5)", "+15.0 (one seed, no interval)", "95.0%", "n/a", "1",
+            "not resolved"] in cross
     assert pd.read_csv(out / "tables" / "cross_family_differences.csv")["n_pairs"].tolist() == [2, 1, 1]
     assert "focal & $\\gamma$ ($\\alpha$) = 2 (0.25) & 2/2 & 62.0 $\\pm$ 2.8" in (
         out / "tables" / "cross_family.tex").read_text()
@@ -135,7 +139,9 @@ def test_unchanged_runs_give_byte_identical_reports(runs, tmp_path, monkeypatch)
     build_report(moved, PARAMS, "synth", tmp_path / "b")
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
-    assert len(files) == 27  # 3 x 3 family tables, 3 cross-family, 12 figures, runs.csv, README, provenance
+    # 3 x 3 family tables, 3 cross-family, 2 x 2 against the paper default, 12 figures, runs.csv,
+    # README, provenance
+    assert len(files) == 31
     different = [str(f) for f in files if (tmp_path / "a" / f).read_bytes() != (tmp_path / "b" / f).read_bytes()]
     assert different == []
 
@@ -160,3 +166,22 @@ def test_report_with_no_runs_marks_everything_missing(tmp_path):
     readme = (out / "README.md").read_text()
     assert "10 expected run(s) missing" in readme and "clean tree" not in readme
     assert "missing" in (out / "tables" / "focal.md").read_text()
+
+
+def test_comparisons_are_holm_corrected_and_stated_only_when_resolved():
+    from lossbench.report.tables import _verdict, compare
+
+    # pair 1: diffs .10, .11, .09 -> mean .10, sd .01, t = .10 / (.01 / sqrt 3) = 17.32, df 2,
+    #   p = 0.0033 <= .05 / 2: rejected at Holm's first step, interval at 97.5%:
+    #   t(0.9875, 2) = 6.2053 -> half width 6.2053 * .01 / sqrt 3 = .0358 -> [6.4, 13.6] pp
+    # pair 2: diffs .05, -.05, .02 -> p = 0.83 > .05: accepted, interval at 95%
+    rows = compare([("a", "x", {0: .60, 1: .62, 2: .64}, "b", "y", {0: .50, 1: .51, 2: .55}),
+                    ("c", "u", {0: .55, 1: .45, 2: .52}, "d", "v", {0: .50, 1: .50, 2: .50})])
+    one, two = rows.to_dict("records")
+    assert one["confidence"] == pytest.approx(0.975) and two["confidence"] == pytest.approx(0.95)
+    assert (100 * one["diff_lo"], 100 * one["diff_hi"]) == pytest.approx((6.42, 13.58), abs=0.01)
+    assert one["p_holm"] == pytest.approx(2 * 0.003316, abs=2e-5)
+    assert _verdict(one) == "a (x) higher" and _verdict(two) == "not resolved"
+    # the same first pair alone is tested at 95%: a narrower interval
+    alone = compare([("a", "x", {0: .60, 1: .62, 2: .64}, "b", "y", {0: .50, 1: .51, 2: .55})])
+    assert (100 * alone["diff_lo"][0], 100 * alone["diff_hi"][0]) == pytest.approx((7.52, 12.48), abs=0.01)

@@ -31,3 +31,45 @@ def test_paired_difference_uses_common_seeds_only():
     mean, lo, hi, n = paired_difference({0: 0.5, 1: 0.7, 2: 0.9}, {0: 0.4, 1: 0.4})
     assert n == 2 and mean == pytest.approx(0.2)
     assert lo < 0.2 < hi
+
+
+def test_holm_by_hand():
+    from lossbench.report.stats import holm
+
+    # m = 3, alpha = .05: sorted p .01, .02, .04 are tested at .05/3 = .0167, .05/2 = .025, .05
+    # -> .01 rejected, .02 rejected, .04 rejected; adjusted = 3(.01) = .03, max(.03, 2(.02)) = .04,
+    # max(.04, .04) = .04
+    adj, lev = holm([0.04, 0.01, 0.02])
+    assert adj == pytest.approx([0.04, 0.03, 0.04])
+    assert lev == pytest.approx([1 - 0.05, 1 - 0.05 / 3, 1 - 0.05 / 2])
+    # .01 (vs .0167: rejected), .03 (vs .025: accepted -> stop), .04 accepted at the same level
+    adj, lev = holm([0.03, 0.04, 0.01])
+    assert adj == pytest.approx([0.06, 0.06, 0.03])
+    assert lev == pytest.approx([1 - 0.025, 1 - 0.025, 1 - 0.05 / 3])
+    # reject exactly where adjusted <= alpha; NaN (a single pair) is not counted in m
+    adj, lev = holm([0.02, math.nan])
+    assert adj[0] == pytest.approx(0.02) and math.isnan(adj[1]) and lev[0] == pytest.approx(0.95)
+
+
+def test_holm_intervals_exclude_zero_exactly_when_holm_rejects():
+    """Property: the interval at Holm's level excludes 0 iff the adjusted p-value <= alpha."""
+    import numpy as np
+
+    from lossbench.report.stats import holm, paired_t_pvalue, t_interval
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        diffs = [rng.normal(rng.uniform(-1, 1), 1, size=5) for _ in range(4)]
+        adj, lev = holm([paired_t_pvalue(d) for d in diffs])
+        for d, a, c in zip(diffs, adj, lev):
+            _, _, lo, hi = t_interval(d, confidence=c)
+            assert (lo > 0 or hi < 0) == (a <= 0.05 + 1e-12)
+
+
+def test_paired_t_pvalue_matches_scipy():
+    from scipy import stats as st
+
+    from lossbench.report.stats import paired_t_pvalue
+
+    a, b = [0.31, 0.29, 0.35, 0.30], [0.28, 0.27, 0.30, 0.31]
+    assert paired_t_pvalue([x - y for x, y in zip(a, b)]) == pytest.approx(st.ttest_rel(a, b).pvalue)

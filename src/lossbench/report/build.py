@@ -87,6 +87,10 @@ def build_report(runs: str | Path, params: dict[str, Any], profile: str,
     fams = [f for f in FAMILY_ORDER if f in set(summary.family)]
     text = {f"{fam}{suffix}": t for fam in fams for suffix, t in tables.family_tables(summary, fam).items()}
     text.update({f"cross_family{suffix}": t for suffix, t in tables.cross_family_tables(best, diffs).items()})
+    within = {fam: tables.within_family(df, summary, fam) for fam in fams}
+    text.update({f"{fam}_vs_paper_default{suffix}": t for fam, w in within.items() if len(w)
+                 for suffix, t in ((".md", tables.comparison_table(w)),
+                                   (".csv", w.to_csv(index=False, float_format="%.6f")))})
     with atomic_path(out) as tmp:
         (tmp / "tables").mkdir(parents=True)
         for name, t in text.items():
@@ -128,6 +132,8 @@ def _readme(df: pd.DataFrame, fams: list[str], text: dict[str, str], prov: dict[
               "![cross-family](figures/cross_family_mAP50.png)", ""]
     for fam in fams:
         parts += [f"## {FAMILY_LABEL[fam]}", "", text[f"{fam}.md"], ""]
+        if f"{fam}_vs_paper_default.md" in text:
+            parts += ["Against the paper's default setting:", "", text[f"{fam}_vs_paper_default.md"], ""]
     parts += ["![ablations](figures/ablation_mAP50.png)", "",
               "## Training", "", "![curves](figures/training_curves.png)", "",
               "![loss shares](figures/loss_shares.png)", "",

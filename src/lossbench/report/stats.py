@@ -40,3 +40,42 @@ def paired_difference(a: dict[int, float], b: dict[int, float],
     diffs = [a[s] - b[s] for s in common]
     mean, _, lo, hi = t_interval(diffs, confidence)
     return mean, lo, hi, len(common)
+
+
+def paired_t_pvalue(diffs: Sequence[float]) -> float:
+    """Two-sided p-value of the paired t-test of mean(diffs) = 0 (NaN with fewer than 2 pairs,
+    0 when every difference is the same non-zero number, 1 when all are 0)."""
+    x = np.asarray(diffs, dtype=float)
+    if len(x) < 2:
+        return math.nan
+    sd = float(x.std(ddof=1))
+    if sd == 0:
+        return 1.0 if float(x.mean()) == 0 else 0.0
+    t = float(x.mean()) / (sd / math.sqrt(len(x)))
+    return float(2 * stats.t.sf(abs(t), df=len(x) - 1))
+
+
+def holm(pvalues: Sequence[float], alpha: float = 1 - CONFIDENCE) -> tuple[list[float], list[float]]:
+    """Holm's step-down correction of ``m`` p-values (Holm 1979).
+
+    Returns ``(adjusted, levels)``: the Holm-adjusted p-values (reject where
+    ``adjusted <= alpha``) and, for each hypothesis, the confidence level of an
+    interval that excludes 0 exactly when Holm rejects it. The j-th smallest
+    p-value is tested at ``alpha / (m - j + 1)``, so its interval has level
+    ``1 - alpha / (m - j + 1)``; once a step accepts, every later hypothesis is
+    accepted and keeps that step's level. NaN p-values (no interval possible)
+    are left out of ``m`` and stay NaN.
+    """
+    p = list(pvalues)
+    valid = sorted((v, i) for i, v in enumerate(p) if not math.isnan(v))
+    m = len(valid)
+    adjusted, levels = [math.nan] * len(p), [math.nan] * len(p)
+    running, accepted_at = 0.0, None
+    for j, (v, i) in enumerate(valid):
+        running = max(running, min(1.0, (m - j) * v))
+        adjusted[i] = running
+        if accepted_at is None and v > alpha / (m - j):
+            accepted_at = j
+        step = j if accepted_at is None else accepted_at
+        levels[i] = 1 - alpha / (m - step)
+    return adjusted, levels

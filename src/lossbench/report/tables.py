@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lossbench.models.imbalance import FAMILIES, SWEPT_KNOB
 from lossbench.report.collect import KNOB_LABEL, METRICS
-from lossbench.report.stats import paired_difference, t_interval
+from lossbench.report.stats import CONFIDENCE, holm, paired_difference, paired_t_pvalue, t_interval
 
 PRIMARY = "mAP50"  # the metric that picks the best row
 
@@ -95,22 +96,64 @@ def family_tables(summary: pd.DataFrame, family: str) -> dict[str, str]:
                 index=False, float_format="%.6f")}
 
 
+def _seeds(df: pd.DataFrame, family: str, order: int) -> dict[int, float]:
+    g = df[(df.family == family) & (df.order == order) & (df.status == "ok")]
+    return dict(zip(g["seed"], g[PRIMARY].astype(float)))
+
+
+COMPARISON_COLUMNS = ["a", "setting_a", "b", "setting_b", "diff_mean", "diff_lo", "diff_hi",
+                      "confidence", "p_holm", "n_pairs"]
+
+
+def compare(pairs: list[tuple[str, str, dict, str, str, dict]]) -> pd.DataFrame:
+    """Paired differences of ``PRIMARY`` over common seeds, corrected together (Holm).
+
+    ``pairs``: ``(a, setting_a, seeds_a, b, setting_b, seeds_b)`` with ``seeds_*``
+    mapping seed -> metric. Each interval is the paired t-interval at the level
+    Holm's procedure tests that comparison at (``confidence``), so it excludes 0
+    exactly when the Holm-adjusted p-value ``p_holm`` is <= 1 - CONFIDENCE.
+    """
+    rows = []
+    for a, sa, xa, b, sb, xb in pairs:
+        common = sorted(set(xa) & set(xb))
+        rows.append({"a": a, "setting_a": sa, "b": b, "setting_b": sb,
+                     "p": paired_t_pvalue([xa[k] - xb[k] for k in common]), "xa": xa, "xb": xb})
+    adjusted, levels = holm([r["p"] for r in rows], alpha=1 - CONFIDENCE)
+    for r, p_adj, level in zip(rows, adjusted, levels):
+        level = CONFIDENCE if math.isnan(level) else level
+        mean, lo, hi, n = paired_difference(r.pop("xa"), r.pop("xb"), confidence=level)
+        r.pop("p")
+        r.update(diff_mean=mean, diff_lo=lo, diff_hi=hi, confidence=level, p_holm=p_adj, n_pairs=n)
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
 def cross_family(df: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Each family's best setting, and the paired differences between them (mAP50)."""
+    """Each family's best setting, and the paired differences between them (mAP50, Holm)."""
     best = summary[summary["best"]].reset_index(drop=True)
-    per_seed = {}
-    for _, r in best.iterrows():
-        g = df[(df.family == r["family"]) & (df.order == r["order"]) & (df.status == "ok")]
-        per_seed[r["family"]] = (r["label"], dict(zip(g["seed"], g[PRIMARY].astype(float))))
-    diffs = []
-    fams = list(per_seed)
-    for i, a in enumerate(fams):
-        for b in fams[i + 1:]:
-            mean, lo, hi, n = paired_difference(per_seed[a][1], per_seed[b][1])
-            diffs.append({"a": a, "setting_a": per_seed[a][0], "b": b, "setting_b": per_seed[b][0],
-                          "diff_mean": mean, "diff_lo": lo, "diff_hi": hi, "n_pairs": n})
-    return best, pd.DataFrame(diffs, columns=["a", "setting_a", "b", "setting_b", "diff_mean",
-                                              "diff_lo", "diff_hi", "n_pairs"])
+    per = [(r["family"], r["label"], _seeds(df, r["family"], r["order"])) for _, r in best.iterrows()]
+    pairs = [(*x, *y) for i, x in enumerate(per) for y in per[i + 1:]]
+    return best, compare(pairs)
+
+
+def within_family(df: pd.DataFrame, summary: pd.DataFrame, family: str) -> pd.DataFrame:
+    """Every setting of ``family`` against the paper's default (γ 2 / α .25, 3:1, λ .5), Holm
+    over the family's comparisons; empty when the grid lacks the default."""
+    g = summary[summary["family"] == family].sort_values("order")
+    default = FAMILIES[family]
+    knob = SWEPT_KNOB[family]
+
+    def is_default(r) -> bool:
+        return r["value"] == float(default[knob]) and (family != "focal" or
+                                                       df.loc[(df.family == family) & (df.order == r["order"]),
+                                                              "alpha"].iloc[0] == default["alpha"])
+
+    ref = [r for _, r in g.iterrows() if is_default(r)]
+    if not ref:
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    ref = ref[0]
+    base = (family, ref["label"], _seeds(df, family, ref["order"]))
+    return compare([(family, r["label"], _seeds(df, family, r["order"]), *base)
+                    for _, r in g.iterrows() if r["order"] != ref["order"]])
 
 
 def _difference(d: dict[str, Any]) -> str:
@@ -121,15 +164,33 @@ def _difference(d: dict[str, Any]) -> str:
     return f"{100 * d['diff_mean']:+.1f} [{100 * d['diff_lo']:+.1f}, {100 * d['diff_hi']:+.1f}]"
 
 
+def _verdict(d: dict[str, Any]) -> str:
+    """What the corrected interval supports: which side is higher, or "not resolved"."""
+    if math.isnan(d["diff_lo"]) or d["diff_lo"] <= 0 <= d["diff_hi"]:
+        return "not resolved"
+    return f"{d['a']} ({d['setting_a']}) higher" if d["diff_lo"] > 0 else f"{d['b']} ({d['setting_b']}) higher"
+
+
+def comparison_table(diffs: pd.DataFrame) -> str:
+    """Markdown of :func:`compare`'s rows: difference [Holm-corrected interval], p, verdict."""
+    d = diffs.to_dict("records")
+    t = pd.DataFrame({
+        "comparison": [f"{x['a']} ({x['setting_a']}) − {x['b']} ({x['setting_b']})" for x in d],
+        "difference [corrected interval]": [_difference(x) for x in d],
+        "level": [f"{100 * x['confidence']:.1f}%" for x in d],
+        "Holm p": ["n/a" if math.isnan(x["p_holm"]) else f"{x['p_holm']:.3f}" for x in d],
+        "seeds": [str(x["n_pairs"]) for x in d],
+        "verdict": [_verdict(x) for x in d]})
+    return (f"Paired differences of {PRIMARY} in percentage points over common seeds. Each interval is "
+            "a paired t-interval at the level Holm's correction tests it at (the comparisons of this "
+            "table together, family-wise 95%); a difference is stated only where it excludes 0.\n\n"
+            + _md(t))
+
+
 def cross_family_tables(best: pd.DataFrame, diffs: pd.DataFrame) -> dict[str, str]:
     """``{suffix: text}``: the best settings side by side, and their paired mAP50 differences."""
     lead = {"family": best["family"],
             "best setting": [f"{KNOB_LABEL[f]} = {lab}" for f, lab in zip(best["family"], best["label"])]}
-    d = diffs.to_dict("records")
-    differences = pd.DataFrame({
-        "comparison": [f"{x['a']} ({x['setting_a']}) − {x['b']} ({x['setting_b']})" for x in d],
-        "difference": [_difference(x) for x in d], "seeds": [str(x["n_pairs"]) for x in d]})
-    md = (_md(_table(best, lead)) + f"\nPaired differences of {PRIMARY} (percentage points, "
-          "mean over common seeds [95% t-interval]):\n\n" + _md(differences))
+    md = _md(_table(best, lead)) + "\n" + comparison_table(diffs)
     return {".md": md, ".tex": _tex(_table(best, lead, interval=False), 2),
             "_differences.csv": diffs.to_csv(index=False, float_format="%.6f")}
