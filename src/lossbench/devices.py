@@ -130,7 +130,7 @@ def acquire_device(pool: list[str], wait_s: float = float("inf"), poll_s: float 
                 os.write(fd, f"pid {os.getpid()}: {shlex.join(sys.argv)}\n".encode())
                 _held.append(fd)
                 return dev
-            busy = f"{POOL_ENV}={','.join(pool)}: held by {'; '.join(held_by)} (locks in {d})"
+            busy = f"{POOL_ENV}={','.join(pool)}: all held ({'; '.join(held_by)}; locks in {d})"
             if time.monotonic() >= deadline:
                 raise DevicePoolError(f"{busy}; no device freed within {wait_s:g} s; "
                                       f"set {WAIT_ENV} to wait longer")
