@@ -92,3 +92,40 @@ def test_killed_stage_resumes_under_dvc_repro_with_whole_curves(tmp_path):
     for name in ("loss.tsv", "loss_cls.tsv", "lr.tsv"):
         rows = (run / "dvclive/plots/metrics" / name).read_text().strip().splitlines()
         assert [int(r.split("\t")[0]) for r in rows[1:]] == list(range(1, 9)), name
+
+
+def test_switching_profile_changes_one_line_and_a_failed_run_changes_nothing(tmp_path):
+    """`make repro PROFILE=x`: a run that fails (here: VOC cannot be downloaded) leaves
+    params.yaml and dvc.lock byte for byte as they were; one that succeeds changes exactly
+    the `profile:` line of params.yaml."""
+    import subprocess
+    import sys
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    copy_repo(repo)
+    params = repo / "params.yaml"
+    text = params.read_text()
+    voc = "    config: configs/voc/retinanet_r50_fpn_voc0712.py\n    dataset: voc0712\n    data: {}\n"
+    assert voc in text and "seeds: [0, 1]\n" in text
+    params.write_text(text.replace(voc, voc.replace("data: {}", "data: {retries: 0, mirror: 'http://127.0.0.1:9'}"))
+                      .replace("seeds: [0, 1]\n", "seeds: [0]\n"))
+    (repo / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qam", "x"],
+                   cwd=repo, check=True)
+    venv = Path(sys.executable).parent.parent
+    make = ["make", "-o", str(venv / ".installed"), f"VENV={venv}", "repro"]
+    before = {f: (repo / f).read_bytes() for f in ("params.yaml", "dvc.lock")}
+
+    res = subprocess.run([*make, "PROFILE=voc"], cwd=repo, capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "params.yaml and dvc.lock are as they were" in res.stdout + res.stderr
+    assert {f: (repo / f).read_bytes() for f in before} == before
+
+    res = subprocess.run([*make, "PROFILE=smoke"], cwd=repo, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    diff = subprocess.run(["git", "diff", "-U0", "params.yaml"], cwd=repo, capture_output=True,
+                          text=True).stdout
+    changed = [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+    assert changed == ["-profile: synth", "+profile: smoke"]
+    assert (repo / "reports/smoke/README.md").is_file()
