@@ -16,9 +16,9 @@ import pytest
 from pycocotools.coco import COCO
 
 from lossbench.data import fetch as F
-from lossbench.data import prepare as P
 from lossbench.data.classes import CLASSES, SYNTH_CLASSES, class_names
 from lossbench.data.prepare import PrepareError, prepare
+from lossbench.utils import atomic_write_json
 
 QUIET = dict(log=lambda s: None)
 
@@ -274,7 +274,7 @@ def test_malformed_coco_names_file_and_problem(tmp_path, fab, edit, message):
 
 def test_written_json_is_strict(tmp_path):
     with pytest.raises(ValueError, match="not JSON compliant"):
-        P._write_json(tmp_path / "x.json", {"bbox": [math.nan, 0, 1, 1]})
+        atomic_write_json(tmp_path / "x.json", {"bbox": [math.nan, 0, 1, 1]})
     assert not (tmp_path / "x.json").exists()
 
 

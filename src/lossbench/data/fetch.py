@@ -1,38 +1,25 @@
 """Download PASCAL VOC and COCO 2017 from their official addresses, verified.
 
-What a user can rely on:
-
-- **Resumable**: a download goes to ``ROOT/downloads/NAME.part``; after a drop
-  or Ctrl-C the next attempt (or the next run) asks for the rest with an HTTP
-  ``Range`` header and appends. A server that ignores ``Range`` (200 instead of
-  206) makes it start over, cleanly.
-- **Retries** with exponential back-off (``backoff * 2**k`` s, at least the
-  server's ``Retry-After``) on connection errors, time-outs, 408, 429 and 5xx
-  answers and short bodies; only bytes beyond the furthest reached before
-  count as progress, so a server that ignores ``Range`` and keeps dropping
-  makes it give up. Requests ask for ``Accept-Encoding: identity`` (offsets
-  are the file's).
+- **Resumable**: a download goes to ``ROOT/downloads/NAME.part``; the next
+  attempt (or run) asks for the rest with an HTTP ``Range`` header. A server
+  that ignores ``Range`` (200 instead of 206) makes it start over, cleanly.
+- **Retries** with back-off ``backoff * 2**k`` s (at least ``Retry-After``) on
+  connection errors, time-outs, 408, 429, 5xx and short bodies; only bytes
+  beyond the furthest reached count as progress, so a server that ignores
+  ``Range`` and keeps dropping makes it give up. ``Accept-Encoding: identity``.
 - **Verified before extraction**: every archive of a dataset, one already in
-  ``ROOT/downloads`` included, is md5-checked before any is opened. A
-  mismatch raises ``ChecksumError`` naming the file, the expected and the
-  actual digest; the bad file is renamed ``NAME.bad`` (so the next run
-  downloads afresh) and nothing is extracted.
-- **Atomic extraction**: archives are unpacked into ``ROOT/.lossbench-tmp-*``
-  and the dataset folder is then renamed into place (``ROOT/VOCdevkit/VOC2007``,
-  ``ROOT/VOCdevkit/VOC2012``, ``ROOT/coco``), so a later stage never sees half a
-  dataset.
-- **Idempotent**: a verified dataset leaves ``ROOT/.lossbench-fetch-DATASET.json``
-  (its files and md5s); a second fetch with that marker and folder present does
-  no network work at all.
-- **Disk space** is checked up front: what is left to download (sizes from
-  ``HEAD`` requests, or the known sizes below) plus the extracted copy (about
-  the archives' size; an unverified old folder is deleted only after it). A
-  shortfall is a ``DiskSpaceError`` saying how much is needed and free.
+  ``ROOT/downloads`` included, is md5-checked before any is opened; a mismatch
+  is a ``ChecksumError`` naming the file and both digests, the file is renamed
+  ``NAME.bad`` and nothing is extracted.
+- **Atomic**: archives are unpacked into ``ROOT/.lossbench-tmp-*``, then the
+  dataset folder is renamed into place; a verified dataset leaves
+  ``ROOT/.lossbench-fetch-DATASET.json``, and fetching it again does no network work.
+- **Disk space** is checked up front (left to download, sizes from ``HEAD`` or
+  the table, plus the extracted copy); a shortfall is a ``DiskSpaceError``.
 
 ``--mirror URL`` (or ``LOSSBENCH_MIRROR``) replaces each file's base address
-and keeps its relative path, e.g. ``URL/voc2007/VOCtest_06-Nov-2007.tar`` and
-``URL/zips/val2017.zip``. The file tables are arguments of every function here,
-so tests (and private mirrors with other files) can pass their own.
+and keeps its relative path. The file tables are arguments of every function
+here, so tests (and private mirrors) can pass their own.
 """
 
 from __future__ import annotations
@@ -80,19 +67,12 @@ class _ShortRead(FetchError):
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One archive: ``base + path`` is its official address.
+    """One archive: ``base + path`` is its official address."""
 
-    Attributes:
-        path: address relative to the base (kept when a mirror replaces it).
-        md5: expected hex digest.
-        size: size in bytes, used for the disk check when ``HEAD`` gives none.
-        base: official base address (ends with ``/``).
-    """
-
-    path: str
+    path: str  # relative to the base (kept when a mirror replaces it)
     md5: str
-    size: int
-    base: str
+    size: int  # bytes, for the disk check when ``HEAD`` gives none
+    base: str  # official base address, ends with ``/``
 
     @property
     def name(self) -> str:
@@ -104,20 +84,13 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A dataset = archives that, extracted together, form one folder.
-
-    Attributes:
-        name: e.g. ``voc2007``.
-        files: its archives.
-        target: the folder it occupies, relative to the data root.
-        extract_to: sub-folder of the temporary folder the archives are
-            extracted into ('' = its top; VOC tars carry ``VOCdevkit/VOC2007/``
-            themselves, COCO zips carry ``train2017/``, ``annotations/``...).
-    """
+    """A dataset = archives that, extracted together, form one folder."""
 
     name: str
     files: tuple[RemoteFile, ...]
-    target: str
+    target: str  # the folder it occupies, relative to the data root
+    # sub-folder of the temporary folder the archives are extracted into: VOC tars
+    # carry ``VOCdevkit/VOC2007/`` themselves, COCO zips ``train2017/``, ``annotations/``...
     extract_to: str = ""
 
 
@@ -137,7 +110,7 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 #: names that stand for several datasets.
 ALIASES: dict[str, tuple[str, ...]] = {"voc0712": ("voc2007", "voc2012")}
-NAMES: tuple[str, ...] = ("voc2007", "voc2012", "coco2017", "voc0712")
+NAMES: tuple[str, ...] = (*DATASETS, *ALIASES)
 
 
 def expand(name: str, specs: Mapping[str, DatasetSpec] = DATASETS) -> list[DatasetSpec]:
@@ -194,10 +167,6 @@ def _human(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-# ----------------------------------------------------------------------------
-# Download
-# ----------------------------------------------------------------------------
-
 def _session(session=None):
     if session is not None:
         return session
@@ -225,24 +194,13 @@ def download(url: str, dest: str | os.PathLike, md5: str, *, session=None, retri
              backoff: float = 1.0, timeout: float = 60.0, progress: bool = True,
              sleep: Callable[[float], None] = time.sleep,
              log: Callable[[str], None] = print) -> Path:
-    """Download ``url`` to ``dest`` (resuming ``dest.part``) and verify its md5.
+    """Download ``url`` to ``dest`` (resuming ``dest.part``) and verify its md5; return ``dest``.
 
-    Args:
-        url: address to GET.
-        dest: final path; written only once the md5 matches.
-        md5: expected hex digest.
-        retries: failed attempts in a row allowed after the first; one that
-            takes ``dest.part`` beyond the furthest byte reached so far resets
-            the count (bytes received again after a restart do not).
-        backoff: first wait in s; doubles after each failed attempt; an
-            answer's ``Retry-After`` (up to 600 s) is waited at least.
-        timeout: connect / read time-out in s.
-        progress: show a tqdm bar (size, rate, time left).
-        sleep, log: injectable for tests.
-
-    Returns:
-        ``dest``. An existing ``dest`` whose md5 matches is kept (no request);
-        one with another md5 is renamed ``dest.bad`` and downloaded again.
+    ``retries``: failed attempts in a row allowed after the first; one that takes
+    ``dest.part`` beyond the furthest byte reached so far resets the count.
+    ``backoff``: first wait, s, doubling; an answer's ``Retry-After`` (up to 600 s)
+    is waited at least. ``timeout``: connect / read, s. An existing ``dest`` with
+    the md5 is kept (no request); one with another md5 is renamed ``dest.bad``.
 
     Raises:
         ChecksumError: the complete download has another md5 (``dest.part`` is
@@ -350,10 +308,6 @@ def _body_chunks(r) -> Iterator[bytes]:
         yield chunk
 
 
-# ----------------------------------------------------------------------------
-# Extraction
-# ----------------------------------------------------------------------------
-
 def extract(archive: str | os.PathLike, into: str | os.PathLike, progress: bool = True) -> None:
     """Unpack a ``.tar`` / ``.tar.gz`` / ``.zip`` into ``into`` (no path escapes).
 
@@ -390,10 +344,6 @@ def extract(archive: str | os.PathLike, into: str | os.PathLike, progress: bool 
                          f"{type(e).__name__}: {e}") from e
 
 
-# ----------------------------------------------------------------------------
-# A whole dataset
-# ----------------------------------------------------------------------------
-
 def check_disk_space(root: Path, needed: int, what: str) -> None:
     """Raise ``DiskSpaceError`` unless ``needed`` bytes are free under ``root``."""
     have = shutil.disk_usage(root).free
@@ -407,20 +357,11 @@ def fetch(name: str, root: str | os.PathLike, mirror: str | None = None, *,
           backoff: float = 1.0, timeout: float = 60.0, progress: bool = True,
           keep_archives: bool = False, sleep: Callable[[float], None] = time.sleep,
           log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Fetch dataset ``name`` (or an alias such as ``voc0712``) under ``root``.
+    """Fetch dataset ``name`` (or an alias such as ``voc0712``) under ``root``; archives go to
+    ``root/downloads`` and are deleted after extraction unless ``keep_archives``.
 
-    Args:
-        name: a key of ``specs`` or of ``ALIASES``.
-        root: data root; archives go to ``root/downloads``.
-        mirror: replaces each file's base address; default ``$LOSSBENCH_MIRROR``
-            or the official address.
-        specs: the file table (tests pass their own).
-        keep_archives: keep the verified archives after extraction (they are
-            deleted by default; the marker makes them unnecessary).
-
-    Returns:
-        One dict per dataset: ``name``, ``status`` (``"fetched"`` or
-        ``"already present"``), ``target`` (folder relative to ``root``).
+    ``mirror`` defaults to ``$LOSSBENCH_MIRROR``, else the official address. Returns one dict
+    per dataset: ``name``, ``status`` (``"fetched"`` or ``"already present"``), ``target``.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

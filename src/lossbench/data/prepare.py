@@ -1,57 +1,33 @@
 """Turn a fetched or generated set into the COCO-format splits that training reads.
 
-Splits (the profile decides the dataset):
+Each dataset's splits are in ``_sources`` (and ``lossbench prepare --help``). ``out``
+(replaced atomically as a whole) receives ``{train,val,test}.json``, loaded back with
+pycocotools before they are kept, and ``summary.json``. Contract of the JSON files:
 
-============  ==================================  ====================  ==================
-dataset       train                               val                   test
-============  ==================================  ====================  ==================
-synth         ``annotations/train.json``          ``annotations/val``   ``annotations/test``
-voc2007       VOC2007 trainval                    VOC2007 test          VOC2007 test
-voc0712       VOC2007 trainval + VOC2012 trainval VOC2007 test          VOC2007 test
-coco2017      train2017                           val2017               val2017
-============  ==================================  ====================  ==================
+- ``images[].file_name`` is relative to ``--root`` (a config sets ``data_root=ROOT``);
+- ``categories`` have ids ``1..C`` in the order of ``lossbench.data.classes.class_names``
+  (MMDetection's VOC and COCO orders); an input category is matched by its name, so
+  COCO's official ids (1..90 with gaps) become 1..80;
+- ``annotations[].bbox`` is ``[x, y, w, h]`` px. VOC corners, 1-based inclusive, become
+  ``[xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1]``, as the generated set's do
+  (so its two layouts agree; MMDetection's ``XMLDataset`` reads them 1 px narrower);
+- fractional coordinates are kept, rounded to 0.001 px, never truncated (``XMLDataset``
+  truncates VOC corners); image sizes must be positive whole numbers;
+- VOC ``difficult`` objects are kept with ``iscrowd: 1`` and ``difficult: 1`` (COCO
+  evaluation ignores crowd boxes as the VOC protocol ignores difficult ones); other VOC
+  boxes carry ``difficult: 0``;
+- COCO ``segmentation`` is dropped; ``area``, ``iscrowd``, image and annotation ids are
+  kept; VOC ids are ``1..n``.
 
-Written under ``out`` (the folder is replaced atomically as a whole):
-``train.json``, ``val.json``, ``test.json`` (COCO detection format, loaded back
-with pycocotools before they are kept) and ``summary.json``.
+Malformed input is an error naming the file: XML that does not parse, a missing or
+non-finite size, box or area, a fractional image size, an unknown class, an empty box or
+one entirely outside the image, a listed image without its annotation or JPEG, a JPEG
+whose size differs from the annotation's. Boxes partly outside are clipped and counted
+in ``summary.json`` (``strict=True``: an error); COCO boxes under 1 px after clipping are
+dropped and counted, as MMDetection does. The JSON written is strict (no ``NaN``).
 
-Contract of the JSON files:
-
-- ``images[].file_name`` is relative to ``--root`` (so a config sets
-  ``data_root=ROOT`` and an empty image prefix);
-- ``categories`` have ids ``1..C`` in the order of
-  ``lossbench.data.classes.class_names(dataset)`` (MMDetection's VOC and COCO
-  orders); an input category is matched by its name, so COCO's 80 official
-  ids (1..90 with gaps) become 1..80 in the order of its classes;
-- ``annotations[].bbox`` is ``[x, y, w, h]`` in pixels. VOC boxes, whose
-  corners are 1-based inclusive pixel indices, become
-  ``[xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1]`` (the generated
-  set uses the same rule, so its two layouts agree exactly; MMDetection's own
-  ``XMLDataset`` reads the same XML 1 px narrower, ``xmax - xmin``);
-- fractional coordinates (COCO's; some VOC-format exports') are kept, rounded
-  to 0.001 px, never truncated (``XMLDataset`` truncates VOC corners with
-  ``int(float(text))``); image sizes must be positive whole numbers;
-- VOC ``difficult`` objects are kept with ``iscrowd: 1`` and ``difficult: 1``:
-  COCO evaluation and MMDetection's ``CocoDataset`` ignore crowd boxes, as the
-  VOC protocol ignores difficult ones; other VOC boxes carry ``difficult: 0``;
-- COCO ``segmentation`` is dropped (boxes only), ``area`` and ``iscrowd`` are
-  kept; COCO image and annotation ids are kept, VOC ids are ``1..n``.
-
-Malformed input is an error that names the file and the problem: XML that does
-not parse, a missing size or box field, a coordinate, size or area that is not
-a finite number (``nan``, ``inf``), a fractional image size, an unknown class, a box with
-``xmin > xmax`` or one entirely outside the image, a listed image without its
-annotation or JPEG file, a JPEG whose size differs from the annotation's.
-Boxes *partly* outside the image are clipped to it and counted in
-``summary.json`` (``clipped_boxes``, with examples), or are an error with
-``strict=True`` (``--strict``). COCO boxes narrower or lower than 1 px after
-clipping are dropped and counted (``dropped_tiny_boxes``), as MMDetection does.
-
-``subset=N`` keeps N images per split, chosen by sorting the images on
-``md5(f"{seed}:{file_name}")``: deterministic, nested (N images are among the
-first M > N) and the same for val and test when they come from the same images.
-
-The JSON written is strict (no ``NaN`` / ``Infinity``).
+``subset=N`` keeps N images per split, the first by ``md5(f"{seed}:{file_name}")``:
+deterministic, nested, and the same for val and test when they share their images.
 """
 
 from __future__ import annotations
@@ -59,18 +35,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import math
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from lossbench.data.classes import SYNTH_CLASSES, class_names
-from lossbench.utils import atomic_path, atomic_write_text, read_json
+from lossbench.utils import atomic_path, atomic_write_json, read_json
 
 DATASETS: tuple[str, ...] = ("synth", "voc2007", "voc0712", "coco2017")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -129,15 +105,6 @@ def _pixels(v: Any) -> int:
     return int(v)
 
 
-# ----------------------------------------------------------------------------
-# Readers
-# ----------------------------------------------------------------------------
-
-def _voc_root(root: Path) -> Path:
-    """The folder holding ``VOC2007`` / ``VOC2012`` (``root/VOCdevkit`` or ``root``)."""
-    return root / "VOCdevkit" if (root / "VOCdevkit").is_dir() else root
-
-
 def parse_voc_xml(path: Path, classes: Sequence[str], report: Report, strict: bool = False,
                   where: str = "") -> tuple[int, int, list[dict[str, Any]]]:
     """Read one VOC annotation: ``(width, height, anns)``; see the module docstring."""
@@ -182,8 +149,7 @@ def parse_voc_xml(path: Path, classes: Sequence[str], report: Report, strict: bo
         w, h = x2 - x1 + 1, y2 - y1 + 1
         anns.append({"category_id": classes.index(name) + 1,
                      "bbox": [_tidy(x1 - 1), _tidy(y1 - 1), _tidy(w), _tidy(h)],
-                     "area": _tidy(w * h), "iscrowd": int(bool(difficult)),
-                     "difficult": int(bool(difficult))})
+                     "area": _tidy(w * h), "iscrowd": int(difficult), "difficult": int(difficult)})
     return W, H, anns
 
 
@@ -195,7 +161,7 @@ def _tidy(v: float) -> int | float:
 def read_voc(root: Path, year: str, imageset: str, report: Report, strict: bool = False,
              check_images: bool = True) -> list[Entry]:
     """Images of ``VOC{year}/ImageSets/Main/{imageset}.txt`` with their boxes."""
-    vdir = _voc_root(root) / f"VOC{year}"
+    vdir = (root / "VOCdevkit" if (root / "VOCdevkit").is_dir() else root) / f"VOC{year}"
     listing = vdir / "ImageSets" / "Main" / f"{imageset}.txt"
     if not listing.is_file():
         raise PrepareError(f"{listing}: missing (is VOC{year} fetched under {root}? "
@@ -231,25 +197,13 @@ def _check_image(path: Path, W: int, H: int, ann_file: Path | str, check_size: b
             raise PrepareError(f"{path}: image is {size[0]}x{size[1]} but {ann_file} says {W}x{H}")
 
 
-def _coco_root(root: Path) -> Path:
-    """The folder holding ``annotations/`` and ``train2017/`` (``root/coco`` or ``root``)."""
-    return root / "coco" if (root / "coco" / "annotations").is_dir() else root
-
-
 def read_coco(root: Path, ann_file: Path, image_dir: Path, classes: Sequence[str],
               report: Report, strict: bool = False,
               check_images: bool = True, keep_ids: bool = True,
               extra_keys: Sequence[str] = ()) -> list[Entry]:
-    """Images of a COCO-format JSON with their boxes, categories remapped to 1..C.
-
-    Args:
-        root: paths in the output are relative to it.
-        ann_file: the JSON; ``images[].file_name`` is relative to ``image_dir``.
-        classes: the category names in output order (ids 1..C); a JSON
-            category is matched by name, one outside them or named twice is an error.
-        keep_ids: keep the JSON's image and annotation ids.
-        extra_keys: annotation keys copied through (e.g. ``visible``).
-    """
+    """Images of ``ann_file`` (``file_name`` relative to ``image_dir``; output paths relative to
+    ``root``) with their boxes, categories matched by name to ``classes`` (ids 1..C); with
+    ``keep_ids`` the JSON's image and annotation ids, and ``extra_keys`` copied through."""
     if not ann_file.is_file():
         raise PrepareError(f"{ann_file}: missing")
     try:
@@ -321,28 +275,19 @@ def read_coco(root: Path, ann_file: Path, image_dir: Path, classes: Sequence[str
     return list(images.values())
 
 
-# ----------------------------------------------------------------------------
-# Splits
-# ----------------------------------------------------------------------------
-
 def _sources(dataset: str, root: Path) -> dict[str, list[tuple[str, Callable[..., list[Entry]]]]]:
     """split -> [(source name, reader(report, strict, check_images))]."""
     def voc(year, imageset):
-        return (f"VOC{year} {imageset}",
-                lambda rep, strict, chk: read_voc(root, year, imageset, rep, strict, chk))
+        return f"VOC{year} {imageset}", partial(read_voc, root, year, imageset)
 
     def coco(split):
-        cdir = _coco_root(root)
-        return (f"COCO {split}2017",
-                lambda rep, strict, chk: read_coco(root, cdir / "annotations" / f"instances_{split}2017.json",
-                                                   cdir / f"{split}2017", class_names("coco2017"),
-                                                   rep, strict, chk))
+        cdir = root / "coco" if (root / "coco" / "annotations").is_dir() else root
+        return f"COCO {split}2017", partial(read_coco, root, cdir / "annotations" / f"instances_{split}2017.json",
+                                            cdir / f"{split}2017", class_names("coco2017"))
 
     def synth(split):
-        return (f"synth {split}",
-                lambda rep, strict, chk: read_coco(root, root / "annotations" / f"{split}.json", root,
-                                                   SYNTH_CLASSES, rep, strict, chk, keep_ids=False,
-                                                   extra_keys=("visible",)))
+        return f"synth {split}", partial(read_coco, root, root / "annotations" / f"{split}.json", root,
+                                         SYNTH_CLASSES, keep_ids=False, extra_keys=("visible",))
 
     if dataset == "synth":
         return {s: [synth(s)] for s in SPLITS}
@@ -410,11 +355,6 @@ def split_summary(data: dict[str, Any], classes: Sequence[str], sources: list[st
             "per_class": {n: counts[k] for k, n in enumerate(classes, 1)}}
 
 
-def _write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
-    """Strict JSON (``NaN`` / ``Infinity`` are a ValueError), written atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
-
-
 def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, subset: int | None = None,
             seed: int = 0, strict: bool = False, check_images: bool = True,
             log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -424,14 +364,12 @@ def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, subse
     an existing non-empty ``out`` without a ``summary.json`` is refused.
     """
     root, out = Path(root), Path(out)
-    if dataset not in DATASETS:
-        raise KeyError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    classes = class_names(dataset)  # KeyError for an unknown dataset
     if not root.is_dir():
         raise PrepareError(f"{root}: --root is not a folder")
     if out.exists() and any(out.iterdir()) and not (out / "summary.json").is_file():
         raise FileExistsError(f"{out}: exists, is not empty and holds no summary.json; "
                               "refusing to replace it (choose another --out)")
-    classes = class_names(dataset)
     report = Report()
     cache: dict[str, list[Entry]] = {}
     summary: dict[str, Any] = {"dataset": dataset, "classes": list(classes), "subset": subset, "seed": seed,
@@ -454,7 +392,7 @@ def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, subse
                     "split": split, "sources": names, "subset": subset, "seed": seed}
             data = to_coco(entries, classes, info)
             path = tmp / f"{split}.json"
-            _write_json(path, data, indent=None)
+            atomic_write_json(path, data, indent=None)
             check_with_pycocotools(path, data)
             summary["splits"][split] = split_summary(data, classes, names)
             s = summary["splits"][split]
@@ -462,7 +400,7 @@ def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, subse
                 f"({s['ignored']} ignored), {s['empty_images']} without boxes")
         summary.update(clipped_boxes=len(report.clipped), clipped_examples=report.clipped[:_MAX_EXAMPLES],
                        dropped_tiny_boxes=len(report.dropped), dropped_examples=report.dropped[:_MAX_EXAMPLES])
-        _write_json(tmp / "summary.json", summary)
+        atomic_write_json(tmp / "summary.json", summary)
     if report.clipped or report.dropped:
         log(f"  clipped {len(report.clipped)} boxes to their image, dropped {len(report.dropped)} "
             f"boxes < 1 px (see {out / 'summary.json'})")

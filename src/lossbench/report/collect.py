@@ -36,18 +36,13 @@ def knob_label(family: str, value: Any, alpha: float | None = None) -> str:
 
 def expected_runs(params: dict[str, Any]) -> list[dict[str, Any]]:
     """Every (family, setting, seed) the grids of ``params`` ask for, in grid order."""
-    seeds = params.get("seeds") or []
-    out = []
     grids = {
         "focal": [dict(s) for s in params.get("focal", {}).get("settings", [])],
         "ohem": [{"neg_pos_ratio": r} for r in params.get("ohem", {}).get("neg_pos_ratio", [])],
         "sse": [{"lambda_noobj": v} for v in params.get("sse", {}).get("lambda_noobj", [])],
     }
-    for family in FAMILY_ORDER:
-        for order, setting in enumerate(grids[family]):
-            for seed in seeds:
-                out.append({"family": family, "setting": setting, "order": order, "seed": seed})
-    return out
+    return [{"family": family, "setting": setting, "order": order, "seed": seed} for family in FAMILY_ORDER
+            for order, setting in enumerate(grids[family]) for seed in params.get("seeds") or []]
 
 
 def _value(family: str, setting: dict[str, Any]) -> float:
@@ -80,7 +75,7 @@ def collect(runs: str | Path, params: dict[str, Any]) -> pd.DataFrame:
             row.update({m: rec["metrics"].get(m) for m in METRICS})  # None: not applicable
             row["no_detections"] = rec.get("no_detections", False)
             row.update({f"final_{k}": v for k, v in rec.get("final", {}).items()})
-            row.update({k: v for k, v in rec.get("timing", {}).items()})
+            row.update(rec.get("timing", {}))
             row["iters"] = rec.get("iters")
         else:
             row["status"] = "missing"

@@ -20,6 +20,7 @@ from lossbench.report.collect import FAMILY_LABEL, FAMILY_ORDER, KNOB_LABEL  # n
 PALETTE = dict(zip(FAMILY_ORDER, sns.color_palette("colorblind", 3)))
 DIAG_SHARES = (("diag_share_pos", "positives"), ("diag_share_hard_neg", "hard negatives"),
                ("diag_share_easy_neg", "easy negatives"))
+sns.set_theme(style="whitegrid", context="notebook")
 
 
 def _save(fig, out: Path, name: str) -> list[Path]:
@@ -36,7 +37,6 @@ def metric_vs_knob(df: pd.DataFrame, summary: pd.DataFrame, out: Path,
                    metric: str = "mAP50") -> list[Path]:
     """One panel per family: the metric (%) per knob value; seeds as dots, the mean as a line
     and the 95% t-interval over seeds (from ``summary``) as a band."""
-    sns.set_theme(style="whitegrid", context="notebook")
     fams = [f for f in FAMILY_ORDER if f in set(df.family)]
     fig, axes = plt.subplots(1, len(fams), figsize=(4.2 * len(fams), 3.6), sharey=True,
                              squeeze=False)
@@ -70,7 +70,6 @@ def metric_vs_knob(df: pd.DataFrame, summary: pd.DataFrame, out: Path,
 def cross_family_plot(df: pd.DataFrame, best: pd.DataFrame, out: Path,
                       metric: str = "mAP50") -> list[Path]:
     """Each family's best setting: seeds as dots, mean and 95% t-interval as error bar."""
-    sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     labels = []
     for i, (_, r) in enumerate(best.iterrows()):
@@ -94,14 +93,11 @@ def cross_family_plot(df: pd.DataFrame, best: pd.DataFrame, out: Path,
 def read_curve(run_dir: str | Path, name: str) -> pd.DataFrame | None:
     """A DVCLive curve (``step``, value) of a run, or None."""
     path = Path(run_dir) / "dvclive" / "plots" / "metrics" / f"{name}.tsv"
-    if not path.is_file():
-        return None
-    return pd.read_csv(path, sep="\t")
+    return pd.read_csv(path, sep="\t") if path.is_file() else None
 
 
 def training_curves(df: pd.DataFrame, best: pd.DataFrame, out: Path) -> list[Path]:
     """Classification and box loss over training, best setting of each family, every seed."""
-    sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for _, r in best.iterrows():
         fam = r["family"]
@@ -122,7 +118,6 @@ def training_curves(df: pd.DataFrame, best: pd.DataFrame, out: Path) -> list[Pat
 
 def loss_shares(df: pd.DataFrame, best: pd.DataFrame, out: Path) -> list[Path]:
     """Share of the classification loss from positives / hard / easy negatives over training."""
-    sns.set_theme(style="whitegrid", context="notebook")
     fams = best["family"].tolist()
     fig, axes = plt.subplots(1, max(1, len(fams)), figsize=(4.2 * max(1, len(fams)), 3.4),
                              sharey=True, squeeze=False)
@@ -160,11 +155,9 @@ def _grad_weight(kind: str, p_t: torch.Tensor, positive: bool, **kw) -> np.ndarr
     label = torch.zeros(len(x), dtype=torch.long) if positive else torch.ones(len(x), dtype=torch.long)
     if kind == "focal":
         loss = focal_loss(x[:, None], label, kw["gamma"], 0.5)
-    elif kind == "sse":
+    else:  # sse
         loss = sse_loss(x, torch.full((len(x), 1), 20.0, dtype=x.dtype), label,
                         torch.ones_like(x), kw["lambda_noobj"])
-    else:
-        raise ValueError(kind)
     (g,) = torch.autograd.grad(loss.sum(), x)
     ce_grad = 1.0 - p_t.double()  # |d CE / dx| = 1 - p_t
     scale = 2.0 if kind == "focal" else 1.0  # undo alpha = 0.5
@@ -173,7 +166,6 @@ def _grad_weight(kind: str, p_t: torch.Tensor, positive: bool, **kw) -> np.ndarr
 
 def focal_figure(out: Path, gammas=(0.0, 0.5, 1.0, 2.0, 5.0)) -> list[Path]:
     """Lin et al. (2017) Fig. 1 (FL vs p_t), and each family's weight of an example vs p_t."""
-    sns.set_theme(style="whitegrid", context="notebook")
     p = torch.linspace(0.001, 0.999, 500)
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     cmap = sns.color_palette("viridis", len(gammas))

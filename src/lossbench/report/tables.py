@@ -113,17 +113,13 @@ def compare(pairs: list[tuple[str, str, dict, str, str, dict]]) -> pd.DataFrame:
     Holm's procedure tests that comparison at (``confidence``), so it excludes 0
     exactly when the Holm-adjusted p-value ``p_holm`` is <= 1 - CONFIDENCE.
     """
+    pvalues = [paired_t_pvalue([xa[k] - xb[k] for k in sorted(set(xa) & set(xb))]) for _, _, xa, _, _, xb in pairs]
     rows = []
-    for a, sa, xa, b, sb, xb in pairs:
-        common = sorted(set(xa) & set(xb))
-        rows.append({"a": a, "setting_a": sa, "b": b, "setting_b": sb,
-                     "p": paired_t_pvalue([xa[k] - xb[k] for k in common]), "xa": xa, "xb": xb})
-    adjusted, levels = holm([r["p"] for r in rows], alpha=1 - CONFIDENCE)
-    for r, p_adj, level in zip(rows, adjusted, levels):
+    for (a, sa, xa, b, sb, xb), p_adj, level in zip(pairs, *holm(pvalues, alpha=1 - CONFIDENCE)):
         level = CONFIDENCE if math.isnan(level) else level
-        mean, lo, hi, n = paired_difference(r.pop("xa"), r.pop("xb"), confidence=level)
-        r.pop("p")
-        r.update(diff_mean=mean, diff_lo=lo, diff_hi=hi, confidence=level, p_holm=p_adj, n_pairs=n)
+        mean, lo, hi, n = paired_difference(xa, xb, confidence=level)
+        rows.append({"a": a, "setting_a": sa, "b": b, "setting_b": sb, "diff_mean": mean, "diff_lo": lo,
+                     "diff_hi": hi, "confidence": level, "p_holm": p_adj, "n_pairs": n})
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
@@ -140,20 +136,14 @@ def within_family(df: pd.DataFrame, summary: pd.DataFrame, family: str) -> pd.Da
     over the family's comparisons; empty when the grid lacks the default."""
     g = summary[summary["family"] == family].sort_values("order")
     default = FAMILIES[family]
-    knob = SWEPT_KNOB[family]
-
-    def is_default(r) -> bool:
-        return r["value"] == float(default[knob]) and (family != "focal" or
-                                                       df.loc[(df.family == family) & (df.order == r["order"]),
-                                                              "alpha"].iloc[0] == default["alpha"])
-
-    ref = [r for _, r in g.iterrows() if is_default(r)]
+    alpha = df[df.family == family].groupby("order")["alpha"].first()  # focal's second knob
+    ref = [r for _, r in g.iterrows() if r["value"] == float(default[SWEPT_KNOB[family]])
+           and (family != "focal" or alpha[r["order"]] == default["alpha"])]
     if not ref:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
-    ref = ref[0]
-    base = (family, ref["label"], _seeds(df, family, ref["order"]))
+    base = (family, ref[0]["label"], _seeds(df, family, ref[0]["order"]))
     return compare([(family, r["label"], _seeds(df, family, r["order"]), *base)
-                    for _, r in g.iterrows() if r["order"] != ref["order"]])
+                    for _, r in g.iterrows() if r["order"] != ref[0]["order"]])
 
 
 def _difference(d: dict[str, Any]) -> str:

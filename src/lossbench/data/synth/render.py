@@ -1,31 +1,24 @@
 """Drawing the images: one with ``render_image``, many in parallel with ``iter_images``.
 
-Each image is a textured, cluttered background with ``objects`` labelled
-shapes of 8 classes (``lossbench.data.classes.SYNTH_CLASSES``) and
-``distractors`` unlabelled shapes drawn among them. The classes are a shape in
-a hue family; two kinds of pairs are confusable on purpose:
+Each image is a textured, cluttered background with ``objects`` labelled shapes
+of 8 classes (``SYNTH_CLASSES``) and ``distractors`` unlabelled shapes among
+them. A class is a shape in a hue family; pairs are confusable on purpose: by
+colour (``red_disc`` / ``orange_disc``, hues 25 +- 10 deg apart) and by shape
+(``red_disc`` / ``red_ring``; ``blue_square`` / ``blue_diamond``, the same
+square rotated by 0 or 45 +- 12 deg). Distractors are the hard negatives: a
+class shape in a colour no class has, a class colour on a shape no class has,
+or neither. Shapes are drawn in a random order; a placement is accepted only if
+every labelled object drawn before keeps at least ``1 - max_occlusion`` of its
+pixels visible (counted exactly on a label map; an object that finds no place
+in 90 tries is dropped and counted). Object size (longer box side, px) is
+log-uniform in ``object_size``, the count uniform in ``objects``. A box
+``[x0, y0, x1, y1]`` covers columns ``x0 .. x1 - 1`` and rows ``y0 .. y1 - 1``
+of the object's drawn pixels (its amodal extent, even where occluded).
 
-- by colour: ``red_disc`` / ``orange_disc`` (hues 25 deg apart, +-5 deg jitter);
-- by shape: ``red_disc`` / ``red_ring`` and ``blue_square`` / ``blue_diamond``
-  (the same square, rotated by 0 +- 12 deg or 45 +- 12 deg).
-
-Distractors are the hard negatives: a class shape in a colour no class has
-(a blue disc, a red square), a class colour on a shape no class has (a red
-ellipse, an orange bar), or neither (grey pentagons). Shapes are drawn in a
-random order, so later ones occlude earlier ones; a placement is only accepted
-if every labelled object drawn before keeps at least ``1 - max_occlusion`` of
-its pixels visible (counted exactly on a label map; an object that finds no such
-place in 90 tries is dropped and counted). Object size (the longer side of its
-box, px) is log-uniform in ``object_size``; the count per image is uniform in
-``objects``. Images are square, ``image_size`` px. A box ``[x0, y0, x1, y1]``
-covers pixel columns ``x0 .. x1 - 1`` and rows ``y0 .. y1 - 1`` of the object's
-drawn pixels (the full, amodal extent, even where occluded).
-
-Determinism: image ``i`` of split ``s`` is drawn from its own
-``numpy.random.Generator`` seeded by ``(seed, s, i)``, and the texture and
-noise banks from ``(seed,)``, so the output is byte-identical for a seed
-whatever the number of worker processes, and a split's images do not change
-when another split's size changes (JPEG bytes assume the same Pillow/libjpeg).
+Determinism: image ``i`` of split ``s`` is drawn from its own generator seeded
+by ``(seed, s, i)``, the banks from ``(seed,)``: the output is byte-identical
+for a seed whatever the number of workers, and a split's images do not change
+when another split's size does (JPEG bytes assume the same Pillow/libjpeg).
 """
 
 from __future__ import annotations
@@ -198,16 +191,9 @@ def _unit_polygon(kind: str, u: Sequence[float]) -> tuple[Vertices, float, float
 
 def _shape_mask(kind: str, size: float, u: Sequence[float],
                 rim: bool) -> tuple[Image.Image, Image.Image | None, int]:
-    """Rasterise ``kind`` so that its box's longer side is about ``size`` px.
-
-    Args:
-        u: 3 uniforms in [0, 1) (aspect, rotation, shape parameter).
-        rim: also return the interior without its 1-px boundary.
-
-    Returns:
-        (full, inner, area): tight "L" masks of shape (h, w), 255 inside (every
-        border row and column holds a 255 of ``full``); ``inner`` is None
-        without ``rim`` (and for rings); ``area`` is the pixel count of ``full``.
+    """Rasterise ``kind`` (``u``: aspect, rotation, shape uniforms) to a box whose longer side is
+    about ``size`` px: ``(full, inner, area)``, tight (h, w) "L" masks, 255 inside; ``inner``
+    (with ``rim``, not for rings) lacks the 1-px boundary; ``area`` counts ``full``'s pixels.
     """
     inner = None
     if kind in ("disc", "ring"):
@@ -284,21 +270,14 @@ class ImageRecord:
 def _place(cand: np.ndarray, full: Image.Image, label_map: Image.Image,
            obj_boxes: list[tuple[int, int, int, int]], ids: list[int], vis_px: list[int],
            min_px: list[float]) -> tuple[int, int] | None:
-    """The first candidate position that leaves every labelled object enough pixels.
+    """The first candidate ``(x0, y0)`` that leaves every labelled object enough pixels, or None.
 
-    Args:
-        cand: (T, 2) uniforms in [0, 1): candidate top-left corners as
-            fractions of the free room ``(S - w + 1, S - h + 1)``.
-        full: the shape's mask (h, w), 255 inside.
-        label_map: (S, S) id of the shape that owns each pixel (0 = background).
-        obj_boxes: ``(x0, y0, x1, y1)`` of the N labelled objects so far.
-        ids: their shape ids in ``label_map``.
-        vis_px: their visible pixel counts; updated in place on success.
-        min_px: the fewest visible pixels each may keep.
-
-    Returns:
-        ``(x0, y0)`` or None. The check is exact: the pixels of ``label_map``
-        under the mask are counted for every object whose box it touches.
+    ``cand``: (T, 2) uniforms, top-left corners as fractions of the free room
+    ``(S - w + 1, S - h + 1)``; ``full``: the shape's (h, w) mask; ``label_map``:
+    (S, S) shape id per pixel (0 = background); ``obj_boxes``, ``ids``, ``vis_px``,
+    ``min_px``: per labelled object so far, its box, id, visible pixels (updated on
+    success) and the fewest it may keep. Exact: the pixels under the mask are
+    counted for every object whose box it touches.
     """
     S = label_map.size[0]
     w, h = full.size
@@ -394,18 +373,16 @@ def render_image(params: SynthParams, banks: Banks, rng: np.random.Generator,
             dropped_obj += int(not is_distractor)
             continue
         x0, y0 = pos
-        rgb = _colour(family, u[6:9])
+        rgb, box = _colour(family, u[6:9]), (x0, y0, x0 + w, y0 + h)
+        img.paste(rgb if inner is None else tuple(int(v * 0.55) for v in rgb), box, full)  # a darker rim
         if inner is not None:
-            img.paste(tuple(int(v * 0.55) for v in rgb), (x0, y0, x0 + w, y0 + h), full)
-            img.paste(rgb, (x0, y0, x0 + w, y0 + h), inner)
-        else:
-            img.paste(rgb, (x0, y0, x0 + w, y0 + h), full)
+            img.paste(rgb, box, inner)
         shape_id += 1
-        label_map.paste(shape_id, (x0, y0, x0 + w, y0 + h), full)
+        label_map.paste(shape_id, box, full)
         if label < 0:
             n_drawn_dis += 1
             continue
-        boxes.append((x0, y0, x0 + w, y0 + h))
+        boxes.append(box)
         labels.append(label)
         areas.append(area)
         ids.append(shape_id)
