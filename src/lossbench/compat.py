@@ -1,33 +1,22 @@
 """Fixes for the pinned OpenMMLab stack on current PyTorch, in one place.
 
-Each fix is applied by :func:`apply` (idempotent), which
-:mod:`lossbench.models.registry` calls, so every config that loads the study
-through ``custom_imports`` gets them; nothing in an installed package is
-edited. Each has a test in ``tests/test_compat.py`` that fails without it.
+:func:`apply` (idempotent) is called by :mod:`lossbench.models.registry`, so every
+config that loads the study through ``custom_imports`` gets them; nothing in an
+installed package is edited. ``tests/test_compat.py`` fails without each.
 
 1. **Checkpoints load with ``weights_only=True`` and mmengine's types only.**
-   ``torch.load`` defaults to ``weights_only=True`` since torch 2.6, which
-   refuses the checkpoints mmengine 0.10.7's Runner writes (``UnpicklingError:
-   Weights only load failed``): their message hub pickles ``HistoryBuffer``
-   objects (numpy arrays, and ``HistoryBuffer.min/max/current/mean`` as
-   ``getattr(HistoryBuffer, name)``) and numpy scalars. We re-register
-   mmengine's local-file scheme of ``CheckpointLoader`` (its own extension
-   point) with :func:`load_local_checkpoint`, which keeps ``weights_only=True``
-   and allows, during that load only, exactly those types
-   (:data:`CHECKPOINT_GLOBALS`, found with
-   ``torch.serialization.get_unsafe_globals_in_checkpoint`` on Runner
-   checkpoints). Every local path loads this way: ``resume``, ``load_from``
-   (also ``--cfg-options load_from=...``) and local ``Pretrained`` paths. A
-   file holding any other object is refused with an ``UnpicklingError``
-   naming it, before anything in it runs. Other schemes (``torchvision://``,
-   ``open-mmlab://``, ``http(s)://``) stay mmengine's: ``weights_only=True``
-   without the extra types.
+   Since torch 2.6 ``torch.load`` refuses the checkpoints mmengine 0.10.7's Runner
+   writes: their message hub pickles ``HistoryBuffer`` objects (numpy arrays;
+   ``HistoryBuffer.min/max/current/mean`` as ``getattr``) and numpy scalars. The
+   local-file scheme of mmengine's ``CheckpointLoader`` (its extension point) is
+   re-registered with :func:`load_local_checkpoint`, which allows exactly those
+   types during that load (:data:`CHECKPOINT_GLOBALS`, found with
+   ``torch.serialization.get_unsafe_globals_in_checkpoint``): ``resume``,
+   ``load_from`` and local ``Pretrained`` paths. A file holding any other object is
+   refused, naming it, before anything in it runs. Other schemes stay mmengine's.
 
-Pins that avoid the other breakages of this stack (see the README):
-numpy < 2 (mmcv 2.1.0 / mmdet 3.3.0 predate numpy 2), pandas < 3,
-opencv-python 4.x (mmcv/mmengine require ``opencv-python``; 5.x is untested by
-OpenMMLab), setuptools < 82 to build mmcv (its ``setup.py`` imports
-``pkg_resources``).
+Pins avoid the other breakages: numpy < 2 (mmcv 2.1.0 / mmdet 3.3.0 predate it),
+pandas < 3, opencv-python 4.x, setuptools < 82 to build mmcv (``pkg_resources``).
 """
 
 from __future__ import annotations

@@ -59,21 +59,13 @@ def load_config(path: str | os.PathLike, *, data_root: str | os.PathLike | None 
                 ann_dir: str | os.PathLike | None = None,
                 imbalance: dict[str, Any] | None = None, seed: int | None = None,
                 work_dir: str | os.PathLike | None = None) -> Config:
-    """Read ``path`` and apply a run's settings.
+    """Read the config ``path`` and apply a run's settings.
 
-    Args:
-        path: an MMDetection config of ``configs/``.
-        data_root: folder the prepared ``file_name`` entries are relative to.
-        ann_dir: folder with the prepared ``{train,val,test}.json``; the
-            classes (and ``num_classes``) are read from ``train.json``.
-        imbalance: replaces ``model.bbox_head.imbalance`` (validated).
-        seed: sets ``randomness`` (seeded Python, numpy, torch and the
-            data-loader workers; deterministic algorithms).
-        work_dir: the run's MMEngine work dir.
-
-    Raises:
-        FileNotFoundError: a config or prepared file is missing.
-        ValueError: a setting is out of range (the message names the key).
+    ``ann_dir`` holds the prepared ``{train,val,test}.json`` (classes and ``num_classes``
+    come from ``train.json``), their ``file_name`` relative to ``data_root``;
+    ``imbalance`` replaces ``model.bbox_head.imbalance`` (validated); ``seed`` sets
+    ``randomness`` (seeded, deterministic algorithms). A missing config or prepared file
+    is a ``FileNotFoundError``, a setting out of range a ``ValueError`` naming the key.
     """
     path = Path(path)
     if not path.is_file():

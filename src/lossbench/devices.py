@@ -1,26 +1,19 @@
 """One GPU per concurrently running training: a lock-file device pool.
 
-``LOSSBENCH_GPUS=0,1,2,3`` names the pool. Each ``lossbench train`` process
-(one DVC queue worker runs one at a time) takes the first device nobody holds
-by locking ``<lock dir>/device<i>.lock`` with ``flock``, sets
-``CUDA_VISIBLE_DEVICES`` to it before CUDA starts, and keeps the lock until it
-exits, so ``dvc queue start -j 4`` over a pool of four GPUs gives every worker
-its own GPU, whichever worker picks which experiment. The kernel drops the
-lock when the process ends, even on ``kill -9``, so a crashed run never keeps
-a device. The holder writes its pid and command line into the lock file; a
-run that finds every device busy for ``LOSSBENCH_GPU_WAIT`` seconds (default
-3600, ``inf`` waits for ever) stops with an error naming the holders.
+``LOSSBENCH_GPUS=0,1,2,3`` names the pool. Each ``lossbench train`` process takes
+the first device nobody holds by ``flock``-ing ``<lock dir>/device<i>.lock``, sets
+``CUDA_VISIBLE_DEVICES`` before CUDA starts and holds the lock until it exits
+(the kernel drops it even on ``kill -9``), so ``dvc queue start -j 4`` over four
+GPUs gives every worker its own. The holder writes its pid and command line into
+the lock file; a run that finds every device busy for ``LOSSBENCH_GPU_WAIT`` s
+(default 3600, ``inf``: for ever) stops with an error naming the holders.
 
-``LOSSBENCH_LOCK_DIR`` sets the lock folder (default: a per-user folder in
-the system's temporary directory); it must be shared by all workers of the
-machine. It is created with mode 700 and refused when it is a symbolic link,
-belongs to another user or others can write it (they could take or fake the
-locks, or plant links for us to write through). Lock files are opened without
-following symbolic links and written only when they are plain files of this
-user with one link, i.e. files this user's runs created. Under ``torchrun`` /
-``srun`` (one run over several GPUs) the pool is not used: each rank takes the
-GPU of its local rank.
-
+``LOSSBENCH_LOCK_DIR`` (default: a per-user folder in the temporary directory,
+shared by the machine's workers) is created with mode 700 and refused when it is
+a symbolic link, another user's or writable by others (they could fake the locks
+or plant links). Lock files are opened without following links and written only
+when they are plain files of this user with one link. Under ``torchrun`` /
+``srun`` the pool is not used: each rank takes its local rank's GPU.
 Standard library only: it runs before anything may initialise CUDA.
 """
 
@@ -45,8 +38,7 @@ _held: list[int] = []  # descriptors of the held lock files, kept for the life o
 
 
 class DevicePoolError(ValueError):
-    """The pool cannot be used: a bad pool or lock folder, or every device stayed busy.
-    A ``ValueError``, so the command line reports it as a configuration error."""
+    """A bad pool or lock folder, or every device stayed busy (a configuration error)."""
 
 
 def lock_dir() -> Path:

@@ -1,16 +1,10 @@
 """Train and test one resolved config with MMEngine's Runner; write the run's records.
 
-A run folder OUT receives:
-
-  OUT/metrics.json   test-split metrics (VOC-style mAP@0.5, COCO AP/AP50/AP75/APs/m/l),
-                     final losses and imbalance diagnostics, timing; written last,
-                     atomically, and only if the run finished with finite losses
-  OUT/config.py      the resolved MMDetection config
-  OUT/env.json       versions, git revision, CPU/GPU
-  OUT/dvclive/       training curves (DVCLive; `dvc plots show`)
-
-The work dir (checkpoints, logs) follows the resume policy of ``lossbench.resume``.
-Only the main process writes OUT.
+Only the main process writes the run folder OUT: ``config.py`` (the resolved config),
+``env.json`` (``lossbench.envinfo``), ``dvclive/`` (training curves) and, last,
+atomically and only after finite losses, ``metrics.json`` (test-split VOC mAP@0.5 and
+COCO AP/AP50/AP75/APs/m/l, final losses and imbalance diagnostics, timing). The work
+dir (checkpoints, logs) follows the resume policy of ``lossbench.resume``.
 """
 
 from __future__ import annotations
@@ -26,16 +20,10 @@ from lossbench.distributed import is_main_process
 from lossbench.resume import fingerprint, prepare_work_dir
 from lossbench.utils import atomic_write_json, atomic_write_text
 
-# (metrics.json key, evaluator key)
-METRIC_KEYS = (
-    ("mAP50", "pascal_voc/mAP"),
-    ("AP", "coco/bbox_mAP"),
-    ("AP50", "coco/bbox_mAP_50"),
-    ("AP75", "coco/bbox_mAP_75"),
-    ("APs", "coco/bbox_mAP_s"),
-    ("APm", "coco/bbox_mAP_m"),
-    ("APl", "coco/bbox_mAP_l"),
-)
+# metrics.json key -> evaluator key
+METRIC_KEYS = {"mAP50": "pascal_voc/mAP", "AP": "coco/bbox_mAP", "AP50": "coco/bbox_mAP_50",
+               "AP75": "coco/bbox_mAP_75", "APs": "coco/bbox_mAP_s", "APm": "coco/bbox_mAP_m",
+               "APl": "coco/bbox_mAP_l"}
 FINAL_WINDOW = 0.1  # final losses/diagnostics: mean over the last 10% of iterations
 
 
@@ -61,7 +49,7 @@ def collect_metrics(results: dict[str, float]) -> tuple[dict[str, float | None],
     cannot compute (-1: no ground truth of that size) is ``None``.
     """
     out, missing = {}, False
-    for name, key in METRIC_KEYS:
+    for name, key in METRIC_KEYS.items():
         v = results.get(key)
         if v is None or (isinstance(v, float) and math.isnan(v)):
             missing, v = True, 0.0

@@ -29,11 +29,8 @@ def _version(dist: str) -> str | None:
 
 
 def mmcv_ops_status() -> tuple[bool, str]:
-    """Whether mmcv's compiled ops load: run ``mmcv.ops.nms`` on two boxes.
-
-    Returns ``(ok, detail)``; ``ok`` is True only if NMS returns the expected
-    result (the lower-scored of two identical boxes suppressed).
-    """
+    """``(ok, detail)``: whether mmcv's compiled ``nms`` loads and suppresses the lower-scored
+    of two identical boxes."""
     try:
         import torch
         from mmcv.ops import nms

@@ -16,17 +16,9 @@ class NonFiniteLossError(RuntimeError):
 
 @HOOKS.register_module()
 class FiniteLossHook(Hook):
-    """Stop training at the first NaN/inf loss, naming the run and the iteration.
-
-    Unlike a warning in the log, the exception ends the run before any metric
-    is written, so the report can never mistake a diverged run for a result.
-    Under data-parallel training the processes agree every iteration (one
-    all-reduce of a flag), so all of them stop together instead of the others
-    waiting forever for the one that stopped.
-
-    Args:
-        run_name: name of the run used in the message (defaults to the
-            runner's experiment name).
+    """Stop training at the first NaN/inf loss, naming the run (``run_name``, default the
+    experiment name) and the iteration, before any metric is written. Data-parallel
+    processes agree every iteration (one all-reduce of a flag), so all stop together.
     """
 
     priority = "VERY_HIGH"
@@ -58,14 +50,9 @@ class FiniteLossHook(Hook):
 
 @HOOKS.register_module()
 class ResumedCurvesHook(Hook):
-    """When a run resumes, drop the curve rows logged after its checkpoint (they are
-    logged again), so every logged step appears exactly once; iteration- and
-    epoch-based schedules alike (``runner.iter`` is the checkpoint's iteration,
-    kept as the message hub's ``resumed_from_iter``).
-
-    Args:
-        dvclive_dir: the run's DVCLive folder.
-    """
+    """When a run resumes, drop the rows of ``dvclive_dir``'s curves logged after its checkpoint
+    (they are logged again), so every step appears once; ``runner.iter``, the checkpoint's
+    iteration, is kept as the message hub's ``resumed_from_iter``."""
 
     priority = "VERY_HIGH"
 
@@ -96,12 +83,9 @@ def param_digest(model) -> str:
 
 @HOOKS.register_module()
 class ParamDigestHook(Hook):
-    """Write digests of the model's parameters per rank, before and after training.
-
-    ``<work_dir>/param_digest_rank<r>.txt`` holds ``before <sha256>`` and
-    ``after <sha256>``: under data-parallel training every rank starts from
-    and ends with the same parameters. A check for distributed runs, off by
-    default (``custom_hooks=[dict(type='ParamDigestHook')]``).
+    """Write ``before <sha256>`` and ``after <sha256>`` of the model's parameters to
+    ``<work_dir>/param_digest_rank<r>.txt``: under data-parallel training every rank must
+    agree. A check for distributed runs (``custom_hooks=[dict(type='ParamDigestHook')]``).
     """
 
     priority = "VERY_LOW"

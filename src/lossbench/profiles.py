@@ -81,12 +81,9 @@ def resolve_dataset(params: str | os.PathLike, name: str, given: str | None,
                     flag: str = "--dataset") -> tuple[Profile, str]:
     """The profile ``name`` and where it lives, checking it agrees with a dataset given on the CLI.
 
-    Raises ``ValueError`` naming the params file and key (as the stage CLIs report it).
+    Raises ``ValueError`` (``ProfileError`` is one) naming the params file and key.
     """
-    try:
-        prof = load_profile(params, name)
-    except ProfileError as e:
-        raise ValueError(str(e)) from e
+    prof = load_profile(params, name)
     where = f"{params}: profiles.{name}"
     if given is not None and given != prof.dataset:
         raise ValueError(f"{flag} {given} contradicts {where}.dataset = {prof.dataset}")

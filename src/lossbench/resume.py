@@ -68,14 +68,9 @@ def code_digest(repo: Path = REPO) -> str:
 def _strip(x: Any, found: set[str]) -> Any:
     """``x`` without path-valued keys; the annotation files they name are collected in ``found``."""
     if isinstance(x, dict):
-        out = {}
-        for k, v in x.items():
-            if k in PATH_KEYS:
-                if isinstance(v, str) and v.endswith(".json") and Path(v).is_file():
-                    found.add(v)
-                continue
-            out[k] = _strip(v, found)
-        return out
+        found.update(v for k, v in x.items() if k in PATH_KEYS and isinstance(v, str) and v.endswith(".json")
+                     and Path(v).is_file())
+        return {k: _strip(v, found) for k, v in x.items() if k not in PATH_KEYS}
     if isinstance(x, (list, tuple)):
         return [_strip(v, found) for v in x]
     return x
@@ -102,18 +97,14 @@ def is_complete(ckpt: Path) -> bool:
         return False
 
 
-def checkpoints(work_dir: Path) -> list[Path]:
-    """``iter_N.pth`` / ``epoch_N.pth`` in ``work_dir``, newest (largest N) first."""
-    found = [p for p in work_dir.glob("*.pth") if CHECKPOINT.match(p.name)]
-    return sorted(found, key=lambda p: int(CHECKPOINT.match(p.name).group(2)), reverse=True)
-
-
 def resume_from(work_dir: Path, digest: str, log: Callable[[str], None] = print) -> Path | None:
-    """The newest complete checkpoint of the run ``digest`` in ``work_dir``, or None."""
+    """The newest complete checkpoint (``iter_N.pth`` / ``epoch_N.pth``, largest N) of the run
+    ``digest`` in ``work_dir``, or None."""
     marker = work_dir / "fingerprint.txt"
     if not (marker.is_file() and marker.read_text().strip() == digest):
         return None
-    for ckpt in checkpoints(work_dir):
+    found = [p for p in work_dir.glob("*.pth") if CHECKPOINT.match(p.name)]
+    for ckpt in sorted(found, key=lambda p: int(CHECKPOINT.match(p.name).group(2)), reverse=True):
         if is_complete(ckpt):
             return ckpt
         log(f"{ckpt} is incomplete or corrupt: not resumed from")

@@ -72,20 +72,11 @@ def anchor_statistics(samples: Sequence[tuple[np.ndarray, np.ndarray]], image_si
                       config: str | os.PathLike | None = None) -> dict[str, Any]:
     """Positive / ignored / negative anchors per image under the study's assigner.
 
-    Args:
-        samples: one ``(boxes, labels)`` per image: boxes (N, 4) ``[x0, y0, x1, y1]``
-            px, labels (N,) int.
-        image_size: side of the (square) images, px.
-        config: MMDetection model config; default ``DEFAULT_MODEL_CONFIG``.
-
-    Returns:
-        ``anchors_per_image`` (A), ``featmap_sizes``, ``images``; the means per
-        image of ``positives_per_image`` / ``ignored_per_image`` /
-        ``negatives_per_image``; ``positive_share`` etc. = totals / (A x images);
-        ``negatives_per_positive``; ``positives_per_object`` (mean);
-        ``objects_below_pos_iou`` (share of boxes whose best anchor IoU < the
-        positive threshold, positive only through ``min_pos_iou``);
-        ``positives_by_level`` (share of positives on each pyramid level).
+    ``samples``: one ``(boxes (N, 4) [x0, y0, x1, y1] px, labels (N,))`` per square image
+    of ``image_size`` px. Returns ``anchors_per_image`` (A); per-image means
+    ``positives_per_image`` etc.; ``positive_share`` etc. = totals / (A x images);
+    ``objects_below_pos_iou`` (share of boxes whose best anchor IoU is below the positive
+    threshold, positive only through ``min_pos_iou``); ``positives_by_level``.
     """
     import torch
     from mmengine.structures import InstanceData

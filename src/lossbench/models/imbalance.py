@@ -31,18 +31,18 @@ class ImbalanceConfigError(ValueError):
     """A bad ``imbalance`` setting; the message names the key and what is allowed."""
 
 
-def _number(key: str, value: Any) -> float:
+def _number(key: str, value: Any, ok=lambda v: True, rule: str = "") -> float:
+    """``value`` as a float; an error unless it is a finite number for which ``ok`` holds."""
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
         raise ImbalanceConfigError(f"{key} must be a finite number, got {value!r}")
+    if not ok(float(value)):
+        raise ImbalanceConfigError(f"{key} must be {rule}, got {float(value)}")
     return float(value)
 
 
 def validate_imbalance(cfg: dict, key: str = "model.bbox_head.imbalance") -> dict:
-    """Check an ``imbalance`` dict and return it with the family's defaults filled in.
-
-    Args:
-        cfg: e.g. ``dict(type='focal', gamma=2.0, alpha=0.25)``.
-        key: where ``cfg`` lives, used in error messages.
+    """Check an ``imbalance`` dict such as ``dict(type='focal', gamma=2.0, alpha=0.25)`` (at ``key``
+    in error messages) and return it with the family's defaults filled in.
 
     Raises:
         ImbalanceConfigError: unknown family, a knob of another family, or a
@@ -54,8 +54,7 @@ def validate_imbalance(cfg: dict, key: str = "model.bbox_head.imbalance") -> dic
         raise ImbalanceConfigError(f"{key} must be a dict with a 'type', got {cfg!r}")
     family = cfg.get("type")
     if family not in FAMILIES:
-        raise ImbalanceConfigError(
-            f"{key}.type must be one of {sorted(FAMILIES)}, got {family!r}")
+        raise ImbalanceConfigError(f"{key}.type must be one of {sorted(FAMILIES)}, got {family!r}")
     out = {"type": family, **FAMILIES[family]}
     for name, value in cfg.items():
         if name == "type":
@@ -64,33 +63,22 @@ def validate_imbalance(cfg: dict, key: str = "model.bbox_head.imbalance") -> dic
             owner = [f for f, knobs in FAMILIES.items() if name in knobs]
             hint = (f"it belongs to family {owner[0]!r}" if owner
                     else f"{family!r} accepts {sorted(FAMILIES[family])}")
-            raise ImbalanceConfigError(
-                f"{key}.{name} is not a knob of family {family!r}: {hint}")
+            raise ImbalanceConfigError(f"{key}.{name} is not a knob of family {family!r}: {hint}")
         out[name] = value
 
     k = f"{key}."
     if family == "focal":
-        out["gamma"] = _number(k + "gamma", out["gamma"])
-        if out["gamma"] < 0:
-            raise ImbalanceConfigError(f"{k}gamma must be >= 0, got {out['gamma']}")
-        out["alpha"] = _number(k + "alpha", out["alpha"])
-        if not 0.0 <= out["alpha"] <= 1.0:
-            raise ImbalanceConfigError(f"{k}alpha must be in [0, 1], got {out['alpha']}")
+        out["gamma"] = _number(k + "gamma", out["gamma"], lambda v: v >= 0, ">= 0")
+        out["alpha"] = _number(k + "alpha", out["alpha"], lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
     elif family == "ohem":
         ratio = out["neg_pos_ratio"]
-        if ratio is not None and not (isinstance(ratio, str) and ratio == "all"):
-            ratio = _number(k + "neg_pos_ratio", ratio)
-            if ratio <= 0:
-                raise ImbalanceConfigError(
-                    f"{k}neg_pos_ratio must be > 0 (or None / 'all' for every negative), got {ratio}")
-        out["neg_pos_ratio"] = None if ratio in (None, "all") else ratio
+        every = ratio is None or (isinstance(ratio, str) and ratio == "all")
+        out["neg_pos_ratio"] = None if every else _number(k + "neg_pos_ratio", ratio, lambda v: v > 0,
+                                                           "> 0 (or None / 'all' for every negative)")
     else:
-        out["lambda_noobj"] = _number(k + "lambda_noobj", out["lambda_noobj"])
-        if out["lambda_noobj"] < 0:
-            raise ImbalanceConfigError(f"{k}lambda_noobj must be >= 0, got {out['lambda_noobj']}")
+        out["lambda_noobj"] = _number(k + "lambda_noobj", out["lambda_noobj"], lambda v: v >= 0, ">= 0")
         if out["obj_target"] not in OBJ_TARGETS:
-            raise ImbalanceConfigError(
-                f"{k}obj_target must be one of {list(OBJ_TARGETS)}, got {out['obj_target']!r}")
+            raise ImbalanceConfigError(f"{k}obj_target must be one of {list(OBJ_TARGETS)}, got {out['obj_target']!r}")
     return out
 
 

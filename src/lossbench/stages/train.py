@@ -80,19 +80,13 @@ def imbalance_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[
     """The validated ``imbalance`` dict and the knob values as given (they name the run)."""
     given = {k: getattr(args, k) for k in KNOBS if getattr(args, k, None) is not None}
     imb: dict[str, Any] = {"type": args.family, **given}
-    for k in ("gamma", "alpha", "lambda_noobj"):
-        if k in imb:
-            try:
-                imb[k] = float(imb[k])
-            except ValueError:
-                raise ImbalanceConfigError(
-                    f"--{k.replace('_', '-')} must be a number, got {imb[k]!r}") from None
-    if "neg_pos_ratio" in imb:
-        r = imb["neg_pos_ratio"]
+    for k in [k for k in ("gamma", "alpha", "lambda_noobj", "neg_pos_ratio") if k in imb]:
+        ratio = k == "neg_pos_ratio"  # a number, or 'all' negatives
         try:
-            imb["neg_pos_ratio"] = None if r.lower() in ("all", "none") else float(r)
+            imb[k] = None if ratio and imb[k].lower() in ("all", "none") else float(imb[k])
         except ValueError:
-            raise ImbalanceConfigError(f"--neg-pos-ratio must be a number or 'all', got {r!r}") from None
+            what = "a number or 'all'" if ratio else "a number"
+            raise ImbalanceConfigError(f"--{k.replace('_', '-')} must be {what}, got {imb[k]!r}") from None
     imb = validate_imbalance(imb, key="--" + args.family)
     spelled = {k: given.get(k, imb[k]) for k, _ in SLUGS[args.family]}
     return imb, spelled
