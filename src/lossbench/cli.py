@@ -1,10 +1,6 @@
-"""The ``lossbench`` command line: one sub-command per module.
-
-Each sub-command lives in its own module, which defines
-``add_arguments(parser)`` and ``run(args) -> int``; the first line of the
-module docstring is the command's one-line help, read from the source without
-importing it, so ``lossbench --help`` stays fast. Only the command that runs
-is imported.
+"""The ``lossbench`` command line: one sub-command per module, which defines
+``add_arguments(parser)`` and ``run(args) -> int``. The first line of the module docstring is
+the command's one-line help, read from the source, so only the command that runs is imported.
 """
 
 from __future__ import annotations

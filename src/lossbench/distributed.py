@@ -1,11 +1,9 @@
 """Data-parallel training of one run under torchrun or Slurm, through MMEngine's launchers.
 
-On GPUs MMEngine does everything (NCCL, one device per local rank). MMEngine's
-launchers call ``torch.cuda.set_device``, so on CPUs the gloo process group is
-started here from the launcher's environment (torchrun: RANK / WORLD_SIZE /
-MASTER_ADDR / MASTER_PORT; srun: SLURM_PROCID / SLURM_NTASKS / SLURM_NODELIST),
-and the model is wrapped without device ids; MMEngine then sees an initialised
-process group and uses it.
+On GPUs MMEngine does everything (NCCL, one device per local rank). Its launchers call
+``torch.cuda.set_device``, so on CPUs the gloo process group is started here from the
+launcher's environment (torchrun: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; srun:
+SLURM_PROCID, SLURM_NTASKS, SLURM_NODELIST) and the model is wrapped without device ids.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Print the versions of the stack, the machine and the git revision.
 
-The same record is written beside every run (``env.json``) so a result can be
-traced to the software and hardware that produced it: MMEngine's
-``collect_env()`` (Python, compiler, PyTorch and its build, CUDA and GPUs,
-OpenCV, MMEngine), the study's other packages, the CPU model and the
-instruction set torch dispatches to (the same seed gives different digits on
-different CPUs), the git revision and whether mmcv's compiled ops load.
+The same record is written beside every run (``env.json``): MMEngine's ``collect_env()``
+(Python, compiler, PyTorch build, CUDA and GPUs, OpenCV, MMEngine), the study's other
+packages, the CPU model and the instruction set torch dispatches to (the same seed gives
+different digits on different CPUs), the git revision and whether mmcv's ops load.
 """
 
 from __future__ import annotations

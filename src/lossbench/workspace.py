@@ -1,10 +1,6 @@
-"""A throw-away copy of this repository, for running the DVC pipeline on the side.
-
-Used by the end-to-end pipeline test and by ``make bench`` (no-op repro time):
-both copy the repository's files (tracked, plus untracked ones git does not
-ignore; never ``runs/``, ``reports/`` or ``dvc.lock``), commit them in a fresh
-git repository and run the venv's ``dvc`` there.
-"""
+"""A throw-away copy of this repository for running the DVC pipeline on the side (the pipeline
+test, ``make bench``): its files (tracked, and untracked ones git does not ignore; never ``runs/``,
+``reports/`` or ``dvc.lock``) committed in a fresh git repository, with the venv's ``dvc``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,3 @@
-"""Data: the generated set (``synth``, a package: its parameters, rendering,
-files and statistics), real VOC / COCO (``fetch``) and the COCO-format splits
-training reads (``prepare``). Class orders live in ``classes``; the
-positive-anchor statistics of the common architecture in ``anchor_stats``.
-Submodules are imported on use (they pull in Pillow, requests or MMDetection).
-"""
+"""Data: the generated set (``synth``), real VOC / COCO (``fetch``), the COCO-format splits
+training reads (``prepare``), class orders (``classes``) and the positive-anchor statistics
+(``anchor_stats``). Submodules are imported on use (Pillow, requests or MMDetection)."""

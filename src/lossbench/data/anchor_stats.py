@@ -1,12 +1,9 @@
 """How many anchors of the common architecture are positive: the imbalance, predicted.
 
-The anchors come from MMDetection's ``AnchorGenerator`` built from the
-``bbox_head.anchor_generator`` dict of the study's model config, and the
-positive / ignored / negative split from MMDetection's own ``MaxIoUAssigner``
-built from ``train_cfg.assigner`` (pos IoU >= 0.5, neg < 0.4, and every box's
-best anchors positive as ``min_pos_iou = 0`` asks). Nothing is re-implemented,
-so the numbers are what training will see for images of this size (no
-resizing, padded to ``data_preprocessor.pad_size_divisor``).
+MMDetection's own ``AnchorGenerator`` and ``MaxIoUAssigner``, built from the study's model
+config (``bbox_head.anchor_generator``, ``train_cfg.assigner``: pos IoU >= 0.5, neg < 0.4,
+every box's best anchors positive), so the numbers are what training sees for images of
+this size (no resizing, padded to ``data_preprocessor.pad_size_divisor``).
 """
 
 from __future__ import annotations

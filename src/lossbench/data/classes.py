@@ -1,12 +1,9 @@
 """Class lists of the study's datasets, in the fixed order training uses.
 
-Every prepared COCO-format JSON numbers its categories ``1..C`` in exactly the
-order of ``class_names(dataset)``, so ``class_names(dataset)[k - 1]`` is the
-name of category ``k`` and a config's ``metainfo=dict(classes=...)`` lines up
-with the labels MMDetection builds from the JSON. VOC and COCO use
-MMDetection's own lists (``VOCDataset`` / ``CocoDataset.METAINFO``, imported
-on first use: ``mmdet.datasets`` is slow to import); COCO's official category
-ids are read from the instances JSON by name, not kept here.
+Prepared COCO-format JSON numbers its categories ``1..C`` in the order of
+``class_names(dataset)``, so a config's ``metainfo=dict(classes=...)`` lines up with the
+labels MMDetection builds. VOC and COCO use MMDetection's own lists (``METAINFO`` of
+``VOCDataset`` / ``CocoDataset``, imported on first use); COCO's official ids are matched by name.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""Register the study's head and losses into MMDetection's ``MODELS``.
-
-Configs load this module through
-``custom_imports = dict(imports=['lossbench.models.registry'])``; importing it
-also applies the stack fixes of :mod:`lossbench.compat`.
-"""
+"""Register the study's head and losses into MMDetection's ``MODELS`` and apply the stack fixes
+of :mod:`lossbench.compat`; configs load it through ``custom_imports``."""
 
 from lossbench import compat
 from lossbench.models.heads import ImbalanceRetinaHead

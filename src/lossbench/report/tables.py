@@ -1,8 +1,5 @@
-"""Ablation tables (Markdown, CSV, LaTeX booktabs) from the collected runs.
-
-The printed cells are made once (:func:`_table`); Markdown comes from
-``DataFrame.to_markdown`` (tabulate), LaTeX from ``Styler.to_latex``.
-"""
+"""Ablation tables (Markdown, CSV, LaTeX booktabs) from the collected runs: cells made once
+(:func:`_table`), Markdown by ``DataFrame.to_markdown``, LaTeX by ``Styler.to_latex``."""
 
 from __future__ import annotations
 

@@ -27,10 +27,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lossbench.data.fetch import NAMES, FetchError, fetch
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lossbench.data.fetch import NAMES
-
     parser.add_argument("dataset", nargs="?", choices=NAMES, metavar="DATASET",
                         help=f"one of: {', '.join(NAMES)} (or take it from --profile)")
     parser.add_argument("--root", required=True, metavar="DIR", help="data root (e.g. data/)")
@@ -54,8 +54,6 @@ FETCH_KEYS = ("mirror", "retries", "backoff", "timeout", "keep_archives")
 
 
 def run(args: argparse.Namespace) -> int:
-    from lossbench.data.fetch import FetchError, fetch
-
     opts = {k: getattr(args, k) for k in FETCH_KEYS}
     dataset = args.dataset
     try:
@@ -75,9 +73,7 @@ def run(args: argparse.Namespace) -> int:
             opts.update(prof.data)
         if dataset is None:
             raise ValueError("give DATASET or --profile")
-        fetch(dataset, args.root, opts["mirror"], retries=opts["retries"], backoff=opts["backoff"],
-              timeout=opts["timeout"], progress=not args.no_progress and sys.stderr.isatty(),
-              keep_archives=opts["keep_archives"])
+        fetch(dataset, args.root, progress=not args.no_progress and sys.stderr.isatty(), **opts)
     except (FetchError, ValueError, OSError) as e:  # one line naming the file, no traceback
         print(f"lossbench fetch: error: {e}", file=sys.stderr)
         return 1

@@ -23,10 +23,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lossbench.data.prepare import DATASETS, prepare
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lossbench.data.prepare import DATASETS
-
     parser.add_argument("--dataset", default=None, choices=DATASETS,
                         help="which set ROOT holds (or take it from --profile)")
     parser.add_argument("--root", required=True, metavar="DIR",
@@ -49,8 +49,6 @@ PREPARE_KEYS = ("subset", "seed", "strict")
 
 
 def run(args: argparse.Namespace) -> int:
-    from lossbench.data.prepare import PrepareError, prepare
-
     try:
         dataset = args.dataset
         opts = {"subset": None, "seed": 0, "strict": False}
@@ -68,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("give --dataset or --profile")
         prepare(dataset, args.root, args.out, subset=opts["subset"], seed=int(opts["seed"]),
                 strict=bool(opts["strict"]), check_images=not args.no_check_images)
-    except (PrepareError, KeyError, ValueError, OSError) as e:
+    except (KeyError, ValueError, OSError) as e:  # PrepareError is a ValueError
         print(f"lossbench prepare: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -1,9 +1,8 @@
 """A generated detection set whose foreground/background ratio is a knob.
 
-``generate`` writes a whole set: ``params`` says what decides it
-(``SynthParams``, and ``generate_kwargs`` reads a profile's ``data``),
-``render`` draws the images, ``write`` writes them with their VOC and COCO
-annotations, and ``stats`` computes the ``stats.json`` written beside them.
+``generate`` writes a whole set: ``params`` (``SynthParams``; ``generate_kwargs`` reads a
+profile's ``data``), ``render`` (the images), ``write`` (VOC and COCO files), ``stats``
+(``stats.json``).
 """
 
 from __future__ import annotations
