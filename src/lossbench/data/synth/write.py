@@ -16,7 +16,6 @@ VOC -> COCO rule (``lossbench.data.prepare`` applies it to real VOC too).
 
 from __future__ import annotations
 
-import os
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
@@ -72,17 +71,6 @@ def coco_dataset(records: Sequence[ImageRecord], info: dict[str, Any]) -> dict[s
     return {"info": info, "licenses": [], "categories": categories, "images": images, "annotations": anns}
 
 
-def _write(path: str, data: bytes) -> None:
-    """Write a new file with plain ``os`` calls."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-
-
 def write_set(root: Path, records: Iterable[ImageRecord], info: dict[str, Any],
               threads: int = 4, pending: int = 256) -> dict[str, list[ImageRecord]]:
     """Write the layout above under ``root`` and return the records by split, JPEG bytes dropped.
@@ -102,7 +90,7 @@ def write_set(root: Path, records: Iterable[ImageRecord], info: dict[str, Any],
             for path, data in ((voc / "JPEGImages" / f"{rec.stem}.jpg", rec.jpeg),
                                (voc / "Annotations" / f"{rec.stem}.xml", voc_xml(rec).encode("utf-8"))):
                 slots.acquire()
-                futures.append(pool.submit(_write, str(path), data))
+                futures.append(pool.submit(path.write_bytes, data))
                 futures[-1].add_done_callback(lambda _: slots.release())
             rec.jpeg = b""
             recs[rec.stem.split("_")[0]].append(rec)
