@@ -34,24 +34,20 @@ def read_classes(ann_file: str | os.PathLike) -> tuple[str, ...]:
 
 
 def _set_data(cfg: Config, data_root: Path, ann_dir: Path, classes: tuple[str, ...]) -> None:
-    for split, loader in (("train", "train_dataloader"), ("val", "val_dataloader"),
-                          ("test", "test_dataloader")):
-        if cfg.get(loader) is None:
-            continue
-        ds = cfg[loader]["dataset"]
-        while "dataset" in ds and ds.get("type") != "CocoDataset":  # Repeat/ClassBalanced wrappers
-            ds = ds["dataset"]
-        ds["data_root"] = str(data_root)
-        ds["ann_file"] = str(ann_dir / f"{split}.json")
-        ds["data_prefix"] = dict(img="")
-        ds["metainfo"] = dict(classes=classes)
-    for ev_key, split in (("val_evaluator", "val"), ("test_evaluator", "test")):
-        evs = cfg.get(ev_key)
-        if evs is None:
-            continue
+    for split in SPLITS:
+        ann_file = str(ann_dir / f"{split}.json")
+        if cfg.get(f"{split}_dataloader") is not None:
+            ds = cfg[f"{split}_dataloader"]["dataset"]
+            while "dataset" in ds and ds.get("type") != "CocoDataset":  # Repeat/ClassBalanced wrappers
+                ds = ds["dataset"]
+            ds["data_root"] = str(data_root)
+            ds["ann_file"] = ann_file
+            ds["data_prefix"] = dict(img="")
+            ds["metainfo"] = dict(classes=classes)
+        evs = cfg.get(f"{split}_evaluator") or []
         for ev in evs if isinstance(evs, list) else [evs]:
             if ev.get("type") == "CocoMetric":
-                ev["ann_file"] = str(ann_dir / f"{split}.json")
+                ev["ann_file"] = ann_file
     cfg.model.bbox_head.num_classes = len(classes)
 
 

@@ -50,5 +50,5 @@ def generate(out: str | os.PathLike, seed: int, n_train: int, n_val: int, n_test
         elapsed = time.perf_counter() - t0  # images and annotation files, not the anchor statistics
         stats = set_statistics(recs, params, seed, anchor_config, stats_images)
         atomic_write_json(tmp / "stats.json", stats)
-    log(summary_text(stats, out, {"seconds": elapsed, "images_per_second": len(tasks) / max(elapsed, 1e-9)}))
+    log(summary_text(stats, out, elapsed))
     return stats

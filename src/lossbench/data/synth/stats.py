@@ -85,17 +85,13 @@ def dataset_statistics(records_by_split: dict[str, list[ImageRecord]],
     return out
 
 
-def summary_text(stats: dict[str, Any], out: Path | None = None,
-                 runtime: dict[str, float] | None = None) -> str:
-    """A few human-readable lines about a generated set."""
+def summary_text(stats: dict[str, Any], out: Path, seconds: float) -> str:
+    """A few human-readable lines about a set generated into ``out`` in ``seconds``."""
     a = stats["splits"]["all"]
     p = stats["params"]
-    lines = []
-    if out is not None:
-        lines.append(f"wrote {a['images']} images to {out} "
-                     + " / ".join(f"{s} {stats['splits'][s]['images']}" for s in SPLITS))
-    if runtime:
-        lines.append(f"  speed: {runtime['images_per_second']:.0f} images/s ({runtime['seconds']:.1f} s)")
+    lines = [f"wrote {a['images']} images to {out} " + " / ".join(f"{s} {stats['splits'][s]['images']}"
+                                                                  for s in SPLITS),
+             f"  speed: {a['images'] / max(seconds, 1e-9):.0f} images/s ({seconds:.1f} s)"]
     opi = a["objects_per_image"]
     lines.append(f"  objects/image: mean {opi['mean']:.2f} (min {opi['min']}, max {opi['max']}), "
                  f"distractors/image {a['distractors_per_image']:.2f}, "
