@@ -41,12 +41,6 @@ class DevicePoolError(ValueError):
     """A bad pool or lock folder, or every device stayed busy (a configuration error)."""
 
 
-def lock_dir() -> Path:
-    d = os.environ.get(LOCK_DIR_ENV) or os.path.join(tempfile.gettempdir(),
-                                                     f"lossbench-devices-{os.getuid()}")
-    return Path(d)
-
-
 def parse_pool(value: str) -> list[str]:
     """``"0,1, 3"`` → ``['0', '1', '3']``; each entry an integer device index."""
     ids = [v.strip() for v in value.split(",") if v.strip()]
@@ -102,7 +96,7 @@ def acquire_device(pool: list[str], wait_s: float = float("inf"), poll_s: float 
 
     Raises :class:`DevicePoolError` (naming the holders) when none frees within ``wait_s``.
     """
-    d = lock_dir()
+    d = Path(os.environ.get(LOCK_DIR_ENV) or os.path.join(tempfile.gettempdir(), f"lossbench-devices-{os.getuid()}"))
     dir_fd = _open_lock_dir(d)
     try:
         deadline = time.monotonic() + wait_s

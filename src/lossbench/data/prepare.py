@@ -394,8 +394,7 @@ def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, subse
             path = tmp / f"{split}.json"
             atomic_write_json(path, data, indent=None)
             check_with_pycocotools(path, data)
-            summary["splits"][split] = split_summary(data, classes, names)
-            s = summary["splits"][split]
+            s = summary["splits"][split] = split_summary(data, classes, names)
             log(f"  {split}: {s['images']} images, {s['annotations']} boxes "
                 f"({s['ignored']} ignored), {s['empty_images']} without boxes")
         summary.update(clipped_boxes=len(report.clipped), clipped_examples=report.clipped[:_MAX_EXAMPLES],

@@ -119,8 +119,7 @@ def training_curves(df: pd.DataFrame, best: pd.DataFrame, out: Path) -> list[Pat
 def loss_shares(df: pd.DataFrame, best: pd.DataFrame, out: Path) -> list[Path]:
     """Share of the classification loss from positives / hard / easy negatives over training."""
     fams = best["family"].tolist()
-    fig, axes = plt.subplots(1, max(1, len(fams)), figsize=(4.2 * max(1, len(fams)), 3.4),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(fams), figsize=(4.2 * len(fams), 3.4), sharey=True, squeeze=False)
     colors = sns.color_palette("Set2", 3)
     for ax, (_, r) in zip(axes[0], best.iterrows()):
         fam = r["family"]
@@ -128,11 +127,9 @@ def loss_shares(df: pd.DataFrame, best: pd.DataFrame, out: Path) -> list[Path]:
         curves = []
         for _, run in runs.iterrows():
             parts = [read_curve(run["run_dir"], k) for k, _ in DIAG_SHARES]
-            if all(p is not None for p in parts):
-                m = parts[0][["step"]].copy()
-                for (k, _), p in zip(DIAG_SHARES, parts):
-                    m[k] = p[k].values[: len(m)]
-                curves.append(m)
+            if all(p is not None for p in parts):  # the shares on the first curve's steps
+                shares = {k: p[k].values[:len(parts[0])] for (k, _), p in zip(DIAG_SHARES, parts)}
+                curves.append(parts[0][["step"]].assign(**shares))
         if curves:
             mean = pd.concat(curves).groupby("step").mean().reset_index()
             ax.stackplot(mean["step"], *[mean[k] for k, _ in DIAG_SHARES], colors=colors,

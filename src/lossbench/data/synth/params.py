@@ -93,12 +93,8 @@ def generate_kwargs(data: dict[str, Any], where: str = "data") -> dict[str, Any]
                                 for k, v in data.items() if k in fields}).resolved()
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: {e}") from e
-    anchor = opts["anchor_config"]
-    if anchor is not None and str(anchor).lower() == "none":
-        anchor = None
-    else:
-        anchor = find_model_config(None if anchor in (None, "default") else anchor)
-    return {"seed": int(opts["seed"]), "n_train": int(opts["n_train"]), "n_val": int(opts["n_val"]),
-            "n_test": int(opts["n_test"]), "params": params,
-            "workers": int(opts["workers"]) or os.cpu_count() or 1,
-            "anchor_config": anchor, "stats_images": int(opts["stats_images"])}
+    a = opts["anchor_config"]
+    anchor = None if a is not None and str(a).lower() == "none" else find_model_config(
+        None if a in (None, "default") else a)
+    return {**{k: int(opts[k]) for k in ("seed", "n_train", "n_val", "n_test", "stats_images")}, "params": params,
+            "workers": int(opts["workers"]) or os.cpu_count() or 1, "anchor_config": anchor}
