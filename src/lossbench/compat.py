@@ -14,9 +14,7 @@ installed package is edited. ``tests/test_compat.py`` fails without each.
    ``torch.serialization.get_unsafe_globals_in_checkpoint``): ``resume``,
    ``load_from`` and local ``Pretrained`` paths. A file holding any other object is
    refused, naming it, before anything in it runs. Other schemes stay mmengine's.
-
-Pins avoid the other breakages: numpy < 2 (mmcv 2.1.0 / mmdet 3.3.0 predate it),
-pandas < 3, opencv-python 4.x, setuptools < 82 to build mmcv (``pkg_resources``).
+The version pins that avoid the stack's other breakages are in ``docs/study.md``.
 """
 
 from __future__ import annotations

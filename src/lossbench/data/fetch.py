@@ -344,14 +344,6 @@ def extract(archive: str | os.PathLike, into: str | os.PathLike, progress: bool 
                          f"{type(e).__name__}: {e}") from e
 
 
-def check_disk_space(root: Path, needed: int, what: str) -> None:
-    """Raise ``DiskSpaceError`` unless ``needed`` bytes are free under ``root``."""
-    have = shutil.disk_usage(root).free
-    if have < needed:
-        raise DiskSpaceError(f"{root}: {what} needs {_human(needed)} free, only {_human(have)} "
-                             "is available; free some space or choose another --root")
-
-
 def fetch(name: str, root: str | os.PathLike, mirror: str | None = None, *,
           specs: Mapping[str, DatasetSpec] = DATASETS, session=None, retries: int = 5,
           backoff: float = 1.0, timeout: float = 60.0, progress: bool = True,
@@ -371,13 +363,13 @@ def fetch(name: str, root: str | os.PathLike, mirror: str | None = None, *,
               progress=progress, sleep=sleep, log=log)  # download()'s options
     results = []
     for spec in expand(name, specs):
-        if is_fetched(root, spec):
+        done = is_fetched(root, spec)
+        if done:
             log(f"{spec.name}: already fetched and verified under {root / spec.target} "
                 f"({marker_path(root, spec.name).name}); nothing to do")
-            results.append({"name": spec.name, "status": "already present", "target": spec.target})
-            continue
-        _fetch_one(spec, root, mirror, keep_archives, dl)
-        results.append({"name": spec.name, "status": "fetched", "target": spec.target})
+        else:
+            _fetch_one(spec, root, mirror, keep_archives, dl)
+        results.append({"name": spec.name, "status": "already present" if done else "fetched", "target": spec.target})
     return results
 
 
@@ -405,8 +397,10 @@ def _fetch_one(spec: DatasetSpec, root: Path, mirror: str | None, keep_archives:
         need_dl += max(size - (part.stat().st_size if part.is_file() else 0), 0)
         need_x += size
     needed = int((need_dl + need_x) * 1.02) + (64 << 20)
-    check_disk_space(root, needed, f"{spec.name} ({_human(need_dl)} to download, "
-                     f"~{_human(need_x)} extracted)")
+    if (have := shutil.disk_usage(root).free) < needed:
+        raise DiskSpaceError(f"{root}: {spec.name} ({_human(need_dl)} to download, ~{_human(need_x)} extracted) "
+                             f"needs {_human(needed)} free, only {_human(have)} is available; free some space "
+                             "or choose another --root")
     # -- download and verify every archive before extracting any
     paths = [downloads / f.name for f in spec.files]
     for f, p in zip(spec.files, paths):
