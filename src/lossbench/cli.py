@@ -15,15 +15,9 @@ from pathlib import Path
 from lossbench import __version__
 
 # command name -> module implementing it
-COMMANDS: dict[str, str] = {
-    "env": "lossbench.envinfo",
-    "synth": "lossbench.stages.synth",
-    "fetch": "lossbench.stages.fetch",
-    "prepare": "lossbench.stages.prepare",
-    "train": "lossbench.stages.train",
-    "report": "lossbench.stages.report",
-    "queue": "lossbench.stages.queue",
-}
+COMMANDS: dict[str, str] = {"env": "lossbench.envinfo", **{
+    name: f"lossbench.stages.{name}" for name in ("synth", "fetch", "prepare", "train", "report", "queue")}}
+
 
 def _available() -> dict[str, str]:
     """Command -> the first line of its module's docstring, for the modules installed."""

@@ -41,13 +41,9 @@ def final_scalars(message_hub, max_iters: int) -> dict[str, float]:
 
 
 def collect_metrics(results: dict[str, float]) -> tuple[dict[str, float | None], bool]:
-    """Pick the study's metrics from the evaluators' output.
-
-    CocoMetric returns nothing when no box scores above ``score_thr`` (an
-    untrained model); AP is then 0 by definition, which is what we record,
-    with ``no_detections`` set so the report can say so. A metric pycocotools
-    cannot compute (-1: no ground truth of that size) is ``None``.
-    """
+    """The study's metrics from the evaluators' output, and whether any is missing: CocoMetric
+    returns nothing when no box scores above ``score_thr``; AP is then 0 by definition. A metric
+    pycocotools cannot compute (-1: no ground truth of that size) is ``None``."""
     out, missing = {}, False
     for name, key in METRIC_KEYS.items():
         v = results.get(key)
@@ -58,13 +54,9 @@ def collect_metrics(results: dict[str, float]) -> tuple[dict[str, float | None],
 
 
 def build_runner(cfg):
-    """``Runner.from_cfg`` with GPU-safe determinism.
-
-    A seeded config asks MMEngine for deterministic algorithms. On CUDA that
-    needs cuBLAS's fixed workspace (``CUBLAS_WORKSPACE_CONFIG``, set here
-    unless given) and makes any op without a deterministic kernel raise, hours
-    into a run; there it is switched to ``warn_only=True``. CPUs are unchanged.
-    """
+    """``Runner.from_cfg`` with GPU-safe determinism: on CUDA, deterministic algorithms need
+    cuBLAS's fixed workspace (``CUBLAS_WORKSPACE_CONFIG``, set unless given) and would make an
+    op without a deterministic kernel raise hours into a run, so they only warn there."""
     import torch
     from mmengine.runner import Runner
 

@@ -114,10 +114,7 @@ def resume_from(work_dir: Path, digest: str, log: Callable[[str], None] = print)
 def prepare_work_dir(work_dir: Path, digest: str, main_process: bool = True,
                      log: Callable[[str], None] = print) -> Path | None:
     """Keep a resumable run's folder; empty any other. Returns the checkpoint to resume from.
-
-    Only the main process changes the folder; the others only read it (the
-    decision is the same: a folder being emptied has nothing to resume).
-    """
+    Only the main process changes the folder (the others decide the same: nothing to resume)."""
     ckpt = resume_from(work_dir, digest, log)
     if ckpt is not None or not main_process:
         return ckpt

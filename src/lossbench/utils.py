@@ -14,12 +14,8 @@ from typing import Any
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
-
-    Works for files and folders. On any exception the temporary is removed and
-    ``path`` is left as it was, so a later stage never trusts a half-written
-    output.
-    """
+    """Yield a temporary path beside ``path`` (a file or a folder); rename it onto ``path`` on
+    success. On any exception the temporary is removed and ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))

@@ -59,12 +59,8 @@ class PrepareError(ValueError):
 
 @dataclass
 class Entry:
-    """One image and its boxes, before ids are assigned.
-
-    anns: dicts with ``category_id`` (1..C), ``bbox`` [x, y, w, h] px,
-    ``area``, ``iscrowd`` and optional extra keys (``difficult``, ``visible``,
-    ``id`` for a kept COCO annotation id).
-    """
+    """One image and its boxes (``category_id`` 1..C, ``bbox`` [x, y, w, h] px, ``area``,
+    ``iscrowd``, maybe ``difficult``, ``visible`` or a kept ``id``), before ids are assigned."""
 
     file_name: str
     width: int
@@ -268,9 +264,7 @@ def read_coco(root: Path, ann_file: Path, image_dir: Path, classes: Sequence[str
                "area": _tidy(a.get("area", w * h)), "iscrowd": int(a.get("iscrowd", 0))}
         if keep_ids and isinstance(a.get("id"), int):
             out["id"] = a["id"]
-        for k in extra_keys:
-            if k in a:
-                out[k] = a[k]
+        out.update({k: a[k] for k in extra_keys if k in a})
         img.anns.append(out)
     return list(images.values())
 

@@ -12,11 +12,8 @@ CONFIDENCE = 0.95
 
 
 def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
-    """``(mean, std, lo, hi)`` of ``values``: sample std (ddof=1) and the t-interval of the mean.
-
-    With one value the std and the interval are NaN (no spread can be
-    estimated); with none, everything is NaN.
-    """
+    """``(mean, std, lo, hi)`` of ``values``: sample std (ddof=1) and the t-interval of the mean;
+    NaN where it cannot be estimated (std and interval from one value, everything from none)."""
     x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
     n = len(x)
     if n == 0:
@@ -31,11 +28,8 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
 
 def paired_difference(a: dict[int, float], b: dict[int, float],
                       confidence: float = CONFIDENCE) -> tuple[float, float, float, int]:
-    """Mean of ``a[s] - b[s]`` over the seeds both have, with its t-interval.
-
-    Seeds pair runs that share the data order and the random init, so the
-    paired interval removes that shared noise. Returns ``(mean, lo, hi, n)``.
-    """
+    """``(mean, lo, hi, n)`` of ``a[s] - b[s]`` over the ``n`` seeds both have, with its t-interval
+    (runs of one seed share the data order and the init: pairing removes that shared noise)."""
     common = sorted(set(a) & set(b))
     diffs = [a[s] - b[s] for s in common]
     mean, _, lo, hi = t_interval(diffs, confidence)

@@ -26,13 +26,9 @@ def generate(out: str | os.PathLike, seed: int, n_train: int, n_val: int, n_test
              params: SynthParams = SynthParams(), workers: int = 1,  # noqa: B008 (frozen)
              anchor_config: str | os.PathLike | None = None, stats_images: int = 2000,
              log=print) -> dict[str, Any]:
-    """Write the whole set under ``out`` atomically and return its statistics.
-
-    ``out`` is replaced as a whole (built in a temporary folder beside it and
-    renamed); an existing non-empty ``out`` that is not an earlier synth output
-    (no ``stats.json``) is refused. ``anchor_config`` and ``stats_images``: see
-    ``stats.set_statistics``. Returns the dict written to ``out/stats.json``.
-    """
+    """Write the whole set under ``out``, replaced atomically as a whole, and return the dict
+    written to ``out/stats.json`` (``anchor_config``, ``stats_images``: ``stats.set_statistics``).
+    A non-empty ``out`` that is not an earlier synth output (no ``stats.json``) is refused."""
     params = params.resolved()
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / "stats.json").is_file():

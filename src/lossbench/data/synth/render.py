@@ -66,16 +66,9 @@ DISTRACTOR_KINDS: tuple[str, ...] = ("ellipse", "bar", "pentagon", "semicircle",
 
 @dataclass
 class Banks:
-    """Textures and noise shared by all images of one seed (all RGB, (2S, 2S)).
-
-    colours: smooth colour fields (bicubic up-sampled 3x3..6x6 random grids,
-        partly desaturated); an image's background starts as a crop of one.
-    textures: grey textures already mapped to ``255 * (1 - c + c * t)`` for a
-        contrast ``c`` in {0.25, 0.45, 0.65}; an image multiplies a crop in.
-    lights: smooth, slightly tinted illumination fields in about [165, 255];
-        the finished image is multiplied by a crop of one (/255).
-    noise: per-channel Gaussian noise (sigma 4) + 16; an image adds a crop, - 16.
-    """
+    """Textures and noise shared by all images of one seed (all RGB, (2S, 2S)); an image takes
+    a crop of a colour field, multiplies in a texture (``255 * (1 - c + c * t)``) and, last, a
+    light field (about [165, 255], /255), and adds the noise (sigma 4, stored + 16)."""
 
     colours: list[Image.Image]
     textures: list[Image.Image]
@@ -151,7 +144,7 @@ _TRIANGLE = _regular(3)
 _PENTAGON = _regular(5)
 _DECAGON = _regular(10)
 _CIRCLE24 = _regular(24, 0)
-_HALF = [(math.cos(math.radians(15 * i)), math.sin(math.radians(15 * i))) for i in range(13)]
+_HALF = _CIRCLE24[:13]  # 0..180 deg
 
 
 def _unit_polygon(kind: str, u: Sequence[float]) -> tuple[Vertices, float, float]:
@@ -306,13 +299,8 @@ _TRIES = 30  # candidate positions per shape
 
 def render_image(params: SynthParams, banks: Banks, rng: np.random.Generator,
                  stem: str = "") -> ImageRecord:
-    """Draw one image and its labels with ``rng`` (``params`` must be resolved).
-
-    Steps: smooth colour field x texture (crops of the banks); clutter
-    strokes; shapes in a random order (each pasted as a flat colour, half with
-    a darker 1-px rim); a smooth, slightly tinted illumination field; additive
-    noise; JPEG.
-    """
+    """Draw one image and its labels with ``rng`` (``params`` must be resolved); shapes are flat
+    colours, half with a darker 1-px rim."""
     S = params.image_size
     # -- background: smooth colour field x grey texture, then clutter strokes
     pick = rng.integers(0, 1 << 30, 4).tolist()  # colour, texture, light bank entries
