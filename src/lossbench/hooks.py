@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
+import torch
 from mmengine.dist import all_reduce, get_rank, is_distributed
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 
@@ -29,13 +32,10 @@ class FiniteLossHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if not outputs:
             return
-        values = {k: float(v.detach()) if hasattr(v, "detach") else float(v)
-                  for k, v in outputs.items() if "loss" in k}
+        values = {k: float(v) for k, v in outputs.items() if "loss" in k}
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         elsewhere = False
         if is_distributed():
-            import torch
-
             flag = torch.tensor([1.0 if bad else 0.0])
             all_reduce(flag)
             elsewhere = flag.item() > 0 and not bad
@@ -69,10 +69,6 @@ class ResumedCurvesHook(Hook):
 
 def param_digest(model) -> str:
     """SHA-256 over every parameter's name and bytes (the unwrapped model's)."""
-    import hashlib
-
-    from mmengine.model import is_model_wrapper
-
     model = model.module if is_model_wrapper(model) else model
     h = hashlib.sha256()
     for name, p in sorted(model.named_parameters()):

@@ -42,11 +42,10 @@ def load_params(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ProfileError(f"params file {path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        try:
-            params = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ProfileError(f"{path}: not valid YAML ({e})") from e
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ProfileError(f"{path}: not valid YAML ({e})") from e
     if not isinstance(params, dict):
         raise ProfileError(f"{path}: expected a mapping at the top level")
     return params

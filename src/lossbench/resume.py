@@ -50,11 +50,7 @@ def code_files(repo: Path = REPO) -> list[Path]:
             for d in st.get("deps", []) if str(d).startswith("src/")}
     if not deps:
         raise ValueError(f"{dvc_yaml}: no train stage lists its src/ code in deps")
-    files: list[Path] = []
-    for d in sorted(deps):
-        p = repo / d
-        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
-    return files
+    return [f for d in sorted(deps) for f in (sorted((repo / d).rglob("*.py")) if (repo / d).is_dir() else [repo / d])]
 
 
 def code_digest(repo: Path = REPO) -> str:

@@ -1,25 +1,20 @@
 """Download PASCAL VOC and COCO 2017 from their official addresses, verified.
 
-- **Resumable**: a download goes to ``ROOT/downloads/NAME.part``; the next
-  attempt (or run) asks for the rest with an HTTP ``Range`` header. A server
-  that ignores ``Range`` (200 instead of 206) makes it start over, cleanly.
-- **Retries** with back-off ``backoff * 2**k`` s (at least ``Retry-After``) on
-  connection errors, time-outs, 408, 429, 5xx and short bodies; only bytes
-  beyond the furthest reached count as progress, so a server that ignores
-  ``Range`` and keeps dropping makes it give up. ``Accept-Encoding: identity``.
-- **Verified before extraction**: every archive of a dataset, one already in
-  ``ROOT/downloads`` included, is md5-checked before any is opened; a mismatch
-  is a ``ChecksumError`` naming the file and both digests, the file is renamed
-  ``NAME.bad`` and nothing is extracted.
-- **Atomic**: archives are unpacked into ``ROOT/.lossbench-tmp-*``, then the
-  dataset folder is renamed into place; a verified dataset leaves
-  ``ROOT/.lossbench-fetch-DATASET.json``, and fetching it again does no network work.
-- **Disk space** is checked up front (left to download, sizes from ``HEAD`` or
-  the table, plus the extracted copy); a shortfall is a ``DiskSpaceError``.
+- **Resumable**: downloads go to ``ROOT/downloads/NAME.part`` and continue with a ``Range``
+  request (a server that ignores it makes the file start over, cleanly).
+- **Retries** with back-off ``backoff * 2**k`` s (at least ``Retry-After``) on connection
+  errors, time-outs, 408, 429, 5xx and short bodies; only bytes beyond the furthest reached
+  count as progress, so a server that ignores ``Range`` and keeps dropping makes it give up.
+- **Verified before extraction**: every archive, one already downloaded included, is
+  md5-checked before any is opened; a mismatch is a ``ChecksumError`` naming the file and
+  both digests, the file is renamed ``NAME.bad`` and nothing is extracted.
+- **Atomic, idempotent**: archives are unpacked into ``ROOT/.lossbench-tmp-*``, then the
+  dataset folder is renamed into place and ``ROOT/.lossbench-fetch-DATASET.json`` marks it;
+  fetching it again does no network work.
+- **Disk space** is checked up front; a shortfall is a ``DiskSpaceError``.
 
-``--mirror URL`` (or ``LOSSBENCH_MIRROR``) replaces each file's base address
-and keeps its relative path. The file tables are arguments of every function
-here, so tests (and private mirrors) can pass their own.
+A mirror (``LOSSBENCH_MIRROR``) replaces each file's base address and keeps its relative
+path. The file tables are arguments of every function here (tests pass their own).
 """
 
 from __future__ import annotations

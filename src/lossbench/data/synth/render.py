@@ -1,24 +1,19 @@
 """Drawing the images: one with ``render_image``, many in parallel with ``iter_images``.
 
-Each image is a textured, cluttered background with ``objects`` labelled shapes
-of 8 classes (``SYNTH_CLASSES``) and ``distractors`` unlabelled shapes among
-them. A class is a shape in a hue family; pairs are confusable on purpose: by
-colour (``red_disc`` / ``orange_disc``, hues 25 +- 10 deg apart) and by shape
-(``red_disc`` / ``red_ring``; ``blue_square`` / ``blue_diamond``, the same
-square rotated by 0 or 45 +- 12 deg). Distractors are the hard negatives: a
-class shape in a colour no class has, a class colour on a shape no class has,
-or neither. Shapes are drawn in a random order; a placement is accepted only if
-every labelled object drawn before keeps at least ``1 - max_occlusion`` of its
-pixels visible (counted exactly on a label map; an object that finds no place
-in 90 tries is dropped and counted). Object size (longer box side, px) is
-log-uniform in ``object_size``, the count uniform in ``objects``. A box
-``[x0, y0, x1, y1]`` covers columns ``x0 .. x1 - 1`` and rows ``y0 .. y1 - 1``
-of the object's drawn pixels (its amodal extent, even where occluded).
+Each image is a textured, cluttered background with ``objects`` labelled shapes of 8
+classes (``SYNTH_CLASSES``, a shape in a hue family) and ``distractors`` unlabelled ones.
+Pairs are confusable on purpose: by colour (``red_disc`` / ``orange_disc``, hues 25 +- 10
+deg apart) and by shape (``red_disc`` / ``red_ring``; ``blue_square`` / ``blue_diamond``,
+rotated by 0 or 45 +- 12 deg). Distractors, the hard negatives, combine a class shape or
+colour with one no class has. A placement is accepted only if every labelled object drawn
+before keeps at least ``1 - max_occlusion`` of its pixels (counted on a label map; an
+object that finds no place in 90 tries is dropped and counted). Object size (longer box
+side, px) is log-uniform in ``object_size``. A box ``[x0, y0, x1, y1]`` covers columns
+``x0 .. x1 - 1`` and rows ``y0 .. y1 - 1`` of the object's drawn, amodal extent.
 
-Determinism: image ``i`` of split ``s`` is drawn from its own generator seeded
-by ``(seed, s, i)``, the banks from ``(seed,)``: the output is byte-identical
-for a seed whatever the number of workers, and a split's images do not change
-when another split's size does (JPEG bytes assume the same Pillow/libjpeg).
+Determinism: image ``i`` of split ``s`` comes from a generator seeded by ``(seed, s, i)``,
+the banks from ``(seed,)``: byte-identical output for a seed whatever the number of
+workers, and a split's images do not depend on another's size (same Pillow/libjpeg).
 """
 
 from __future__ import annotations
