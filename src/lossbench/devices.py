@@ -1,20 +1,16 @@
 """One GPU per concurrently running training: a lock-file device pool.
 
-``LOSSBENCH_GPUS=0,1,2,3`` names the pool. Each ``lossbench train`` process takes
-the first device nobody holds by ``flock``-ing ``<lock dir>/device<i>.lock``, sets
-``CUDA_VISIBLE_DEVICES`` before CUDA starts and holds the lock until it exits
-(the kernel drops it even on ``kill -9``), so ``dvc queue start -j 4`` over four
-GPUs gives every worker its own. The holder writes its pid and command line into
-the lock file; a run that finds every device busy for ``LOSSBENCH_GPU_WAIT`` s
-(default 3600, ``inf``: for ever) stops with an error naming the holders.
-
-``LOSSBENCH_LOCK_DIR`` (default: a per-user folder in the temporary directory,
-shared by the machine's workers) is created with mode 700 and refused when it is
-a symbolic link, another user's or writable by others (they could fake the locks
-or plant links). Lock files are opened without following links and written only
-when they are plain files of this user with one link. Under ``torchrun`` /
-``srun`` the pool is not used: each rank takes its local rank's GPU.
-Standard library only: it runs before anything may initialise CUDA.
+``LOSSBENCH_GPUS=0,1,2,3`` names the pool. Each ``lossbench train`` process takes the first
+device nobody holds by ``flock``-ing ``<lock dir>/device<i>.lock``, sets
+``CUDA_VISIBLE_DEVICES`` before CUDA starts and holds the lock until it exits (the kernel
+drops it even on ``kill -9``), so ``dvc queue start -j 4`` over four GPUs gives every
+worker its own. The holder writes its pid and command line into the lock file; a run that
+finds every device busy for ``LOSSBENCH_GPU_WAIT`` s (default 3600, ``inf``: for ever)
+stops with an error naming the holders. ``LOSSBENCH_LOCK_DIR`` (default: a per-user
+temporary folder) is created with mode 700 and refused when it is a link, another user's or
+writable by others; lock files are opened without following links and written only when
+they are plain files of this user with one link. Under ``torchrun`` / ``srun`` each rank
+takes its local rank's GPU instead. Standard library only: it runs before CUDA may start.
 """
 
 from __future__ import annotations

@@ -1,16 +1,12 @@
 """When a run continues from a checkpoint, and from which one.
 
-A run's work dir holds MMEngine's checkpoints and ``fingerprint.txt``, a digest
-of what determines the result: the resolved config without paths and logging
-(model, schedule, batch, seed), the contents of the annotation files, and the
-training code (the ``src/`` deps of the train stages in ``dvc.yaml``). Where the
-repository sits does not enter it, so a run that was moved, copied, or started
-by DVC's queue in a temporary copy of the repository resumes.
-
-- Same fingerprint: the run resumes from its newest *complete* checkpoint
-  (a truncated or corrupt one is reported and skipped). A finished run resumes
-  at its end: no training, evaluation only.
-- Anything else: the work dir is emptied and the run starts over.
+A run's work dir holds MMEngine's checkpoints and ``fingerprint.txt``, a digest of what
+determines the result: the resolved config without paths and logging, the contents of the
+annotation files and the training code (the ``src/`` deps of the train stages in
+``dvc.yaml``). Where the repository sits does not enter it, so a moved or copied run (or
+one DVC's queue starts in a temporary copy) resumes. Same fingerprint: the run resumes from
+its newest *complete* checkpoint (a finished run only evaluates); anything else: the work
+dir is emptied and the run starts over.
 """
 
 from __future__ import annotations
@@ -50,7 +46,8 @@ def code_files(repo: Path = REPO) -> list[Path]:
             for d in st.get("deps", []) if str(d).startswith("src/")}
     if not deps:
         raise ValueError(f"{dvc_yaml}: no train stage lists its src/ code in deps")
-    return [f for d in sorted(deps) for f in (sorted((repo / d).rglob("*.py")) if (repo / d).is_dir() else [repo / d])]
+    paths = [repo / d for d in sorted(deps)]
+    return [f for p in paths for f in (sorted(p.rglob("*.py")) if p.is_dir() else [p])]
 
 
 def code_digest(repo: Path = REPO) -> str:

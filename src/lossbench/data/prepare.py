@@ -4,20 +4,16 @@ Each dataset's splits are in ``_sources`` (and ``lossbench prepare --help``). ``
 (replaced atomically as a whole) receives ``{train,val,test}.json``, loaded back with
 pycocotools before they are kept, and ``summary.json``. Contract of the JSON files:
 
-- ``images[].file_name`` is relative to ``--root`` (a config sets ``data_root=ROOT``);
+- ``images[].file_name`` is relative to ``--root``; COCO image and annotation ids are kept,
+  VOC ids are ``1..n``; ``segmentation`` is dropped;
 - ``categories`` have ids ``1..C`` in the order of ``lossbench.data.classes.class_names``
-  (MMDetection's VOC and COCO orders); an input category is matched by its name, so
-  COCO's official ids (1..90 with gaps) become 1..80;
+  (MMDetection's orders); input categories are matched by name (COCO's 1..90 become 1..80);
 - ``annotations[].bbox`` is ``[x, y, w, h]`` px. VOC corners, 1-based inclusive, become
   ``[xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1]``, as the generated set's do
-  (so its two layouts agree; MMDetection's ``XMLDataset`` reads them 1 px narrower);
-- fractional coordinates are kept, rounded to 0.001 px, never truncated (``XMLDataset``
-  truncates VOC corners); image sizes must be positive whole numbers;
+  (MMDetection's ``XMLDataset`` reads them 1 px narrower); fractional coordinates are kept
+  to 0.001 px, never truncated; image sizes must be positive whole numbers;
 - VOC ``difficult`` objects are kept with ``iscrowd: 1`` and ``difficult: 1`` (COCO
-  evaluation ignores crowd boxes as the VOC protocol ignores difficult ones); other VOC
-  boxes carry ``difficult: 0``;
-- COCO ``segmentation`` is dropped; ``area``, ``iscrowd``, image and annotation ids are
-  kept; VOC ids are ``1..n``.
+  evaluation ignores crowd boxes as the VOC protocol ignores difficult ones).
 
 Malformed input is an error naming the file: XML that does not parse, a missing or
 non-finite size, box or area, a fractional image size, an unknown class, an empty box or

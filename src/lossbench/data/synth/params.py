@@ -11,19 +11,17 @@ from typing import Any
 
 @dataclass(frozen=True)
 class SynthParams:
-    """Everything that decides the generated pixels and boxes.
+    """Everything that decides the generated pixels and boxes (sizes in px; pairs are
+    ``(min, max)``, inclusive).
 
     Attributes:
-        image_size: side of the square images, px.
-        objects: (min, max) labelled objects per image, inclusive, uniform.
-        object_size: (min, max) longer box side of an object, px, log-uniform;
-            ``None`` -> ``(image_size // 16, image_size // 2)``.
-        distractors: (min, max) unlabelled shapes per image, inclusive.
-        distractor_size: (min, max) longer side of a distractor, px;
-            ``None`` -> the object size range.
+        image_size: side of the square images.
+        objects, distractors: labelled / unlabelled shapes per image, uniform.
+        object_size: longer box side of an object, log-uniform; ``None`` ->
+            ``(max(4, image_size // 16), image_size // 2)``.
+        distractor_size: longer side of a distractor; ``None`` -> ``object_size``.
         clutter: background strokes per 256 x 256 px of image (Poisson mean).
-        max_occlusion: the largest share of a labelled object's pixels that
-            shapes drawn later may hide (0 = labelled objects are never hidden).
+        max_occlusion: largest share of a labelled object's pixels later shapes may hide.
         jpeg_quality: JPEG quality of the written images.
     """
 
