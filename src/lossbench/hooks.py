@@ -32,7 +32,8 @@ class FiniteLossHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if not outputs:
             return
-        values = {k: float(v) for k, v in outputs.items() if "loss" in k}
+        values = {k: float(v.detach()) if hasattr(v, "detach") else float(v)
+                  for k, v in outputs.items() if "loss" in k}
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         elsewhere = False
         if is_distributed():
