@@ -74,7 +74,7 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any], work_dir: Path,
               log=print) -> dict[str, Any]:
     """Train (or resume) and test a resolved config; write OUT/{config.py,env.json,dvclive,metrics.json}."""
     import lossbench.models.registry  # noqa: F401  (head, losses, compat fixes)
-    from lossbench import hooks  # noqa: F401  (FiniteLossHook, ResumedCurvesHook)
+    from lossbench import hooks  # registers FiniteLossHook and ResumedCurvesHook
     from lossbench.envinfo import environment_record
 
     main = is_main_process()
@@ -108,7 +108,7 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any], work_dir: Path,
     t0 = time.perf_counter()
     runner.train()
     t_train = time.perf_counter() - t0
-    resumed_iter = int(runner.message_hub.get_info("resumed_from_iter", 0))
+    resumed_iter = next(h.resumed_from_iter for h in runner.hooks if isinstance(h, hooks.ResumedCurvesHook))
     results = runner.test()
     t_total = time.perf_counter() - t0
     from mmengine.dist import get_dist_info

@@ -53,17 +53,18 @@ class FiniteLossHook(Hook):
 class ResumedCurvesHook(Hook):
     """When a run resumes, drop the rows of ``dvclive_dir``'s curves logged after its checkpoint
     (they are logged again), so every step appears once; ``runner.iter``, the checkpoint's
-    iteration, is kept as the message hub's ``resumed_from_iter``."""
+    iteration, is kept as ``resumed_from_iter``."""
 
     priority = "VERY_HIGH"
 
     def __init__(self, dvclive_dir: str) -> None:
         self.dvclive_dir = dvclive_dir
+        self.resumed_from_iter = 0
 
     def before_train(self, runner) -> None:
         from lossbench.resume import truncate_curves
 
-        runner.message_hub.update_info("resumed_from_iter", runner.iter, resumed=False)
+        self.resumed_from_iter = runner.iter
         if runner.iter > 0 and get_rank() == 0:
             truncate_curves(Path(self.dvclive_dir), runner.iter)
 

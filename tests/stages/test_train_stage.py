@@ -303,3 +303,26 @@ def test_truncate_curves_keeps_the_checkpoint_step_and_drops_torn_rows(tmp_path)
     tsv.write_text("step\tloss\n10\t0.9\n20\t0.8\n3")  # torn inside the step column
     truncate_curves(tmp_path, 30)
     assert tsv.read_text() == "step\tloss\n10\t0.9\n20\t0.8\n"
+
+
+def test_epoch_based_resume_keeps_every_curve_step_once(synth_prepared, tmp_path):
+    """The voc/coco schedules are epoch-based: a run killed after an epoch checkpoint
+    resumes there and its curves hold every logged step exactly once."""
+    config = tmp_path / "epochs.py"
+    config.write_text(
+        f"_base_ = {str(CONFIG)!r}\n"
+        "train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=3, val_interval=3)\n"
+        "train_dataloader = dict(sampler=dict(type='DefaultSampler', shuffle=True))\n"
+        "param_scheduler = [dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=1)]\n"
+        "default_hooks = dict(checkpoint=dict(by_epoch=True, interval=1), logger=dict(interval=1))\n")
+    out = tmp_path / "run"
+    cmd = train_cmd(synth_prepared, out)
+    cmd[cmd.index("--config") + 1] = str(config)
+    cmd.remove("train_cfg.max_iters=8")
+    killed_at = kill_after_checkpoint(cmd, out / "work", at=("epoch_1.pth", "epoch_2.pth"))
+    subprocess.run(cmd, check=True, capture_output=True, cwd=REPO)
+    rec = json.loads((out / "metrics.json").read_text())
+    per_epoch = rec["iters"] // 3  # 16 training images, batch 2
+    assert rec["resumed_from_epoch"] >= killed_at and rec["resumed_from_iter"] == per_epoch * rec["resumed_from_epoch"]
+    rows = (out / "dvclive" / "plots" / "metrics" / "loss_cls.tsv").read_text().strip().splitlines()
+    assert [int(r.split("\t")[0]) for r in rows[1:]] == list(range(1, rec["iters"] + 1))
