@@ -74,3 +74,27 @@ def test_ops_check_can_fail(monkeypatch):
     monkeypatch.setattr(mmcv.ops, "nms", broken)
     ok, detail = mmcv_ops_status()
     assert not ok and "mmcv._ext not found" in detail
+
+
+def test_git_revision_is_dirty_for_code_not_for_results(tmp_path):
+    from lossbench.envinfo import git_revision
+
+    def git(*a):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", *a], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    git("init", "-q")
+    for f in ("src/a.py", "runs/x/metrics.json", "reports/r.md", "dvc.lock"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("1\n")
+    git("add", "-A")
+    git("commit", "-qm", "c")
+    clean = git_revision(tmp_path)
+    assert clean and not clean.endswith("-dirty")
+    # the pipeline rewriting its results leaves the revision clean
+    (tmp_path / "runs/x/metrics.json").unlink()
+    (tmp_path / "dvc.lock").write_text("2\n")
+    (tmp_path / "reports/r.md").write_text("2\n")
+    assert git_revision(tmp_path) == clean
+    (tmp_path / "src/a.py").write_text("2\n")  # code not committed
+    assert git_revision(tmp_path) == clean + "-dirty"

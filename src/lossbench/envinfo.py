@@ -42,14 +42,24 @@ def mmcv_ops_status() -> tuple[bool, str]:
         return False, f"{type(e).__name__}: {e}"
 
 
+#: what the pipeline itself writes: rewriting these leaves a tree "clean" (its code and params)
+RESULTS = ("runs", "reports", "dvc.lock")
+
+
 def git_revision(cwd: str | Path | None = None) -> str | None:
-    """``git describe``-style revision of the working tree (``-dirty`` if modified)."""
+    """The commit checked out, ``-dirty`` when a tracked file other than the pipeline's own
+    results (``RESULTS``) differs from it: code, configs or params not yet committed."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"],
-                             cwd=cwd, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired):
+        rev = git("rev-parse", "--short=12", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                      *(f":(top,exclude){p}" for p in RESULTS))
+    except (OSError, subprocess.SubprocessError):
         return None
+    return rev + ("-dirty" if changed else "")
 
 
 def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
