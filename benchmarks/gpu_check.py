@@ -121,7 +121,7 @@ def train_synth(family: str, raw: Path, ann: Path, work: Path, args, params) -> 
     from lossbench.config import load_config
     from lossbench.engine import build_runner, collect_metrics, final_scalars
     from lossbench.profiles import load_profile
-    from lossbench.stages.train import amp_options
+    from lossbench.stages.train import amp_options, check_precision
 
     prof = load_profile(REPO / "params.yaml", "synth")
     cfg = load_config(prof.config, data_root=raw, ann_dir=ann, imbalance=FAMILIES[family],
@@ -133,6 +133,7 @@ def train_synth(family: str, raw: Path, ann: Path, work: Path, args, params) -> 
                          "train_dataloader.persistent_workers": args.workers > 0,
                          "default_hooks.checkpoint.interval": args.iters + 1,
                          "default_hooks.checkpoint.save_last": False})
+    check_precision(cfg)
     cfg.visualizer.vis_backends = [dict(type="LocalVisBackend")]
     device, warmup = args.device, args.warmup
     times: dict[str, float] = {}
@@ -182,12 +183,13 @@ def probe_paper_model(family: str, profile: str, args) -> dict[str, Any]:
     import lossbench.models.registry  # noqa: F401
     from lossbench.config import load_config
     from lossbench.profiles import load_profile
-    from lossbench.stages.train import amp_options
+    from lossbench.stages.train import amp_options, check_precision
 
     prof = load_profile(REPO / "params.yaml", profile)
     n_classes = 20 if profile == "voc" else 80
     cfg = load_config(prof.config, imbalance=FAMILIES[family], seed=0)
     cfg.merge_from_dict(amp_options(args.amp))
+    check_precision(cfg)
     cfg.model.backbone.init_cfg = None  # random weights: no download, same cost
     model = MODELS.build(cfg.model).to(args.device).train()
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
