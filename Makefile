@@ -17,7 +17,7 @@ STAMP       := $(VENV)/.installed
 # index (PyPI gives Linux the CUDA build). On a CPU-only machine use the CPU build:
 #   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
-TORCH       := $(shell sed -n 's/^\(torch==[^ ]*\).*/\1/p' requirements/requirements.in)
+TORCH       := $(shell sed -n 's/^\(torch==[^ ]*\).*/\1/p' requirements/torch.in)
 # Parallel compile jobs for mmcv's ops; FORCE_CUDA=1 and TORCH_CUDA_ARCH_LIST
 # (e.g. "9.0") are read from the environment on a machine with CUDA.
 MAX_JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
@@ -33,10 +33,12 @@ help:
 	@echo "lossbench: make TARGET"
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /' -e 's/: /\t/' | expand -t 16
 
-$(STAMP): pyproject.toml $(LOCK) requirements/build.txt
+$(STAMP): pyproject.toml $(LOCK) requirements/build.txt requirements/torch.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) -c $(LOCK) "$(TORCH)"
+	@# torch (pinned by version: its CPU and CUDA builds are different files), its
+	@# dependencies at the versions of requirements/torch.txt; then everything else, hash-checked
+	$(PIP) install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) -c requirements/torch.txt "$(TORCH)"
 	@# mmcv 2.1.0 is built from source against the installed torch: its build
 	@# requirements first, then everything else without build isolation (pip caches the wheel).
 	$(PIP) install -q --require-hashes -r requirements/build.txt
@@ -45,9 +47,11 @@ $(STAMP): pyproject.toml $(LOCK) requirements/build.txt
 	$(PY) -m lossbench env >/dev/null || { echo "error: mmcv's compiled ops do not load (run: $(PY) -m lossbench env)"; exit 1; }
 	@touch $@
 
-## lock: recompile requirements/lock.txt and build.txt from requirements/*.in (pip-tools)
+## lock: recompile requirements/{torch,lock,build}.txt from requirements/*.in (pip-tools)
 lock: $(STAMP)
 	$(PIP) install -q pip-tools
+	$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --unsafe-package torch -o requirements/torch.txt requirements/torch.in
 	$(VENV)/bin/pip-compile -q --no-build-isolation --generate-hashes --strip-extras --no-emit-index-url \
 	  --no-emit-find-links --unsafe-package torch -o $(LOCK) requirements/requirements.in
 	$(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
