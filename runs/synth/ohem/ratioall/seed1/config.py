@@ -1,20 +1,23 @@
-ann_dir = 'data/prepared/'
+ann_dir = 'data/synth/prepared/'
 auto_scale_lr = dict(base_batch_size=8, enable=True)
 backend_args = None
 custom_hooks = [
-    dict(run_name='ohem/neg_pos_ratioall/seed1', type='FiniteLossHook'),
+    dict(run_name='ohem/ratioall/seed1', type='FiniteLossHook'),
+    dict(
+        dvclive_dir='runs/synth/ohem/ratioall/seed1/dvclive',
+        type='ResumedCurvesHook'),
 ]
 custom_imports = dict(
     allow_failed_imports=False, imports=[
         'lossbench.models.registry',
     ])
-data_root = 'data/'
+data_root = 'data/synth/raw/'
 dataset_type = 'CocoDataset'
 default_hooks = dict(
     checkpoint=dict(
         by_epoch=False,
         interval=100,
-        max_keep_ckpts=1,
+        max_keep_ckpts=2,
         save_last=True,
         type='CheckpointHook'),
     logger=dict(interval=10, type='LoggerHook'),
@@ -27,7 +30,7 @@ env_cfg = dict(
     cudnn_benchmark=False,
     dist_cfg=dict(backend='nccl'),
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0))
-experiment_name = 'ohem_neg_pos_ratioall_seed1'
+experiment_name = 'ohem_ratioall_seed1'
 img_scale = (
     128,
     128,
@@ -35,7 +38,7 @@ img_scale = (
 load_from = None
 log_level = 'INFO'
 log_processor = dict(by_epoch=False, type='LogProcessor', window_size=10)
-max_iters = 600
+max_iters = 260
 model = dict(
     backbone=dict(
         base_channels=32,
@@ -290,5 +293,5 @@ visualizer = dict(
             save_dir='runs/synth/ohem/ratioall/seed1/dvclive',
             type='DVCLiveVisBackend'),
     ])
-warmup_iters = 50
+warmup_iters = 22
 work_dir = 'work_dirs/synth/ohem/ratioall/seed1'
