@@ -142,3 +142,15 @@ def test_collect_two_experiments_of_a_tiny_repo(tmp_path):
     assert submit(repo, all_stages=True, dry_run=True, log=log.append) == []
     assert log[:2] == [f"skip train_echo@{n}: experiment train_echo-{n} is success "
                        "(run `lossbench queue collect`)" for n in (1, 2)]
+
+
+def test_a_stuck_dvc_command_is_killed_and_reported(tmp_path):
+    """`dvc exp show` can block on an experiment whose temporary copy is being removed; the
+    queue's commands run under a time-out instead of waiting forever."""
+    import sys
+
+    from lossbench.stages.queue import QueueError, _run
+
+    with pytest.raises(QueueError, match="did not finish within 0.5 s"):
+        _run([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path, timeout=0.5)
+    assert _run([sys.executable, "-c", "print('ok')"], tmp_path, timeout=30).strip() == "ok"

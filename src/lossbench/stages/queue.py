@@ -53,6 +53,7 @@ import yaml
 from lossbench.devices import POOL_ENV, parse_pool
 from lossbench.stages.train import WORK_ROOT_ENV
 
+EXP_SHOW_TIMEOUT_S = 120  # one `dvc exp show` takes seconds; longer means it is stuck
 TRAIN_STAGE = re.compile(r"^train_[a-z]+@")
 
 
@@ -60,24 +61,30 @@ class QueueError(RuntimeError):
     """The workspace is not ready for the queue (named cause)."""
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None,
+         timeout: float | None = None) -> str:
     """``cmd``'s stdout. Output goes through files, not pipes: the queue workers that
-    ``dvc queue start`` leaves running inherit them, and a pipe would block us until they exit."""
+    ``dvc queue start`` leaves running inherit them, and a pipe would block us until they exit.
+    A command still running after ``timeout`` seconds is killed and reported."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        rc = subprocess.run(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                            stderr=err).returncode
+        try:
+            rc = subprocess.run(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=err, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            raise QueueError(f"`{' '.join(cmd)}` did not finish within {timeout:g} s") from None
         stdout, stderr = (f.seek(0) or f.read().decode(errors="replace") for f in (out, err))
     if rc != 0:
         raise QueueError(f"`{' '.join(cmd)}` failed (exit {rc}):\n{(stdout + stderr).strip()[-2000:]}")
     return stdout
 
 
-def _dvc(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
+def _dvc(repo: Path, *args: str, env: dict[str, str] | None = None,
+         timeout: float | None = None) -> str:
     """Run the ``dvc`` next to this Python (the project's venv, else PATH's) with its scripts on PATH."""
     bindir = Path(sys.executable).parent
     exe = bindir / "dvc"
     env = {**os.environ, **(env or {}), "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return _run([str(exe) if exe.is_file() else "dvc", *args], repo, env)
+    return _run([str(exe) if exe.is_file() else "dvc", *args], repo, env, timeout)
 
 
 def exp_name(stage: str) -> str:
@@ -104,9 +111,12 @@ def experiments(repo: Path) -> tuple[str, list[dict[str, Any]]]:
     experiment whose queue task record is gone (``dvc queue remove``, or run
     with ``dvc exp run --run-all``) has a commit and no executor: success.
     """
-    for attempt in range(3):  # DVC may be rewriting a task's info file as it finishes
+    # DVC may be rewriting a task's info file as it finishes (the JSON comes out broken),
+    # or may block reading an experiment whose temporary copy is being removed: retry
+    for attempt in range(3):
         try:
-            shown = json.loads(_dvc(repo, "exp", "show", "--json", "--hide-workspace", "--sha"))
+            shown = json.loads(_dvc(repo, "exp", "show", "--json", "--hide-workspace", "--sha",
+                                    timeout=EXP_SHOW_TIMEOUT_S))
             break
         except QueueError:
             if attempt == 2:
