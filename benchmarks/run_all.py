@@ -91,7 +91,10 @@ def main(argv=None) -> int:
     (REPO / "data").mkdir(exist_ok=True)
     synth256 = bench_synth.bench(256, 400, os.cpu_count() or 1, None, str(REPO / "data"))
 
-    env = f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs"
+    from lossbench.envinfo import cpu_model
+
+    env = (f"{cpu_model()}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
     lines = ["# Benchmarks", "", f"Written by `make bench` ({env}). Medians of {a.repeats} "
              "interleaved repeats; one process.", "",
              "## Train step vs MMDetection's stock RetinaHead + FocalLoss",
