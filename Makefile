@@ -81,10 +81,12 @@ test-fast: $(STAMP)
 # and puts the previous params.yaml and dvc.lock back if the run fails.
 repro: $(STAMP)
 ifneq ($(PROFILE),)
-	@cp params.yaml .params.yaml.bak && cp dvc.lock .dvc.lock.bak 2>/dev/null || true
+	@rm -f .params.yaml.bak .dvc.lock.bak && cp params.yaml .params.yaml.bak
+	@if [ -f dvc.lock ]; then cp dvc.lock .dvc.lock.bak; fi
 	@sed -i 's/^profile: .*/profile: $(PROFILE)/' params.yaml
 	@echo "params.yaml: profile is now $(PROFILE) (git diff shows the one line; make repro PROFILE=synth switches back)"
-	@$(DVC) repro || { mv .params.yaml.bak params.yaml; test -f .dvc.lock.bak && mv .dvc.lock.bak dvc.lock; \
+	@$(DVC) repro || { mv .params.yaml.bak params.yaml; \
+	  if [ -f .dvc.lock.bak ]; then mv .dvc.lock.bak dvc.lock; else rm -f dvc.lock; fi; \
 	  echo "make repro PROFILE=$(PROFILE) failed: params.yaml and dvc.lock are as they were"; exit 1; }
 	@rm -f .params.yaml.bak .dvc.lock.bak
 else
