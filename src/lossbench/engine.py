@@ -81,12 +81,21 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any], work_dir: Path,
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").unlink(missing_ok=True)  # never leave an old result behind
-    ckpt = prepare_work_dir(work_dir, fingerprint(cfg), main_process=main, log=log)
+    from mmengine.dist import barrier
+
+    # The main process keeps or empties the work folder first; the others then read what it left
+    # (a checkpoint it kept, or none), so no rank creates files in a folder about to be removed.
+    digest = fingerprint(cfg)
+    dvclive_dir = out / "dvclive"
+    if main:
+        ckpt = prepare_work_dir(work_dir, digest, main_process=True, log=log)
+        if ckpt is None:
+            shutil.rmtree(dvclive_dir, ignore_errors=True)
+    barrier()  # a no-op outside a process group
+    if not main:
+        ckpt = prepare_work_dir(work_dir, digest, main_process=False, log=log)
     if ckpt is not None:
         log(f"resuming from {ckpt}")
-    dvclive_dir = out / "dvclive"
-    if main and ckpt is None:
-        shutil.rmtree(dvclive_dir, ignore_errors=True)
     cfg.work_dir = str(work_dir)
     cfg.resume, cfg.load_from = ckpt is not None, str(ckpt) if ckpt else None
     cfg.experiment_name = name.replace("/", "_")
