@@ -170,34 +170,52 @@ def voc_xml(w: int, h: int, objects: list[tuple]) -> str:
             f"<depth>3</depth></size>{objs}</annotation>")
 
 
-#: year -> imageset -> image id -> (width, height, objects)
+#: year -> image set -> image id -> (width, height, objects); the sets are disjoint
+#: (trainval = train + val is written from them), as in VOC's ImageSets/Main.
 VOC_CONTENT = {
     "2007": {
-        "trainval": {
-            "000005": (64, 48, [("chair", 10, 20, 50, 40), ("chair", 2, 3, 8, 9, 1)]),
-            "000007": (40, 30, [("car", 1, 1, 40, 30)]),
-        },
+        "train": {"000005": (64, 48, [("chair", 10, 20, 50, 40), ("chair", 2, 3, 8, 9, 1)])},
+        "val": {"000007": (40, 30, [("car", 1, 1, 40, 30)])},
         "test": {
             "000001": (50, 60, [("dog", 5, 6, 25, 30), ("person", 30, 1, 50, 60)]),
             "000002": (30, 30, [("train", 3, 3, 12, 12, 1)]),
         },
     },
     "2012": {
-        "trainval": {
-            "2008_000008": (70, 50, [("horse", 11, 12, 61, 42), ("person", 20, 5, 30, 45)]),
-        },
+        "train": {"2008_000008": (70, 50, [("horse", 11, 12, 61, 42), ("person", 20, 5, 30, 45)])},
+        "val": {"2008_000015": (36, 44, [("bird", 4, 6, 20, 30)])},
     },
 }
 
+#: (year, archive) -> the image sets of VOC_CONTENT the archive holds; a ``trainval``
+#: archive also lists ``trainval.txt`` (its sets' ids, sorted).
+VOC_ARCHIVES = {("2007", "trainval"): ("train", "val"), ("2007", "test"): ("test",),
+                ("2012", "trainval"): ("train", "val")}
 
-def voc_members(year: str, imageset: str, content=None) -> dict[str, bytes]:
-    """Archive members (path -> bytes) of one VOC tar in the real layout."""
-    content = content or VOC_CONTENT[year][imageset]
+
+def image_colour(key: str) -> tuple[int, int, int]:
+    """A colour of its own per image name, so that no two fabricated images share their bytes."""
+    d = hashlib.md5(key.encode()).digest()
+    return d[0], d[1], d[2]
+
+
+def voc_members(year: str, archive: str, content=None) -> dict[str, bytes]:
+    """Archive members (path -> bytes) of one VOC tar in the real layout:
+    ``ImageSets/Main/{set}.txt`` for each set of ``VOC_ARCHIVES[(year, archive)]`` (and
+    ``trainval.txt`` for a trainval archive), ``Annotations/*.xml``, ``JPEGImages/*.jpg``.
+    ``content`` (image id -> (width, height, objects)) replaces them all by one
+    ``{archive}.txt``."""
     base = f"VOCdevkit/VOC{year}"
-    members = {f"{base}/ImageSets/Main/{imageset}.txt": "".join(f"{i}\n" for i in content).encode()}
-    for img_id, (w, h, objs) in content.items():
-        members[f"{base}/Annotations/{img_id}.xml"] = voc_xml(w, h, objs).encode()
-        members[f"{base}/JPEGImages/{img_id}.jpg"] = jpeg_bytes(w, h)
+    sets = ({archive: content} if content else
+            {s: VOC_CONTENT[year][s] for s in VOC_ARCHIVES[(year, archive)]})
+    if not content and archive == "trainval":
+        sets["trainval"] = {k: v for part in sets.values() for k, v in part.items()}
+    members = {f"{base}/ImageSets/Main/{name}.txt": "".join(f"{i}\n" for i in sorted(ids)).encode()
+               for name, ids in sets.items()}
+    for ids in sets.values():
+        for img_id, (w, h, objs) in ids.items():
+            members[f"{base}/Annotations/{img_id}.xml"] = voc_xml(w, h, objs).encode()
+            members[f"{base}/JPEGImages/{img_id}.jpg"] = jpeg_bytes(w, h, image_colour(f"VOC{year}/{img_id}"))
     return members
 
 
@@ -247,8 +265,11 @@ def coco_instances(images: list[tuple[int, str, int, int]], anns: list[dict]) ->
 
 
 def coco_train() -> dict:
+    """Six train2017 images (ids 9, 25, 30, 34, 36, 42; 36 without boxes). By
+    ``md5(f"coco-val-holdout:{file_name}")`` they sort 34, 42, 36, 30, 9, 25."""
     return coco_instances(
-        [(9, "000000000009.jpg", 64, 48), (25, "000000000025.jpg", 40, 40)],
+        [(9, "000000000009.jpg", 64, 48), (25, "000000000025.jpg", 40, 40), (30, "000000000030.jpg", 48, 32),
+         (34, "000000000034.jpg", 56, 40), (36, "000000000036.jpg", 32, 32), (42, "000000000042.jpg", 60, 36)],
         [
             # person (id 1 -> 1)
             {"id": 101, "image_id": 9, "category_id": 1, "bbox": [1.5, 2.0, 20.0, 30.25], "area": 400.0,
@@ -262,6 +283,13 @@ def coco_train() -> dict:
             # a 0.5-px-wide box: dropped and counted
             {"id": 104, "image_id": 25, "category_id": 1, "bbox": [5, 5, 0.5, 8], "area": 2.0, "iscrowd": 0,
              "segmentation": []},
+            # dog (id 18 -> 17), zebra (id 24 -> 23), car (id 3 -> 3)
+            {"id": 105, "image_id": 30, "category_id": 18, "bbox": [2, 3, 20, 15], "area": 250.0, "iscrowd": 0,
+             "segmentation": []},
+            {"id": 106, "image_id": 34, "category_id": 24, "bbox": [10, 4, 30, 30], "area": 700.0, "iscrowd": 0,
+             "segmentation": []},
+            {"id": 107, "image_id": 42, "category_id": 3, "bbox": [0, 6, 25, 12], "area": 280.0, "iscrowd": 0,
+             "segmentation": []},
         ])
 
 
@@ -274,8 +302,10 @@ def coco_val() -> dict:
 def coco_members() -> dict[str, dict[str, bytes]]:
     """zip name -> members, in the real layout of the three COCO 2017 zips."""
     tr, va = coco_train(), coco_val()
-    train = {f"train2017/{im['file_name']}": jpeg_bytes(im["width"], im["height"]) for im in tr["images"]}
-    val = {f"val2017/{im['file_name']}": jpeg_bytes(im["width"], im["height"]) for im in va["images"]}
+    train = {f"train2017/{im['file_name']}": jpeg_bytes(im["width"], im["height"], image_colour(im["file_name"]))
+             for im in tr["images"]}
+    val = {f"val2017/{im['file_name']}": jpeg_bytes(im["width"], im["height"], image_colour(im["file_name"]))
+           for im in va["images"]}
     ann = {"annotations/instances_train2017.json": json.dumps(tr).encode(),
            "annotations/instances_val2017.json": json.dumps(va).encode()}
     return {"train2017.zip": train, "val2017.zip": val, "annotations_trainval2017.zip": ann}
@@ -291,6 +321,6 @@ def fab():
     from types import SimpleNamespace
 
     return SimpleNamespace(jpeg_bytes=jpeg_bytes, voc_xml=voc_xml, voc_members=voc_members,
-                           VOC_CONTENT=VOC_CONTENT, tar_bytes=tar_bytes, zip_bytes=zip_bytes,
-                           write_members=write_members, coco_instances=coco_instances,
+                           VOC_CONTENT=VOC_CONTENT, VOC_ARCHIVES=VOC_ARCHIVES, tar_bytes=tar_bytes,
+                           zip_bytes=zip_bytes, write_members=write_members, coco_instances=coco_instances,
                            coco_members=coco_members, md5=md5)

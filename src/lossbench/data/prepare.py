@@ -1,8 +1,27 @@
 """Turn a fetched or generated set into the COCO-format splits that training reads.
 
-Each dataset's splits are in ``_sources`` (and ``lossbench prepare --help``). ``out``
-(replaced atomically as a whole) receives ``{train,val,test}.json``, loaded back with
-pycocotools before they are kept, and ``summary.json``. Contract of the JSON files:
+Three disjoint splits: settings are chosen on ``val``, results are reported on ``test``
+(``_sources``, ``lossbench prepare --help``):
+
+- ``synth``: the generator's ``annotations/{train,val,test}.json``;
+- ``voc2007``: train = VOC2007 ``train``, val = VOC2007 ``val``, test = VOC2007 ``test``
+  (``ImageSets/Main/{train,val,test}.txt``; the official trainval is train + val);
+- ``voc0712``: train = VOC2007 ``train`` + VOC2012 ``trainval``, val = VOC2007 ``val``,
+  test = VOC2007 ``test``;
+- ``coco2017``: test = ``val2017``; val = ``val_holdout`` images (default ``VAL_HOLDOUT``
+  = 5000) held out of ``train2017``: those with the smallest
+  ``md5(f"coco-val-holdout:{file_name}")`` hex digest, ``file_name`` as in
+  ``instances_train2017.json`` (fixed, whatever the file order); train = the rest of train2017.
+
+Disjointness is checked before anything is written: no ``file_name`` and no image content
+(md5 of the file's bytes, hashed where two splits hold files of one size) may be in two
+splits, else a ``PrepareError`` names both splits and a few examples.
+
+``out`` (replaced atomically as a whole) receives ``{train,val,test}.json``, loaded back
+with pycocotools before they are kept, ``summary.json`` (per split counts,
+``splits_disjoint``, the hold-out's size and rule) and, for coco2017, ``val_holdout.txt``
+(the held-out ``file_name`` values of instances_train2017.json, sorted, one a line).
+Contract of the JSON files:
 
 - ``images[].file_name`` is relative to ``--root``; COCO image and annotation ids are kept,
   VOC ids are ``1..n``; ``segmentation`` is dropped;
@@ -23,7 +42,8 @@ in ``summary.json`` (``strict=True``: an error); COCO boxes under 1 px after cli
 dropped and counted, as MMDetection does. The JSON written is strict (no ``NaN``).
 
 ``subset=N`` keeps N images per split, the first by ``md5(f"{seed}:{file_name}")``:
-deterministic, nested, and the same for val and test when they share their images.
+deterministic and nested; it applies to each split once the splits are formed (after the
+COCO hold-out, after the disjointness check).
 """
 
 from __future__ import annotations
@@ -35,18 +55,26 @@ import math
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import partial
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 from lossbench.data.classes import SYNTH_CLASSES, class_names
-from lossbench.utils import atomic_path, atomic_write_json, read_json
+from lossbench.utils import atomic_path, atomic_write_json, atomic_write_text, read_json
 
 DATASETS: tuple[str, ...] = ("synth", "voc2007", "voc0712", "coco2017")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 _MAX_EXAMPLES = 20
+_FEW = 5  # examples named in an overlap error
+#: train2017 images held out as the coco2017 val split unless ``val_holdout`` says otherwise.
+VAL_HOLDOUT = 5000
+HOLDOUT_RULE = ('val = the val_holdout train2017 images with the smallest md5(f"coco-val-holdout:{file_name}") '
+                "hex digest (file_name as in instances_train2017.json); train = the rest of train2017")
+DISJOINT_RULE = ("no file_name and no image content (md5 of the file's bytes, hashed where two splits hold "
+                 "files of one size) in two splits; checked on the whole splits, before subset")
 
 
 class PrepareError(ValueError):
@@ -265,30 +293,117 @@ def read_coco(root: Path, ann_file: Path, image_dir: Path, classes: Sequence[str
     return list(images.values())
 
 
-def _sources(dataset: str, root: Path) -> dict[str, list[tuple[str, Callable[..., list[Entry]]]]]:
-    """split -> [(source name, reader(report, strict, check_images))]."""
+#: ``(report, strict, check_images) -> entries`` of one listing (a VOC image set, a COCO JSON).
+Reader = Callable[[Report, bool, bool], list[Entry]]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Part of a split: the entries ``read`` returns (read once per ``listing``), narrowed by ``pick``."""
+
+    name: str  # as recorded in the split's ``sources``
+    listing: str
+    read: Reader
+    pick: Callable[[list[Entry]], list[Entry]] = list
+
+
+def _coco_dir(root: Path) -> Path:
+    return root / "coco" if (root / "coco" / "annotations").is_dir() else root
+
+
+def _name_in(entry: Entry, root: Path, image_dir: Path) -> str:
+    """``entry``'s file name relative to ``image_dir`` (COCO's own ``file_name``)."""
+    return (root / entry.file_name).relative_to(image_dir).as_posix()
+
+
+def holdout_key(file_name: str) -> str:
+    """Sort key of the COCO val hold-out: ``md5(f"coco-val-holdout:{file_name}")`` (hex)."""
+    return hashlib.md5(f"coco-val-holdout:{file_name}".encode()).hexdigest()
+
+
+def hold_out(entries: Sequence[Entry], n: int, root: Path, image_dir: Path,
+             listing: Path) -> tuple[list[Entry], list[Entry]]:
+    """``(rest, held)``: ``held`` = the ``n`` entries with the smallest ``holdout_key`` of their
+    name relative to ``image_dir``, ``rest`` the others; both in their original order.
+    ``listing`` (the annotation file) is named when fewer than ``n + 1`` entries are given."""
+    if len(entries) < n + 1:
+        raise PrepareError(f"{listing}: val_holdout = {n} needs at least {n + 1} train2017 images "
+                           f"(train keeps the rest), found {len(entries)}")
+    order = sorted(range(len(entries)), key=lambda i: holdout_key(_name_in(entries[i], root, image_dir)))
+    held = set(order[:n])
+    return ([e for i, e in enumerate(entries) if i not in held],
+            [e for i, e in enumerate(entries) if i in held])
+
+
+def _sources(dataset: str, root: Path, val_holdout: int = VAL_HOLDOUT) -> dict[str, list[Source]]:
+    """split -> the sources it is made of (module docstring)."""
     def voc(year, imageset):
-        return f"VOC{year} {imageset}", partial(read_voc, root, year, imageset)
+        name = f"VOC{year} {imageset}"
+        return Source(name, name, partial(read_voc, root, year, imageset))
 
     def coco(split):
-        cdir = root / "coco" if (root / "coco" / "annotations").is_dir() else root
-        return f"COCO {split}2017", partial(read_coco, root, cdir / "annotations" / f"instances_{split}2017.json",
-                                            cdir / f"{split}2017", class_names("coco2017"))
+        cdir = _coco_dir(root)
+        name = f"COCO {split}2017"
+        return Source(name, name, partial(read_coco, root, cdir / "annotations" / f"instances_{split}2017.json",
+                                          cdir / f"{split}2017", class_names("coco2017")))
 
     def synth(split):
-        return f"synth {split}", partial(read_coco, root, root / "annotations" / f"{split}.json", root,
-                                         SYNTH_CLASSES, keep_ids=False, extra_keys=("visible",))
+        return Source(f"synth {split}", f"synth {split}",
+                      partial(read_coco, root, root / "annotations" / f"{split}.json", root,
+                              SYNTH_CLASSES, keep_ids=False, extra_keys=("visible",)))
 
     if dataset == "synth":
         return {s: [synth(s)] for s in SPLITS}
     if dataset == "voc2007":
-        return {"train": [voc("2007", "trainval")], "val": [voc("2007", "test")], "test": [voc("2007", "test")]}
+        return {"train": [voc("2007", "train")], "val": [voc("2007", "val")], "test": [voc("2007", "test")]}
     if dataset == "voc0712":
-        return {"train": [voc("2007", "trainval"), voc("2012", "trainval")],
-                "val": [voc("2007", "test")], "test": [voc("2007", "test")]}
+        return {"train": [voc("2007", "train"), voc("2012", "trainval")],
+                "val": [voc("2007", "val")], "test": [voc("2007", "test")]}
     if dataset == "coco2017":
-        return {"train": [coco("train")], "val": [coco("val")], "test": [coco("val")]}
+        train = coco("train")
+        divide = partial(hold_out, n=val_holdout, root=root, image_dir=_coco_dir(root) / "train2017",
+                        listing=_coco_dir(root) / "annotations" / "instances_train2017.json")
+        return {"train": [replace(train, name=f"{train.name} less val_holdout ({val_holdout})",
+                                  pick=lambda es: divide(es)[0])],
+                "val": [replace(train, name=f"{train.name} val_holdout ({val_holdout})",
+                                pick=lambda es: divide(es)[1])],
+                "test": [coco("val")]}
     raise KeyError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+
+
+def _md5_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "md5").hexdigest()
+
+
+def check_disjoint(splits: Mapping[str, Sequence[Entry]], root: Path) -> int:
+    """Raise ``PrepareError`` naming both splits and a few examples if two splits share an image:
+    the same ``file_name``, or files with the same bytes (md5, computed only for files whose size
+    occurs in two splits). Returns the number of files hashed."""
+    names = {s: sorted({e.file_name for e in es}) for s, es in splits.items()}
+    for a, b in combinations(splits, 2):
+        common = sorted(set(names[a]) & set(names[b]))
+        if common:
+            raise PrepareError(f"splits {a} and {b} share {len(common)} image(s) by file_name, e.g. "
+                               f"{', '.join(common[:_FEW])} (under {root})")
+    sizes = {s: {f: (root / f).stat().st_size for f in fs} for s, fs in names.items()}
+    splits_of_size = Counter(size for by_file in sizes.values() for size in set(by_file.values()))
+    seen: dict[str, tuple[str, str]] = {}  # md5 -> (split, file_name) first seen
+    clashes: dict[tuple[str, str], list[str]] = {}
+    hashed = 0
+    for s, by_file in sizes.items():
+        for f, size in by_file.items():
+            if splits_of_size[size] < 2:
+                continue
+            hashed += 1
+            first_split, first = seen.setdefault(_md5_file(root / f), (s, f))
+            if first_split != s:
+                clashes.setdefault((first_split, s), []).append(f"{first} = {f}")
+    if clashes:
+        (a, b), examples = next(iter(clashes.items()))
+        raise PrepareError(f"splits {a} and {b} share {len(examples)} image(s) by content (the same bytes "
+                           f"under two names), e.g. {'; '.join(examples[:_FEW])} (under {root})")
+    return hashed
 
 
 def subset_order(entries: Sequence[Entry], n: int | None, seed: int) -> list[Entry]:
@@ -346,15 +461,25 @@ def split_summary(data: dict[str, Any], classes: Sequence[str], sources: list[st
 
 
 def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, subset: int | None = None,
-            seed: int = 0, strict: bool = False, check_images: bool = True,
+            seed: int = 0, strict: bool = False, check_images: bool = True, val_holdout: int | None = None,
             log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Write ``out/{train,val,test}.json`` and ``out/summary.json``; return the summary.
+    """Write ``out/{train,val,test}.json``, ``out/summary.json`` and, for coco2017,
+    ``out/val_holdout.txt``; return the summary.
 
-    ``out`` is built in a temporary folder beside it and renamed into place;
-    an existing non-empty ``out`` without a ``summary.json`` is refused.
+    ``val_holdout``: train2017 images held out as coco2017's val split (None: ``VAL_HOLDOUT``);
+    other datasets have their own val split and refuse it. The splits are read, formed and
+    checked disjoint before anything is written; ``out`` is built in a temporary folder
+    beside it and renamed into place; an existing non-empty ``out`` without a
+    ``summary.json`` is refused.
     """
     root, out = Path(root), Path(out)
     classes = class_names(dataset)  # KeyError for an unknown dataset
+    if val_holdout is not None and dataset != "coco2017":
+        raise PrepareError(f"val_holdout applies to coco2017 only ({dataset} has its own val split), "
+                           f"got val_holdout = {val_holdout}")
+    n_held = VAL_HOLDOUT if val_holdout is None else val_holdout
+    if isinstance(n_held, bool) or not isinstance(n_held, int) or n_held < 1:
+        raise PrepareError(f"val_holdout must be a whole number >= 1, got {n_held!r}")
     if not root.is_dir():
         raise PrepareError(f"{root}: --root is not a folder")
     if out.exists() and any(out.iterdir()) and not (out / "summary.json").is_file():
@@ -362,31 +487,45 @@ def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, subse
                               "refusing to replace it (choose another --out)")
     report = Report()
     cache: dict[str, list[Entry]] = {}
+    sources = _sources(dataset, root, n_held)
+    full: dict[str, list[Entry]] = {}
+    for split, parts in sources.items():
+        full[split] = []
+        for src in parts:
+            if src.listing not in cache:
+                log(f"{dataset}: reading {src.listing}")
+                cache[src.listing] = src.read(report, strict, check_images)
+            full[split] += src.pick(cache[src.listing])
+    hashed = check_disjoint(full, root)
+    log(f"  splits disjoint by file_name and by content ({hashed} files of a size shared by two splits hashed)")
+    holdout = None
+    if dataset == "coco2017":
+        image_dir = _coco_dir(root) / "train2017"
+        held = sorted(_name_in(e, root, image_dir) for e in full["val"])
+        holdout = {"images": n_held, "rule": HOLDOUT_RULE, "listed_in": "val_holdout.txt"}
     summary: dict[str, Any] = {"dataset": dataset, "classes": list(classes), "subset": subset, "seed": seed,
                                "box_policy": ("partly outside the image: error" if strict else
                                               "partly outside the image: clipped and counted")
                                + "; entirely outside or empty: error",
+                               "val_holdout": holdout, "splits_disjoint": True,
+                               "disjoint_check": {"rule": DISJOINT_RULE, "files_hashed": hashed,
+                                                  "images": {s: len(es) for s, es in full.items()}},
                                "splits": {}}
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        for split, sources in _sources(dataset, root).items():
-            entries: list[Entry] = []
-            for name, reader in sources:
-                if name not in cache:
-                    log(f"{dataset}: reading {name}")
-                    cache[name] = reader(report, strict, check_images)
-                entries += cache[name]
-            entries = subset_order(entries, subset, seed)
-            names = [n for n, _ in sources]
+        for split, entries in full.items():
+            names = [src.name for src in sources[split]]
             info = {"description": f"lossbench prepare: {dataset} {split}", "dataset": dataset,
                     "split": split, "sources": names, "subset": subset, "seed": seed}
-            data = to_coco(entries, classes, info)
+            data = to_coco(subset_order(entries, subset, seed), classes, info)
             path = tmp / f"{split}.json"
             atomic_write_json(path, data, indent=None)
             check_with_pycocotools(path, data)
             s = summary["splits"][split] = split_summary(data, classes, names)
             log(f"  {split}: {s['images']} images, {s['annotations']} boxes "
                 f"({s['ignored']} ignored), {s['empty_images']} without boxes")
+        if holdout is not None:
+            atomic_write_text(tmp / "val_holdout.txt", "".join(f"{f}\n" for f in held))
         summary.update(clipped_boxes=len(report.clipped), clipped_examples=report.clipped[:_MAX_EXAMPLES],
                        dropped_tiny_boxes=len(report.dropped), dropped_examples=report.dropped[:_MAX_EXAMPLES])
         atomic_write_json(tmp / "summary.json", summary)
