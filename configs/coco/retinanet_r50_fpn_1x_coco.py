@@ -12,6 +12,7 @@ _base_ = [
 model = dict(bbox_head=dict(num_classes=80))
 
 train_dataloader = dict(batch_size=16, num_workers=8)
+val_dataloader = dict(batch_size=1, num_workers=8)
 test_dataloader = dict(batch_size=1, num_workers=8)
 optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16')
 default_hooks = dict(checkpoint=dict(by_epoch=True, interval=1))

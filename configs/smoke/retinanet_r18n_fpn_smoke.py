@@ -4,7 +4,7 @@ _base_ = '../synth/retinanet_r18n_fpn_synth.py'
 
 train_dataloader = dict(batch_size=2)
 max_iters = 4
-train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters // 2)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=1),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=1, end=max_iters,

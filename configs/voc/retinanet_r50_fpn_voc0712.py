@@ -13,6 +13,7 @@ _base_ = [
 model = dict(bbox_head=dict(num_classes=20))
 
 train_dataloader = dict(batch_size=16, num_workers=8)
+val_dataloader = dict(batch_size=1, num_workers=8)
 test_dataloader = dict(batch_size=1, num_workers=8)
 optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16')
 

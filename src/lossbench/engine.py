@@ -1,10 +1,14 @@
 """Train and test one resolved config with MMEngine's Runner; write the run's records.
 
 Only the main process writes the run folder OUT: ``config.py`` (the resolved config),
-``env.json`` (``lossbench.envinfo``), ``dvclive/`` (training curves) and, last,
-atomically and only after finite losses, ``metrics.json`` (test-split VOC mAP@0.5 and
-COCO AP/AP50/AP75/APs/m/l, final losses and imbalance diagnostics, timing). The work
-dir (checkpoints, logs) follows the resume policy of ``lossbench.resume``.
+``env.json`` (``lossbench.envinfo``), ``dvclive/`` (training curves),
+``test_records.npz`` (per-detection test records for the image bootstrap,
+``lossbench.evaluation``) and, last, atomically and only after finite losses,
+``metrics.json``: VOC mAP@0.5 and the COCO APs of the ``val`` split (used to choose
+settings; also every evaluation during training, ``val_curve``) and of the ``test``
+split (reported), the fraction of clipped steps, final losses and imbalance
+diagnostics, timing. The work dir (checkpoints, logs) follows the resume policy of
+``lossbench.resume``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from lossbench.utils import atomic_write_json, atomic_write_text
 METRIC_KEYS = {"mAP50": "pascal_voc/mAP", "AP": "coco/bbox_mAP", "AP50": "coco/bbox_mAP_50",
                "AP75": "coco/bbox_mAP_75", "APs": "coco/bbox_mAP_s", "APm": "coco/bbox_mAP_m",
                "APl": "coco/bbox_mAP_l"}
+# present only where the config has that evaluator (the VOC profile's 11-point VOC07 metric)
+OPTIONAL_METRIC_KEYS = {"mAP50_11pt": "voc11/mAP"}
 FINAL_WINDOW = 0.1  # final losses/diagnostics: mean over the last 10% of iterations
 
 
@@ -40,16 +46,35 @@ def final_scalars(message_hub, max_iters: int) -> dict[str, float]:
     return dict(sorted(out.items()))
 
 
-def collect_metrics(results: dict[str, float]) -> tuple[dict[str, float | None], bool]:
+#: evaluator type -> prefix of its keys
+EVALUATOR_PREFIX = {"VOCMetric": "pascal_voc", "CocoMetric": "coco"}
+
+
+def evaluated_prefixes(evaluator) -> set[str]:
+    """Key prefixes of the study's metrics that an evaluator config (one dict or a list) yields."""
+    evs = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
+    return {ev.get("prefix") or EVALUATOR_PREFIX[ev["type"]] for ev in evs
+            if ev and ev.get("type") in EVALUATOR_PREFIX}
+
+
+def collect_metrics(results: dict[str, float], prefixes: set[str] | None = None
+                    ) -> tuple[dict[str, float | None], bool]:
     """The study's metrics from the evaluators' output, and whether any is missing: CocoMetric
     returns nothing when no box scores above ``score_thr``; AP is then 0 by definition. A metric
-    pycocotools cannot compute (-1: no ground truth of that size) is ``None``."""
+    pycocotools cannot compute (-1: no ground truth of that size) is ``None``.
+    ``prefixes``: the evaluators the split runs (``evaluated_prefixes``; a profile may score
+    with the VOC metric alone); metrics of the others are left out. None: all."""
     out, missing = {}, False
     for name, key in METRIC_KEYS.items():
+        if prefixes is not None and key.split("/")[0] not in prefixes:
+            continue
         v = results.get(key)
         if v is None or (isinstance(v, float) and math.isnan(v)):
             missing, v = True, 0.0
         out[name] = None if v < 0 else round(float(v), 6)
+    for name, key in OPTIONAL_METRIC_KEYS.items():
+        if key in results:
+            out[name] = round(float(results[key]), 6)
     return out, missing
 
 
@@ -80,7 +105,8 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any], work_dir: Path,
     main = is_main_process()
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").unlink(missing_ok=True)  # never leave an old result behind
+        for stale in ("metrics.json", "test_records.npz"):  # never leave an old result behind
+            (out / stale).unlink(missing_ok=True)
     from mmengine.dist import barrier
 
     # The main process keeps or empties the work folder first; the others then read what it left
@@ -99,9 +125,16 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any], work_dir: Path,
     cfg.work_dir = str(work_dir)
     cfg.resume, cfg.load_from = ckpt is not None, str(ckpt) if ckpt else None
     cfg.experiment_name = name.replace("/", "_")
+    max_norm = (cfg.optim_wrapper.get("clip_grad") or {}).get("max_norm")
     cfg.custom_hooks = list(cfg.get("custom_hooks", []) or []) + [
         dict(type="FiniteLossHook", run_name=name),
-        dict(type="ResumedCurvesHook", dvclive_dir=str(dvclive_dir))]
+        dict(type="ResumedCurvesHook", dvclive_dir=str(dvclive_dir)),
+        dict(type="ClipFractionHook", max_norm=max_norm),
+        dict(type="ValHistoryHook")]
+    # per-detection test records for the bootstrap over test images (lossbench.evaluation)
+    records = out / "test_records.npz"
+    evs = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+    cfg.test_evaluator = [*evs, dict(type="DetectionRecords", out_file=str(records))]
     cfg.visualizer.vis_backends = [
         dict(type="LocalVisBackend"),
         dict(type="DVCLiveVisBackend", save_dir=str(dvclive_dir), artifact_suffix=(),
@@ -118,20 +151,32 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any], work_dir: Path,
     runner.train()
     t_train = time.perf_counter() - t0
     resumed_iter = next(h.resumed_from_iter for h in runner.hooks if isinstance(h, hooks.ResumedCurvesHook))
+    history = next(h for h in runner.hooks if isinstance(h, hooks.ValHistoryHook)).history
+    if runner.val_loop is not None and (not history or history[-1]["iter"] != runner.iter):
+        runner.val_loop.run()  # resumed from the last checkpoint: the final validation is missing
+    last_val = history[-1] if history else {}
+    val_metrics, val_no_det = collect_metrics(last_val, evaluated_prefixes(cfg.val_evaluator))
     results = runner.test()
     t_total = time.perf_counter() - t0
     from mmengine.dist import get_dist_info
 
     rank, world_size = get_dist_info()
-    metrics, no_det = collect_metrics(results or {})
+    metrics, no_det = collect_metrics(results or {}, evaluated_prefixes(evs))
+    if "records/mAP" in (results or {}) and abs(results["records/mAP"] - results.get("pascal_voc/mAP", 0.0)) > 1e-6:
+        raise RuntimeError(f"run {name!r}: mAP@0.5 from the test records ({results['records/mAP']}) "
+                           f"differs from VOCMetric's ({results.get('pascal_voc/mAP')})")
     by_epoch = cfg.train_cfg.get("max_iters") is None
     trained = runner.iter - resumed_iter
     batch = cfg.train_dataloader.batch_size
     record = {
         "run": name,
         **meta,
-        "metrics": metrics,
-        "no_detections": no_det,
+        "metrics": {"val": val_metrics, "test": metrics},
+        "no_detections": {"val": val_no_det, "test": no_det},
+        "val_curve": [{"iter": h["iter"], "mAP50": round(h.get("pascal_voc/mAP", 0.0), 6)} for h in history],
+        "clip": hooks.ClipFractionHook.summary(runner, max_norm),
+        "prior_prob": cfg.model.bbox_head.get("prior_prob"),
+        "records": records.name if records.is_file() else None,
         "final": final_scalars(runner.message_hub, cfg.train_cfg.get("max_iters") or runner.iter),
         "iters": runner.iter,
         "batch_size": batch,

@@ -95,3 +95,68 @@ class ParamDigestHook(Hook):
         path = f"{runner.work_dir}/param_digest_rank{get_rank()}.txt"
         with open(path, "w") as f:
             f.write(f"before {self._before}\nafter {param_digest(runner.model)}\n")
+
+
+@HOOKS.register_module()
+class ClipFractionHook(Hook):
+    """Count the training steps whose gradient norm exceeded ``max_norm`` (the config's
+    ``optim_wrapper.clip_grad.max_norm``), i.e. the steps gradient clipping changed.
+
+    The norm is the one MMEngine's ``OptimWrapper`` logs as ``train/grad_norm`` before it
+    clips. The counts live in the message hub's runtime info, which checkpoints save, so a
+    resumed run continues its own counts. ``max_norm=None`` (no clipping) counts nothing.
+    """
+
+    priority = "NORMAL"  # before CheckpointHook (VERY_LOW) saves the counts
+    KEY = "lossbench_clip"
+
+    def __init__(self, max_norm: float | None) -> None:
+        self.max_norm = None if max_norm is None else float(max_norm)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.max_norm is None:
+            return
+        hub = runner.message_hub
+        counts = dict(hub.get_info(self.KEY) or {"steps": 0, "clipped": 0})
+        counts["steps"] += 1
+        if "train/grad_norm" in hub.log_scalars and hub.get_scalar("train/grad_norm").current() > self.max_norm:
+            counts["clipped"] += 1
+        hub.update_info(self.KEY, counts)
+
+    @classmethod
+    def summary(cls, runner, max_norm: float | None) -> dict:
+        """``{"max_norm", "clipped_fraction", "steps"}`` of the run so far."""
+        counts = runner.message_hub.get_info(cls.KEY) or {"steps": 0, "clipped": 0}
+        steps = int(counts["steps"])
+        frac = counts["clipped"] / steps if steps and max_norm is not None else None
+        return {"max_norm": max_norm, "clipped_fraction": None if frac is None else round(frac, 6),
+                "steps": steps}
+
+
+@HOOKS.register_module()
+class ValHistoryHook(Hook):
+    """Record every validation of a run: ``<work_dir>/val_history.json``, a list of
+    ``{"iter": N, "<metric key>": value, ...}``, rewritten atomically after each one.
+
+    The validation at iteration N runs after the checkpoint of N is saved, so a run resumed
+    from iteration N keeps the entries up to N and drops later ones (they are evaluated again).
+    """
+
+    priority = "NORMAL"
+    FILE = "val_history.json"
+
+    def before_train(self, runner) -> None:
+        from lossbench.utils import read_json
+
+        path = Path(runner.work_dir) / self.FILE
+        old = read_json(path) if path.is_file() else []
+        self.history = [h for h in old if h["iter"] <= runner.iter]
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        from lossbench.utils import atomic_write_json
+
+        entry = {"iter": runner.iter, **{k: float(v) for k, v in (metrics or {}).items()
+                                         if isinstance(v, (int, float))}}
+        self.history = [h for h in getattr(self, "history", []) if h["iter"] != runner.iter] + [entry]
+        if get_rank() == 0:
+            atomic_write_json(Path(runner.work_dir) / self.FILE, self.history)

@@ -21,7 +21,7 @@ IMG = 64
 META = [dict(img_shape=(IMG, IMG), pad_shape=(IMG, IMG), scale_factor=(1.0, 1.0), ori_shape=(IMG, IMG))]
 
 
-def make_head(imbalance, num_classes=2):
+def make_head(imbalance, num_classes=2, prior_prob=0.01):
     train_cfg = ConfigDict(
         assigner=dict(type="MaxIoUAssigner", pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0,
                       ignore_iof_thr=-1),
@@ -29,8 +29,8 @@ def make_head(imbalance, num_classes=2):
     test_cfg = ConfigDict(nms_pre=1000, min_bbox_size=0, score_thr=0.0,
                           nms=dict(type="nms", iou_threshold=0.5), max_per_img=100)
     head = ImbalanceRetinaHead(num_classes=num_classes, in_channels=1, stacked_convs=1,
-                               feat_channels=4, imbalance=imbalance, train_cfg=train_cfg,
-                               test_cfg=test_cfg)
+                               feat_channels=4, imbalance=imbalance, prior_prob=prior_prob,
+                               train_cfg=train_cfg, test_cfg=test_cfg)
     head.init_weights()
     return head
 
@@ -84,8 +84,20 @@ def test_prior_init_starts_at_pi(family, channels):
     if family == "ohem":
         assert_close(logits.softmax(-1)[:, -1], torch.full((9,), 0.99))
         assert_close(logits.softmax(-1)[:, :-1], torch.full((9, 2), 0.005))
-    else:
+    elif family == "focal":
         assert_close(logits.sigmoid(), torch.full((9, channels), 0.01))
+    else:  # sse: objectness at pi; class logits, which see positives only, at 0
+        assert_close(logits[:, -1].sigmoid(), torch.full((9,), 0.01))
+        assert_close(logits[:, :-1], torch.zeros(9, channels - 1))
+
+
+@pytest.mark.parametrize("family", ["focal", "ohem", "sse"])
+def test_prior_off_starts_every_bias_at_zero(family):
+    head = make_head(FAMILIES[family], prior_prob=None)
+    assert head.prior_prob is None
+    assert_close(head.retina_cls.bias.detach(), torch.zeros_like(head.retina_cls.bias))
+    with pytest.raises(ValueError, match="prior_prob"):
+        make_head(FAMILIES[family], prior_prob=1.5)
 
 
 def _const_maps(head, logits):

@@ -48,13 +48,29 @@ test_dataloader = dict(
         pipeline=test_pipeline,
         backend_args=backend_args))
 
-# mAP@0.5 the VOC way (area under the interpolated PR curve) and the COCO APs.
+# The study selects settings on `val` and reports `test` (three disjoint splits written by
+# `lossbench prepare`). Both are scored with mAP@0.5 the VOC way (area under the
+# interpolated PR curve) and the COCO APs.
+val_dataloader = dict(
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file=ann_dir + 'val.json',
+        data_prefix=dict(img=''),
+        test_mode=True,
+        pipeline=test_pipeline,
+        backend_args=backend_args))
+val_evaluator = [
+    dict(type='VOCMetric', metric='mAP', eval_mode='area', iou_thrs=[0.5]),
+    dict(type='CocoMetric', ann_file=ann_dir + 'val.json', metric='bbox', format_only=False,
+         backend_args=backend_args),
+]
 test_evaluator = [
     dict(type='VOCMetric', metric='mAP', eval_mode='area', iou_thrs=[0.5]),
     dict(type='CocoMetric', ann_file=ann_dir + 'test.json', metric='bbox', format_only=False,
          backend_args=backend_args),
 ]
-# The study trains on `train` and evaluates once on `test`; no validation loop.
-val_dataloader = None
-val_evaluator = None
-val_cfg = None
+val_cfg = dict(type='ValLoop')  # train_cfg and test_cfg belong to the schedule

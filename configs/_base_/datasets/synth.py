@@ -22,4 +22,5 @@ test_pipeline = [
 train_dataloader = dict(
     sampler=dict(type='InfiniteSampler', shuffle=True), batch_sampler=None,
     dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

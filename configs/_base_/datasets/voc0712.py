@@ -27,4 +27,13 @@ train_dataloader = dict(
         dataset=dict(type='CocoDataset', data_root=data_root, ann_file=ann_dir + 'train.json',
                      data_prefix=dict(img=''), filter_cfg=dict(filter_empty_gt=True, min_size=1),
                      pipeline=train_pipeline)))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+# VOC2007 test is also scored with the 11-point metric of SSD's 74.3 and MMDetection's VOC
+# model zoo (`voc11/mAP`), beside the area metric and the COCO APs.
+test_evaluator = [
+    dict(type='VOCMetric', metric='mAP', eval_mode='area', iou_thrs=[0.5]),
+    dict(type='VOCMetric', metric='mAP', eval_mode='11points', iou_thrs=[0.5], prefix='voc11'),
+    dict(type='CocoMetric', ann_file=ann_dir + 'test.json', metric='bbox', format_only=False,
+         backend_args=None),
+]

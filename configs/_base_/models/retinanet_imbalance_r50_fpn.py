@@ -63,6 +63,6 @@ model = dict(
     test_cfg=dict(
         nms_pre=1000,
         min_bbox_size=0,
-        score_thr=0.05,
+        score_thr=0.001,  # one threshold for every family, low enough to cut no recall
         nms=dict(type='nms', iou_threshold=0.5),
         max_per_img=100))

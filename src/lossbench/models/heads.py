@@ -49,22 +49,26 @@ class ImbalanceRetinaHead(RetinaHead):
             ``obj_target`` is YOLO's objectness target on positives: ``'iou'``
             (the IoU of the decoded prediction with its assigned box, as in
             the paper) or ``'one'``.
-        prior_prob: π of the prior bias init (Lin et al. 2017): every sigmoid
-            output starts at probability π, the softmax background at 1 - π.
+        prior_prob: π of the prior bias init (Lin et al. 2017), applied only to the
+            logits that face the foreground/background imbalance: focal's sigmoid
+            class logits start at probability π, OHEM's softmax background at 1 - π,
+            SSE's objectness at π (its class logits, trained on positives only,
+            start at 0). ``None`` turns the prior init off: every bias starts at 0.
         **kwargs: everything else goes to :class:`RetinaHead`; ``loss_cls``
             must not be given (it follows from ``imbalance``).
     """
 
     def __init__(self, num_classes: int, in_channels: int,
                  imbalance: dict = dict(type="focal", gamma=2.0, alpha=0.25),  # noqa: B006 (read only)
-                 prior_prob: float = 0.01, **kwargs) -> None:
+                 prior_prob: float | None = 0.01, **kwargs) -> None:
         if "loss_cls" in kwargs:
             raise ValueError("ImbalanceRetinaHead builds loss_cls from `imbalance`; "
                              "remove model.bbox_head.loss_cls from the config")
-        if not 0.0 < prior_prob < 1.0:
-            raise ValueError(f"model.bbox_head.prior_prob must be in (0, 1), got {prior_prob}")
+        if prior_prob is not None and not 0.0 < prior_prob < 1.0:
+            raise ValueError(f"model.bbox_head.prior_prob must be in (0, 1) or None (no prior "
+                             f"init), got {prior_prob}")
         self.imbalance = validate_imbalance(dict(imbalance))
-        self.prior_prob = float(prior_prob)
+        self.prior_prob = None if prior_prob is None else float(prior_prob)
         super().__init__(num_classes, in_channels, loss_cls=loss_cfg(self.imbalance), **kwargs)
 
     @property
@@ -78,7 +82,10 @@ class ImbalanceRetinaHead(RetinaHead):
 
     def init_weights(self) -> None:
         super().init_weights()
-        bias = self.loss_cls.prior_bias(self.num_classes, self.prior_prob)  # (K,)
+        if self.prior_prob is None:
+            bias = torch.zeros(self.cls_out_channels)
+        else:
+            bias = self.loss_cls.prior_bias(self.num_classes, self.prior_prob)  # (K,)
         with torch.no_grad():
             # channel a*K + k of retina_cls is logit k of base anchor a
             self.retina_cls.bias.copy_(bias.repeat(self.num_base_priors))

@@ -15,6 +15,10 @@ Examples:
   lossbench train --profile synth --family focal --gamma 2.0 --alpha 0.25 --seed 0 \\
       --data-root data/synth/raw --ann-dir data/synth/prepared \\
       --out runs/synth/focal/gamma2.0_alpha0.25/seed0
+  lossbench train --profile synth --family ohem --choose best --selection runs/synth/selection.json \
+      --seed 3 ... --out runs/synth/extra/best/ohem/seed3
+  lossbench train --profile synth --family sse --choose default --prior-prob none --seed 0 \
+      ... --out runs/synth/prior_off/sse/seed0
   lossbench train --config configs/smoke/retinanet_r18n_fpn_smoke.py --family ohem \\
       --neg-pos-ratio all --seed 0 ... --cfg-options train_cfg.max_iters=8
 """
@@ -50,12 +54,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     knobs.add_argument("--neg-pos-ratio", help="ohem: negatives per positive (> 0) or 'all'")
     knobs.add_argument("--lambda-noobj", help="sse: no-object weight, >= 0")
     knobs.add_argument("--obj-target", choices=["iou", "one"], help="sse: objectness target")
+    knobs.add_argument("--choose", choices=["default", "best"],
+                       help="instead of knob values: the family's paper default (params file: "
+                            "<family>.default) or its val-selected best (--selection)")
+    knobs.add_argument("--selection", help="selection file of `lossbench select` (for --choose best)")
+    knobs.add_argument("--prior-prob", help="pi of the prior-probability bias init, or 'none' "
+                                            "(every bias starts at 0); default: the config's")
     io = parser.add_argument_group("paths")
     io.add_argument("--data-root", required=True, help="folder the images' file_name are relative to")
     io.add_argument("--ann-dir", required=True, help="prepared {train,val,test}.json folder")
     io.add_argument("--out", required=True, help="run folder (metrics, config, env, curves)")
     io.add_argument("--work-dir", help=f"checkpoints and logs (default OUT/work; relative to "
                                        f"${WORK_ROOT_ENV} when that is set)")
+    parser.add_argument("--val-every", type=float, metavar="F",
+                        help="evaluate val every F of the schedule (a fraction of max_iters / "
+                             "max_epochs), from --val-from on; default: the config's val_interval")
+    parser.add_argument("--val-from", type=float, metavar="F", default=None,
+                        help="first val evaluation at this fraction of the schedule (default F)")
     parser.add_argument("--amp", choices=["none", "fp16", "bf16"],
                         help="mixed precision (default: the config's optim_wrapper); "
                              "bf16 falls back to fp16 on GPUs without bfloat16")
@@ -76,9 +91,38 @@ def cfg_options(items: list[str]) -> dict[str, Any]:
     return getattr(ns, "opts", {})
 
 
+def chosen_setting(args: argparse.Namespace) -> dict[str, str]:
+    """Knob values of ``--choose default`` (``<family>.default`` in the params file) or
+    ``--choose best`` (``families.<family>.best`` of the ``--selection`` file), as strings."""
+    from lossbench.utils import read_json
+
+    if any(getattr(args, k, None) is not None for k, _ in SLUGS[args.family]):
+        raise ValueError("--choose replaces the knob values: give one or the other")
+    if args.choose == "default":
+        import yaml
+
+        with open(args.params, encoding="utf-8") as f:
+            setting = ((yaml.safe_load(f) or {}).get(args.family) or {}).get("default")
+        where = f"{args.params}: {args.family}.default"
+    else:
+        if not args.selection:
+            raise ValueError("--choose best needs --selection (the output of `lossbench select`)")
+        setting = ((read_json(args.selection).get("families") or {}).get(args.family) or {}).get("best")
+        where = f"{args.selection}: families.{args.family}.best"
+    knob = SWEPT_KNOB[args.family]
+    if setting is not None and not isinstance(setting, dict):
+        setting = {knob: setting}
+    missing = [k for k, _ in SLUGS[args.family] if k not in (setting or {})]
+    if setting is None or missing:
+        raise ValueError(f"{where} is missing or lacks {missing or [k for k, _ in SLUGS[args.family]]}")
+    return {k: "all" if setting[k] in (None, "all") else str(setting[k]) for k, _ in SLUGS[args.family]}
+
+
 def imbalance_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
     """The validated ``imbalance`` dict and the knob values as given (they name the run)."""
     given = {k: getattr(args, k) for k in KNOBS if getattr(args, k, None) is not None}
+    if getattr(args, "choose", None):
+        given.update(chosen_setting(args))
     imb: dict[str, Any] = {"type": args.family, **given}
     for k in [k for k in ("gamma", "alpha", "lambda_noobj", "neg_pos_ratio") if k in imb]:
         ratio = k == "neg_pos_ratio"  # a number, or 'all' negatives
@@ -90,6 +134,36 @@ def imbalance_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[
     imb = validate_imbalance(imb, key="--" + args.family)
     spelled = {k: given.get(k, imb[k]) for k, _ in SLUGS[args.family]}
     return imb, spelled
+
+
+def parse_prior(text: str) -> float | None:
+    """``--prior-prob``: a probability in (0, 1), or 'none' (None: no prior init)."""
+    if text.lower() == "none":
+        return None
+    try:
+        p = float(text)
+    except ValueError:
+        p = -1.0
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"--prior-prob must be a probability in (0, 1) or 'none', got {text!r}")
+    return p
+
+
+def set_validation(cfg, every: float | None, start: float | None) -> None:
+    """Validate every ``every`` of the schedule from ``start`` on (fractions in (0, 1]); the
+    last iteration / epoch is always validated (MMEngine's loops)."""
+    if every is None:
+        if start is not None:
+            raise ValueError("--val-from needs --val-every")
+        return
+    start = every if start is None else start
+    for name, v in (("--val-every", every), ("--val-from", start)):
+        if not 0.0 < v <= 1.0:
+            raise ValueError(f"{name} must be a fraction of the schedule in (0, 1], got {v}")
+    total = cfg.train_cfg.get("max_iters") or cfg.train_cfg.get("max_epochs")
+    interval = max(1, round(every * total))
+    cfg.train_cfg.val_interval = interval
+    cfg.train_cfg.val_begin = max(1, round(start * total))
 
 
 def amp_options(amp: str) -> dict[str, Any]:
@@ -138,11 +212,18 @@ def run(args: argparse.Namespace) -> int:
                 raise ProfileError(f"{args.params}: profiles.{args.profile}.config is missing")
         else:
             raise ValueError("give --profile (with --params) or --config")
+        prior_off = args.prior_prob is not None and parse_prior(args.prior_prob) is None
+        role = "prior_off" if prior_off else (args.choose or "grid")
         name = run_name(args.family, spelled, args.seed)
+        if role != "grid":  # its folder (dvc.yaml): runs/<profile>/{extra/<choice>,prior_off}/<family>/seed<k>
+            name = f"{'prior_off' if role == 'prior_off' else 'extra/' + role}/{args.family}/seed{args.seed}"
         cfg = load_config(config, data_root=args.data_root, ann_dir=args.ann_dir,
                           imbalance=imbalance, seed=args.seed)
+        if args.prior_prob is not None:
+            cfg.model.bbox_head.prior_prob = parse_prior(args.prior_prob)
         cfg.merge_from_dict({**cfg_options(args.cfg_options),
                              **(amp_options(args.amp) if args.amp else {})})
+        set_validation(cfg, args.val_every, args.val_from)
         check_precision(cfg, log)
         if args.launcher != "none":
             from lossbench.distributed import setup_distributed
@@ -161,6 +242,7 @@ def run(args: argparse.Namespace) -> int:
     meta = {"profile": args.profile, "config": str(config), "family": args.family,
             "imbalance": imbalance, "knob": SWEPT_KNOB[args.family],
             "value": imbalance[SWEPT_KNOB[args.family]], "seed": args.seed,
+            "setting": {k: imbalance[k] for k, _ in SLUGS[args.family]}, "role": role,
             "pool_device": device}
     try:
         rec = train_run(cfg, out, name, meta, work_dir=work_dir, log=log)
@@ -168,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"lossbench train: error: {e}", file=sys.stderr)
         return 3
     if rec["rank"] == 0:
-        m, t = rec["metrics"], rec["timing"]
-        print(f"{name}: mAP50 {m['mAP50']:.3f}  AP {m['AP']:.3f}  "
+        v, m, t = rec["metrics"]["val"], rec["metrics"]["test"], rec["timing"]
+        print(f"{name}: val mAP50 {v['mAP50']:.3f}  test mAP50 {m['mAP50']:.3f}  AP {m['AP']:.3f}  "
               f"({t['wall_time_s']:.0f} s, {t['train_images_per_s']} img/s)")
     return 0

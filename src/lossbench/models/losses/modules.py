@@ -182,5 +182,8 @@ class YOLOSSELoss(_ImbalanceLoss):
         return cls_score[..., -1:].sigmoid() * cls_score[..., :-1].sigmoid()
 
     def prior_bias(self, num_classes: int, prior_prob: float) -> Tensor:
-        # objectness and every class start at probability pi
-        return torch.full((num_classes + 1,), _logit(prior_prob))
+        # only the objectness logit sees every anchor (no-object terms): it starts at pi;
+        # the class logits are trained on positives only and start at 0 (sigma = 1/2)
+        bias = torch.zeros(num_classes + 1)
+        bias[-1] = _logit(prior_prob)
+        return bias
