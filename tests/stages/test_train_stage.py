@@ -43,7 +43,15 @@ def test_run_writes_its_records(reference):
     rec = json.loads((reference / "metrics.json").read_text())
     assert rec["family"] == "ohem" and rec["imbalance"] == {"type": "ohem", "neg_pos_ratio": 3.0}
     assert rec["iters"] == 8 and rec["resumed_from_iter"] == 0
-    assert set(rec["metrics"]) == {"mAP50", "AP", "AP50", "AP75", "APs", "APm", "APl"}
+    # the smoke/synth profile scores val and test with VOC mAP@0.5 alone
+    assert set(rec["metrics"]) == {"val", "test"}
+    assert set(rec["metrics"]["val"]) == set(rec["metrics"]["test"]) == {"mAP50"}
+    assert rec["role"] == "grid" and rec["setting"] == {"neg_pos_ratio": 3.0}
+    # val every 2 iterations (the smoke config: half of its 4); the last one is the val metric
+    assert [v["iter"] for v in rec["val_curve"]] == [2, 4, 6, 8]
+    assert rec["val_curve"][-1]["mAP50"] == rec["metrics"]["val"]["mAP50"]
+    assert rec["clip"]["steps"] == 8 and 0.0 <= rec["clip"]["clipped_fraction"] <= 1.0
+    assert rec["records"] == "test_records.npz" and (reference / "test_records.npz").is_file()
     assert {"loss_cls", "loss_bbox", "diag_share_pos", "diag_pos_per_img"} <= set(rec["final"])
     assert rec["timing"]["train_images_per_s"] > 0
     env = json.loads((reference / "env.json").read_text())
@@ -229,7 +237,8 @@ def test_failed_evaluation_is_redone_without_training(synth_prepared, tmp_path, 
     rec = json.loads((out / "metrics.json").read_text())
     assert rec["resumed_from_iter"] == 4 and rec["iters"] == 4
     assert rec["timing"]["train_images_per_s"] is None  # not a single training iteration
-    assert rec["metrics"]["mAP50"] is not None
+    assert rec["metrics"]["test"]["mAP50"] is not None
+    assert rec["metrics"]["val"]["mAP50"] is not None  # kept from before the failed test
 
 
 def test_nan_loss_stops_without_metrics(synth_prepared, tmp_path):

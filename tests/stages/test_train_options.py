@@ -1,0 +1,132 @@
+"""The train stage's study options without training: --choose, --prior-prob, --val-every/--val-from,
+and the hooks that count clipped steps and keep the validation history across a resume."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from mmengine.config import Config
+from mmengine.logging import MessageHub
+
+from lossbench.hooks import ClipFractionHook, ValHistoryHook
+from lossbench.stages.train import add_arguments, chosen_setting, imbalance_from_args, parse_prior, set_validation
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return p.parse_args(["--data-root", "d", "--ann-dir", "a", "--out", "o", *argv])
+
+
+@pytest.fixture
+def files(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"focal": {"default": {"gamma": 2.0, "alpha": 0.25}},
+                                      "ohem": {"default": 3}, "sse": {"default": 0.5}}))
+    sel = tmp_path / "selection.json"
+    sel.write_text(json.dumps({"families": {"focal": {"best": {"gamma": 0.5, "alpha": 0.25}},
+                                            "ohem": {"best": {"neg_pos_ratio": None}},
+                                            "sse": {"best": {"lambda_noobj": 0.1}}}}))
+    return params, sel
+
+
+@pytest.mark.parametrize("family, choose, expected", [
+    ("focal", "default", {"type": "focal", "gamma": 2.0, "alpha": 0.25}),
+    ("focal", "best", {"type": "focal", "gamma": 0.5, "alpha": 0.25}),
+    ("ohem", "default", {"type": "ohem", "neg_pos_ratio": 3.0}),
+    ("ohem", "best", {"type": "ohem", "neg_pos_ratio": None}),  # 'all' negatives
+    ("sse", "best", {"type": "sse", "lambda_noobj": 0.1}),
+])
+def test_choose_reads_the_default_or_the_selection(files, family, choose, expected):
+    params, sel = files
+    args = parse("--family", family, "--seed", "3", "--choose", choose, "--params", str(params),
+                 "--selection", str(sel))
+    imb, spelled = imbalance_from_args(args)
+    assert {k: imb[k] for k in expected} == expected
+
+
+def test_choose_errors_name_the_file_and_key(files, tmp_path):
+    params, sel = files
+    with pytest.raises(ValueError, match="one or the other"):
+        chosen_setting(parse("--family", "sse", "--seed", "0", "--choose", "default",
+                             "--lambda-noobj", "0.1", "--params", str(params)))
+    with pytest.raises(ValueError, match="needs --selection"):
+        chosen_setting(parse("--family", "sse", "--seed", "0", "--choose", "best"))
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("focal: {}\n")
+    with pytest.raises(ValueError, match=r"empty.yaml: focal.default is missing"):
+        chosen_setting(parse("--family", "focal", "--seed", "0", "--choose", "default",
+                             "--params", str(empty)))
+
+
+def test_prior_prob_option():
+    assert parse_prior("none") is None and parse_prior("NONE") is None
+    assert parse_prior("0.01") == 0.01
+    for bad in ("0", "1", "-0.5", "x"):
+        with pytest.raises(ValueError, match="--prior-prob"):
+            parse_prior(bad)
+
+
+@pytest.mark.parametrize("every, start, interval, begin", [
+    (0.25, 0.75, 150, 450),     # grid runs: val at 450 and 600
+    (0.125, 0.125, 75, 75),     # calibration: every 75 iterations
+    (0.5, None, 300, 300),
+])
+def test_val_every_and_from_set_the_loop(every, start, interval, begin):
+    cfg = Config(dict(train_cfg=dict(type="IterBasedTrainLoop", max_iters=600, val_interval=600)))
+    set_validation(cfg, every, start)
+    assert (cfg.train_cfg.val_interval, cfg.train_cfg.val_begin) == (interval, begin)
+    # the evaluations MMEngine's IterBasedTrainLoop then runs
+    evals = [i for i in range(1, 601) if i >= begin and (i % interval == 0 or i == 600)]
+    assert evals[-1] == 600
+
+
+def test_val_options_are_checked():
+    cfg = Config(dict(train_cfg=dict(max_iters=600)))
+    with pytest.raises(ValueError, match="--val-every"):
+        set_validation(cfg, 0.0, None)
+    with pytest.raises(ValueError, match="--val-from"):
+        set_validation(cfg, 0.25, 1.5)
+    with pytest.raises(ValueError, match="--val-from needs --val-every"):
+        set_validation(cfg, None, 0.5)
+    set_validation(cfg, None, None)
+    assert "val_interval" not in cfg.train_cfg
+
+
+def _runner(work_dir, iteration=0, name="clip"):
+    return SimpleNamespace(message_hub=MessageHub.get_instance(name), iter=iteration, work_dir=str(work_dir))
+
+
+def test_clip_fraction_counts_steps_above_max_norm(tmp_path):
+    runner = _runner(tmp_path, name="clip_count")
+    hook = ClipFractionHook(max_norm=10.0)
+    for norm in (3.0, 12.0, 10.0, 25.0, 9.9):  # 10.0 itself is not clipped by clip_grad_norm_
+        runner.message_hub.update_scalar("train/grad_norm", norm)
+        hook.after_train_iter(runner, 0)
+    assert ClipFractionHook.summary(runner, 10.0) == {"max_norm": 10.0, "clipped_fraction": 0.4, "steps": 5}
+    # the counts live in the runtime info a checkpoint saves (resumed=True)
+    state = runner.message_hub.state_dict()
+    assert state["runtime_info"][ClipFractionHook.KEY] == {"steps": 5, "clipped": 2}
+    off = _runner(tmp_path, name="clip_off")
+    ClipFractionHook(max_norm=None).after_train_iter(off, 0)
+    assert ClipFractionHook.summary(off, None) == {"max_norm": None, "clipped_fraction": None, "steps": 0}
+
+
+def test_val_history_survives_a_resume(tmp_path):
+    hook = ValHistoryHook()
+    runner = _runner(tmp_path, 0, "hist")
+    hook.before_train(runner)
+    for it, m in ((75, 0.1), (150, 0.2), (225, 0.3)):
+        runner.iter = it
+        hook.after_val_epoch(runner, {"pascal_voc/mAP": m, "note": "text is not kept"})
+    saved = json.loads((tmp_path / ValHistoryHook.FILE).read_text())
+    assert saved == [{"iter": 75, "pascal_voc/mAP": 0.1}, {"iter": 150, "pascal_voc/mAP": 0.2},
+                     {"iter": 225, "pascal_voc/mAP": 0.3}]
+    # resumed from the checkpoint of iteration 150: the later entry is evaluated again
+    again = ValHistoryHook()
+    again.before_train(_runner(tmp_path, 150, "hist2"))
+    assert [h["iter"] for h in again.history] == [75, 150]
