@@ -16,7 +16,8 @@ from lossbench import __version__
 
 # command name -> module implementing it
 COMMANDS: dict[str, str] = {"env": "lossbench.envinfo", **{
-    name: f"lossbench.stages.{name}" for name in ("synth", "fetch", "prepare", "train", "report", "queue")}}
+    name: f"lossbench.stages.{name}" for name in ("synth", "fetch", "prepare", "train", "select", "report",
+                                                  "queue")}, "sweep-report": "lossbench.stages.sweep_report"}
 
 
 def _available() -> dict[str, str]:

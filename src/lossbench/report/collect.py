@@ -1,86 +1,264 @@
-"""Collect the runs' metrics into one table, with every expected run present.
+"""Collect the runs of a profile: every run the study design asks for, read and checked.
 
-The expected runs come from the grids of ``params.yaml`` (family x knob value x
-seed); a run whose ``metrics.json`` is absent is kept as a row with status
-``missing``, so no table can silently average over fewer seeds.
+Layout under ``runs/<profile>/`` (folder names from :func:`lossbench.naming.run_name`)::
+
+    <family>/<slug>/seed<k>/                  grid: every setting of params.yaml, seeds ``seeds``
+    extra/{default,best}/<family>/seed<k>/    the paper default and the val-best, ``extra_seeds``
+    prior_off/<family>/seed<k>/               the paper default, prior-probability init off, ``seeds``
+
+A missing run, or one whose ``metrics.json`` contradicts its folder (family, seed, role,
+setting, prior init), is an error naming the folder: no table averages over fewer seeds
+than the design asks for. When the val-best setting is the paper default, ``extra/best`` and
+``extra/default`` train the same (family, setting, seed): one of each pair is kept, after
+checking that the two agree.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lossbench.models.imbalance import SWEPT_KNOB
-from lossbench.naming import run_name
+from lossbench.naming import SLUGS, run_name
 from lossbench.utils import read_json
 
 METRICS = ("mAP50", "AP", "AP50", "AP75", "APs", "APm", "APl")
 FAMILY_ORDER = ("focal", "ohem", "sse")
 FAMILY_LABEL = {"focal": "RetinaNet focal loss", "ohem": "SSD hard negative mining",
                 "sse": "YOLO v1 sum-squared error"}
-KNOB_LABEL = {"focal": "γ (α)", "ohem": "neg:pos", "sse": "λ_noobj"}
+KNOB_LABEL = {"focal": "γ, α", "ohem": "neg:pos", "sse": "λ_noobj"}
+ROLES = ("default", "best")
+#: two duplicate runs (extra/default and extra/best of one setting and seed) must agree to this
+DUPLICATE_TOLERANCE = 1e-9
+#: a run's test mAP50 recomputed from its records must match metrics.json to this (the train
+#: stage checks the records against VOCMetric to 1e-6, metrics.json rounds to 6 decimals)
+RECORDS_TOLERANCE = 2e-6
 
 
-def knob_label(family: str, value: Any, alpha: float | None = None) -> str:
-    """How a knob value is printed: ``2 (.25)``, ``3``, ``all``, ``0.5``."""
+class ReportError(ValueError):
+    """Runs, params or a selection file that do not match the study design; names the file."""
+
+
+def _canon(value: Any) -> float | str:
+    """A knob value as compared: a float, or ``"all"`` for every negative (``None`` / ``"all"``)."""
     if value is None or value == "all":
         return "all"
-    s = f"{float(value):g}"
-    if family == "focal" and alpha is not None:
-        s += f" ({float(alpha):g})"
-    return s
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ReportError(f"knob value {value!r} is neither a number nor 'all'") from None
 
 
-def expected_runs(params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every (family, setting, seed) the grids of ``params`` ask for, in grid order."""
-    grids = {
-        "focal": [dict(s) for s in params.get("focal", {}).get("settings", [])],
-        "ohem": [{"neg_pos_ratio": r} for r in params.get("ohem", {}).get("neg_pos_ratio", [])],
-        "sse": [{"lambda_noobj": v} for v in params.get("sse", {}).get("lambda_noobj", [])],
-    }
-    return [{"family": family, "setting": setting, "order": order, "seed": seed} for family in FAMILY_ORDER
-            for order, setting in enumerate(grids[family]) for seed in params.get("seeds") or []]
+def setting_key(family: str, setting: Mapping[str, Any]) -> tuple[tuple[str, float | str], ...]:
+    """The identity of a setting: ``(knob, value)`` pairs in :data:`SLUGS` order, values
+    canonical (``3`` and ``3.0`` are one setting)."""
+    missing = [k for k, _ in SLUGS[family] if k not in setting]
+    if missing:
+        raise ReportError(f"{family} setting {dict(setting)!r} lacks {missing}")
+    return tuple((k, _canon(setting[k])) for k, _ in SLUGS[family])
 
 
-def _value(family: str, setting: dict[str, Any]) -> float:
-    """Numeric knob for plotting; 'all' negatives -> +inf."""
-    v = setting[SWEPT_KNOB[family]]
-    return math.inf if v in (None, "all") else float(v)
+def slug(family: str, setting: Mapping[str, Any]) -> str:
+    """The setting's folder name under ``<family>/``: ``gamma2.0_alpha0.25``, ``ratio3``."""
+    return run_name(family, setting, 0).split("/")[1]
 
 
-def collect(runs: str | Path, params: dict[str, Any]) -> pd.DataFrame:
-    """One row per expected run: name, family, knob, seed, status, metrics, finals, timing.
+def _g(v: float | str) -> str:
+    return v if isinstance(v, str) else f"{v:g}"
 
-    ``run_dir`` is ``runs / run`` (:func:`lossbench.naming.run_name`), where dvc.yaml puts it.
+
+def setting_label(family: str, setting: Mapping[str, Any]) -> str:
+    """How a setting is printed: ``γ 2, α 0.25``, ``3:1`` (neg:pos) or ``all``, ``λ 0.5``."""
+    k = dict(setting_key(family, setting))
+    if family == "focal":
+        return f"γ {_g(k['gamma'])}, α {_g(k['alpha'])}"
+    if family == "ohem":
+        return "all" if k["neg_pos_ratio"] == "all" else f"{_g(k['neg_pos_ratio'])}:1"
+    return f"λ {_g(k['lambda_noobj'])}"
+
+
+def knob_value(family: str, setting: Mapping[str, Any]) -> float:
+    """The swept knob as a number for plots and grid edges; ``all`` negatives -> +inf."""
+    v = dict(setting_key(family, setting))[SWEPT_KNOB[family]]
+    return math.inf if v == "all" else float(v)
+
+
+def _params(params: Mapping[str, Any], *keys: str) -> Any:
+    node: Any = params
+    for i, k in enumerate(keys):
+        if not isinstance(node, Mapping) or k not in node:
+            raise ReportError(f"params: missing key {'.'.join(keys[:i + 1])}")
+        node = node[k]
+    return node
+
+
+def grids(params: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """family -> its settings in grid order, spelled as ``params`` writes them."""
+    return {"focal": [dict(s) for s in _params(params, "focal", "settings")],
+            "ohem": [{"neg_pos_ratio": r} for r in _params(params, "ohem", "neg_pos_ratio")],
+            "sse": [{"lambda_noobj": v} for v in _params(params, "sse", "lambda_noobj")]}
+
+
+def paper_defaults(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """family -> its paper default setting (``<family>.default``), which must be on the grid."""
+    out = {"focal": dict(_params(params, "focal", "default")),
+           "ohem": {"neg_pos_ratio": _params(params, "ohem", "default")},
+           "sse": {"lambda_noobj": _params(params, "sse", "default")}}
+    for fam, grid in grids(params).items():
+        if setting_key(fam, out[fam]) not in {setting_key(fam, s) for s in grid}:
+            raise ReportError(f"params: {fam}.default = {out[fam]} is not one of the grid's settings")
+    return out
+
+
+def seeds(params: Mapping[str, Any], key: str = "seeds") -> list[int]:
+    """``params[key]`` as a list of ints (``seeds``: every grid setting; ``extra_seeds``)."""
+    value = _params(params, key)
+    if not isinstance(value, list) or not all(isinstance(s, int) for s in value):
+        raise ReportError(f"params: {key} must be a list of integer seeds, got {value!r}")
+    return value
+
+
+def grid_setting(params: Mapping[str, Any], family: str, setting: Mapping[str, Any]) -> tuple[int, dict]:
+    """``(grid index, params spelling)`` of ``setting``; an error when it is not on the grid."""
+    key = setting_key(family, setting)
+    for i, s in enumerate(grids(params)[family]):
+        if setting_key(family, s) == key:
+            return i, s
+    raise ReportError(f"{family} setting {dict(setting)!r} is not on the grid of params")
+
+
+def _number(x: Any) -> float:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else math.nan
+
+
+def read_run(d: Path, family: str, seed: int, role: str, setting: Mapping[str, Any] | None,
+             prior: bool) -> dict[str, Any]:
+    """One run's fields, checked against what its folder says it is.
+
+    ``setting`` None: read it from the file (the extra runs' folders do not name it).
     """
-    runs = Path(runs)
-    rows = []
-    for exp in expected_runs(params):
-        fam, setting, seed = exp["family"], exp["setting"], exp["seed"]
-        name = run_name(fam, setting, seed)
-        d = runs / name
-        row: dict[str, Any] = {
-            "run": name, "family": fam, "order": exp["order"], "seed": seed,
-            "knob": SWEPT_KNOB[fam], "value": _value(fam, setting),
-            "label": knob_label(fam, setting[SWEPT_KNOB[fam]], setting.get("alpha")),
-            "alpha": setting.get("alpha"), "run_dir": str(d),
-        }
-        mfile = d / "metrics.json"
-        if mfile.is_file():
-            rec = read_json(mfile)
-            row["status"] = "ok"
-            row.update({m: rec["metrics"].get(m) for m in METRICS})  # None: not applicable
-            row["no_detections"] = rec.get("no_detections", False)
-            row.update({f"final_{k}": v for k, v in rec.get("final", {}).items()})
-            row.update(rec.get("timing", {}))
-            row["iters"] = rec.get("iters")
-        else:
-            row["status"] = "missing"
-        rows.append(row)
+    mfile = d / "metrics.json"
+    if not mfile.is_file():
+        raise ReportError(f"missing run: {d} has no metrics.json")
+    rec = read_json(mfile)
+
+    def bad(what: str) -> ReportError:
+        return ReportError(f"{mfile}: {what}")
+
+    for field, want in (("family", family), ("seed", seed), ("role", role)):
+        if rec.get(field) != want:
+            raise bad(f"{field} is {rec.get(field)!r}, the folder says {want!r}")
+    got = rec.get("setting")
+    if not isinstance(got, Mapping):
+        raise bad("no 'setting' mapping")
+    if setting is not None and setting_key(family, got) != setting_key(family, setting):
+        raise bad(f"setting is {dict(got)}, the folder says {dict(setting)}")
+    if (rec.get("prior_prob") is not None) != prior:
+        raise bad(f"prior_prob is {rec.get('prior_prob')!r}; expected "
+                  + ("a probability (prior init on)" if prior else "null (prior init off)"))
+    metrics = rec.get("metrics") or {}
+    val, test = metrics.get("val") or {}, metrics.get("test") or {}
+    if math.isnan(_number(val.get("mAP50"))):
+        raise bad("no val mAP50 (metrics.val.mAP50)")
+    clip = rec.get("clip") or {}
+    row: dict[str, Any] = {
+        "family": family, "seed": seed, "role": role, "prior": prior, "setting": dict(got),
+        "run_dir": str(d), "records": str(d / rec["records"]) if rec.get("records") else None,
+        "val_curve": [(int(p["iter"]), float(p["mAP50"])) for p in rec.get("val_curve") or []],
+        "clip_max_norm": _number(clip.get("max_norm")), "clip_fraction": _number(clip.get("clipped_fraction")),
+        "iters": rec.get("iters"),
+        "test_no_detections": bool(nodet.get("test") if isinstance(nodet := rec.get("no_detections"), Mapping)
+                                   else nodet),
+        "obj_target": (rec.get("imbalance") or {}).get("obj_target"),
+    }
+    row.update({f"val_{m}": _number(val.get(m)) for m in METRICS})
+    row.update({f"test_{m}": _number(test.get(m)) for m in METRICS})
+    row.update({f"final_{k}": v for k, v in (rec.get("final") or {}).items() if isinstance(v, int | float)})
+    row.update({k: v for k, v in (rec.get("timing") or {}).items() if isinstance(v, int | float)})
+    return row
+
+
+def _frame(rows: list[dict[str, Any]], root: Path, params: Mapping[str, Any]) -> pd.DataFrame:
+    """Rows in the report's order, with the setting's grid index, slug, label and condition."""
+    for r in rows:
+        r["order"], spelled = grid_setting(params, r["family"], r["setting"])
+        r["setting"] = spelled
+        r["slug"], r["label"] = slug(r["family"], spelled), setting_label(r["family"], spelled)
+        r["knob_value"] = knob_value(r["family"], spelled)
+        r["condition"] = f"{r['family']}/{r['slug']}" + ("" if r["prior"] else "/prior_off")
+        r["run"] = Path(r["run_dir"]).relative_to(root).as_posix()
     df = pd.DataFrame(rows)
-    for m in METRICS:
-        df[m] = pd.to_numeric(df[m], errors="coerce") if m in df else float("nan")
-    return df
+    df["_f"] = df["family"].map(FAMILY_ORDER.index)
+    return (df.sort_values(["_f", "order", "prior", "seed"], ascending=[True, True, False, True],
+                           kind="stable").drop(columns="_f").reset_index(drop=True))
+
+
+def grid_runs(runs: str | Path, params: Mapping[str, Any]) -> pd.DataFrame:
+    """Every grid run (family x setting x ``seeds``), one row each; an error for a missing one."""
+    root = Path(runs)
+    rows = [read_run(root / run_name(fam, s, seed), fam, seed, "grid", s, prior=True)
+            for fam, grid in grids(params).items() for s in grid for seed in seeds(params)]
+    return _frame(rows, root, params)
+
+
+def collect(runs: str | Path, params: Mapping[str, Any],
+            best: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Every run of the design, one row per (family, setting, prior init, seed).
+
+    ``best``: family -> the val-best setting (:func:`lossbench.report.select.select`); the
+    ``extra/best`` runs must have trained it and ``extra/default`` the paper default.
+    Columns: ``run`` (path under ``runs``), ``family``, ``setting``, ``slug``, ``label``,
+    ``order`` (grid index), ``seed``, ``role``, ``prior``, ``condition``, ``val_<metric>``,
+    ``test_<metric>`` (fractions), ``val_curve`` [(iter, mAP50)], ``clip_*``, ``records``,
+    ``final_*`` and timings.
+    """
+    root = Path(runs)
+    rows = grid_runs(root, params).to_dict("records")
+    defaults = paper_defaults(params)
+    kept: dict[tuple, dict[str, Any]] = {}
+    for role in ROLES:
+        for fam in FAMILY_ORDER:
+            want = (defaults if role == "default" else best)[fam]
+            for seed in seeds(params, "extra_seeds"):
+                d = root / "extra" / role / fam / f"seed{seed}"
+                row = read_run(d, fam, seed, role, want, prior=True)
+                key = (fam, setting_key(fam, want), seed)
+                if key in kept:
+                    other = kept[key]
+                    if not abs(other["test_mAP50"] - row["test_mAP50"]) <= DUPLICATE_TOLERANCE:
+                        raise ReportError(
+                            f"{other['run_dir']} and {d} train the same {fam} setting and seed {seed} "
+                            f"but disagree: test mAP50 {other['test_mAP50']!r} vs {row['test_mAP50']!r}")
+                    continue
+                kept[key] = row
+    rows += list(kept.values())
+    rows += [read_run(root / "prior_off" / fam / f"seed{seed}", fam, seed, "prior_off", defaults[fam],
+                      prior=False) for fam in FAMILY_ORDER for seed in seeds(params)]
+    return _frame(rows, root, params)
+
+
+def bootstrap(df: pd.DataFrame, n_boot: int, seed: int) -> np.ndarray:
+    """Test mAP50 of every run of ``df`` on ``n_boot`` resamples of the test images,
+    ``(n_boot, len(df))``, one shared resample per replicate (so differences are paired).
+
+    Each run's records are read afresh and must reproduce its metrics.json test mAP50.
+    """
+    from lossbench import evaluation
+    from lossbench.report import stats
+
+    records = []
+    for r in df.itertuples():
+        if not r.records or not Path(r.records).is_file():
+            raise ReportError(f"{r.run_dir}: no test records file ({r.records})")
+        rec = evaluation.load_records(r.records)
+        value = stats.voc_map(rec)
+        if not abs(value - r.test_mAP50) <= RECORDS_TOLERANCE:
+            raise ReportError(f"{r.records}: mAP50 from the records is {value!r} but "
+                              f"{r.run_dir}/metrics.json says test mAP50 {r.test_mAP50!r}")
+        records.append(rec)
+    return np.asarray(stats.bootstrap_map(records, n_boot=n_boot, seed=seed), dtype=float)

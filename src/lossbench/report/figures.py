@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from lossbench.models.losses.functional import focal_loss, sse_loss  # noqa: E402
 from lossbench.report.collect import FAMILY_LABEL, FAMILY_ORDER, KNOB_LABEL  # noqa: E402
@@ -33,61 +33,81 @@ def _save(fig, out: Path, name: str) -> list[Path]:
     return paths
 
 
-def metric_vs_knob(df: pd.DataFrame, summary: pd.DataFrame, out: Path,
-                   metric: str = "mAP50") -> list[Path]:
-    """One panel per family: the metric (%) per knob value; seeds as dots, the mean as a line
-    and the 95% t-interval over seeds (from ``summary``) as a band."""
-    fams = [f for f in FAMILY_ORDER if f in set(df.family)]
-    fig, axes = plt.subplots(1, len(fams), figsize=(4.2 * len(fams), 3.6), sharey=True,
-                             squeeze=False)
-    for ax, fam in zip(axes[0], fams):
-        s = summary[summary.family == fam].sort_values("order").reset_index(drop=True)
-        x = np.arange(len(s))
-        mean, lo, hi = (100 * s[f"{metric}_{k}"].astype(float) for k in ("mean", "lo", "hi"))
-        ax.plot(x, mean, color=PALETTE[fam], marker="o", label="mean")
-        ax.fill_between(x, lo, hi, color=PALETTE[fam], alpha=0.2, label="95% t-interval")
-        g = df[(df.family == fam) & (df.status == "ok")]
-        pos = {lab: i for i, lab in enumerate(s["label"])}
-        ax.scatter(g["label"].map(pos) + 0.06 * (g["seed"] - g["seed"].mean()),
-                   100 * g[metric].astype(float), color="0.25", s=12, zorder=3, label="seeds")
-        incomplete = s[s["n"] < s["n_expected"]]
-        for _, r in incomplete.iterrows():
-            ax.annotate(f"{r['n']}/{r['n_expected']} seeds", (pos[r["label"]], 1.0),
-                        xycoords=("data", "axes fraction"), xytext=(0, -4),
-                        textcoords="offset points", ha="center", va="top", fontsize=8,
-                        color="crimson")
-        ax.set_xticks(x, s["label"])
+def _setting_ticks(g: pd.DataFrame) -> list[str]:
+    """Tick labels of a family's settings: the label, ★ val-best, † paper default."""
+    return [lab + (" ★" if b else "") + (" †" if d else "")
+            for lab, b, d in zip(g["label"], g["best"], g["default"])]
+
+
+def ablation(summary: pd.DataFrame, out: Path, grid_seeds: list[int]) -> list[Path]:
+    """One panel per family: per grid setting, mean val mAP50 over the grid seeds (hollow, 95%
+    t-interval) and mean test mAP50 over every seed (filled, combined 95% interval)."""
+    fig, axes = plt.subplots(1, len(FAMILY_ORDER), figsize=(14, 4.2), sharey=True, squeeze=False)
+    for ax, fam in zip(axes[0], FAMILY_ORDER):
+        g = summary[(summary.family == fam) & summary.prior].sort_values("order").reset_index(drop=True)
+        x = np.arange(len(g))
+        for split, dx, face in (("val", -0.12, "white"), ("test", 0.12, PALETTE[fam])):
+            mean, lo, hi = (100 * g[f"{split}_{k}"].astype(float) for k in ("mean", "lo", "hi"))
+            ax.errorbar(x + dx, mean, yerr=[mean - lo, hi - mean], fmt="o", color=PALETTE[fam],
+                        mfc=face, capsize=3, label=split)
+        ax.set_xticks(x, _setting_ticks(g), rotation=30, ha="right", fontsize=9)
         ax.set_xlabel(KNOB_LABEL[fam])
-        ax.set_ylabel(f"{metric} on test (%)" if ax is axes[0][0] else "")
         ax.set_title(FAMILY_LABEL[fam], fontsize=11)
-    axes[0][0].legend(fontsize=8, loc="lower left")
-    fig.suptitle(f"Ablations ({metric}): mean over seeds, 95% t-interval band, dots = seeds",
+    axes[0][0].set_ylabel("mAP@0.5 (%)")
+    axes[0][0].legend(handles=[
+        plt.Line2D([], [], marker="o", ls="", color="0.3", mfc="white",
+                   label=f"val, seeds {','.join(map(str, grid_seeds))} (t 95%)"),
+        plt.Line2D([], [], marker="o", ls="", color="0.3",
+                   label="test, every seed (seeds + images 95%)")], fontsize=8, loc="lower left")
+    fig.suptitle("Grid of each family: val chooses (★ val-best), test reports; † paper default",
                  fontsize=11)
     fig.tight_layout()
-    return _save(fig, out, f"ablation_{metric}")
+    return _save(fig, out, "ablation_mAP50")
 
 
-def cross_family_plot(df: pd.DataFrame, best: pd.DataFrame, out: Path,
-                      metric: str = "mAP50") -> list[Path]:
-    """Each family's best setting: seeds as dots, mean and 95% t-interval as error bar."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+def cross_family(df: pd.DataFrame, summary: pd.DataFrame, out: Path) -> list[Path]:
+    """Each family's paper default and val-best (one bar when they coincide): mean test mAP50
+    with its combined 95% interval, seeds as dots."""
+    rows = summary[summary.prior & (summary.best | summary.default)]
+    fig, ax = plt.subplots(figsize=(7.5, 4))
     labels = []
-    for i, (_, r) in enumerate(best.iterrows()):
-        fam = r["family"]
-        g = df[(df.family == fam) & (df.order == r["order"]) & (df.status == "ok")]
-        vals = 100 * g[metric].astype(float)
-        mean = 100 * r[f"{metric}_mean"]
-        lo, hi = 100 * r[f"{metric}_lo"], 100 * r[f"{metric}_hi"]
-        ax.bar(i, mean, color=PALETTE[fam], alpha=0.6, width=0.6)
-        if not math.isnan(lo):
-            ax.errorbar(i, mean, yerr=[[mean - lo], [hi - mean]], color="black", capsize=6)
-        ax.scatter(np.full(len(vals), i), vals, color="0.2", zorder=3, s=14)
-        labels.append(f"{fam}\n{KNOB_LABEL[fam]} = {r['label']}")
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_ylabel(f"{metric} on test (%)")
-    ax.set_title("Best setting of each family (95% t-interval)", fontsize=11)
+    for i, r in enumerate(rows.itertuples()):
+        vals = 100 * df.loc[df.condition == r.condition, "test_mAP50"].astype(float)
+        mean, lo, hi = 100 * r.test_mean, 100 * r.test_lo, 100 * r.test_hi
+        ax.bar(i, mean, color=PALETTE[r.family], alpha=0.35 if not r.best else 0.7, width=0.65)
+        ax.errorbar(i, mean, yerr=[[mean - lo], [hi - mean]], color="black", capsize=6)
+        ax.scatter(np.full(len(vals), i), vals, color="0.2", zorder=3, s=12)
+        role = " = ".join(t for t, on in (("val-best", r.best), ("default", r.default)) if on)
+        labels.append(f"{r.family}\n{r.label}\n({role})")
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylabel("test mAP@0.5 (%)")
+    ax.set_title("Paper default and val-best of each family: mean, 95% interval (seeds + test "
+                 "images), dots = seeds", fontsize=10)
     fig.tight_layout()
-    return _save(fig, out, f"cross_family_{metric}")
+    return _save(fig, out, "cross_family_mAP50")
+
+
+def calibration(df: pd.DataFrame, summary: pd.DataFrame, out: Path, target: float) -> list[Path]:
+    """val mAP50 against iteration for each family's paper default: mean over its seeds and a
+    95% t band; the study's target as a dotted line."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for r in summary[summary.prior & summary.default].itertuples():
+        curves = pd.DataFrame([{"iter": it, "seed": s, "v": 100 * v}
+                               for s, c in zip(df.loc[df.condition == r.condition, "seed"],
+                                               df.loc[df.condition == r.condition, "val_curve"])
+                               for it, v in c])
+        m = curves.groupby("iter")["v"].agg(["mean", "std", "count"]).reset_index()
+        half = stats.t.ppf(0.975, np.maximum(m["count"] - 1, 1)) * m["std"].fillna(0) / np.sqrt(m["count"])
+        ax.plot(m["iter"], m["mean"], marker="o", color=PALETTE[r.family],
+                label=f"{r.family} {r.label} ({int(m['count'].max())} seeds)")
+        ax.fill_between(m["iter"], m["mean"] - half, m["mean"] + half, color=PALETTE[r.family], alpha=0.2)
+    ax.axhline(100 * target, color="0.4", ls=":", lw=1, label=f"target {100 * target:g}%")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("val mAP@0.5 (%)")
+    ax.set_title("Calibration: val mAP50 of each paper default (mean, 95% t band over seeds)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, out, "calibration_val_mAP50")
 
 
 def read_curve(run_dir: str | Path, name: str) -> pd.DataFrame | None:
@@ -97,52 +117,94 @@ def read_curve(run_dir: str | Path, name: str) -> pd.DataFrame | None:
 
 
 def training_curves(df: pd.DataFrame, best: pd.DataFrame, out: Path) -> list[Path]:
-    """Classification and box loss over training, best setting of each family, every seed."""
+    """Classification and box loss over training, val-best setting of each family, every seed;
+    nothing when no run has its curves."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for _, r in best.iterrows():
-        fam = r["family"]
-        for _, run in df[(df.family == fam) & (df.order == r["order"]) & (df.status == "ok")].iterrows():
+    drawn = False
+    for r in best.itertuples():
+        runs = df[df.condition == r.condition]
+        for i, run in enumerate(runs.itertuples()):
             for ax, key in zip(axes, ("loss_cls", "loss_bbox")):
-                c = read_curve(run["run_dir"], key)
+                c = read_curve(run.run_dir, key)
                 if c is not None:
-                    ax.plot(c["step"], c[key], color=PALETTE[fam], alpha=0.8, lw=1.2,
-                            label=f"{fam} ({r['label']})" if run["seed"] == df.seed.min() else None)
+                    drawn = True
+                    ax.plot(c["step"], c[key], color=PALETTE[r.family], alpha=0.8, lw=1.2,
+                            label=f"{r.family} {r.label}" if i == 0 else None)
+    if not drawn:
+        plt.close(fig)
+        return []
     for ax, title in zip(axes, ("classification loss (per positive)", "box loss (L1, per positive)")):
         ax.set_xlabel("iteration")
         ax.set_title(title, fontsize=11)
         ax.set_yscale("log")
     axes[0].legend(fontsize=8)
+    fig.suptitle("Training losses of each family's val-best setting, every seed", fontsize=11)
     fig.tight_layout()
     return _save(fig, out, "training_curves")
 
 
 def loss_shares(df: pd.DataFrame, best: pd.DataFrame, out: Path) -> list[Path]:
-    """Share of the classification loss from positives / hard / easy negatives over training."""
-    fams = best["family"].tolist()
-    fig, axes = plt.subplots(1, len(fams), figsize=(4.2 * len(fams), 3.4), sharey=True, squeeze=False)
+    """Share of the classification loss from positives / hard / easy negatives over training,
+    val-best setting of each family, mean over seeds; nothing when no run has the curves."""
+    fig, axes = plt.subplots(1, len(best), figsize=(4.2 * len(best), 3.4), sharey=True, squeeze=False)
     colors = sns.color_palette("Set2", 3)
-    for ax, (_, r) in zip(axes[0], best.iterrows()):
-        fam = r["family"]
-        runs = df[(df.family == fam) & (df.order == r["order"]) & (df.status == "ok")]
+    drawn = False
+    for ax, r in zip(axes[0], best.itertuples()):
         curves = []
-        for _, run in runs.iterrows():
-            parts = [read_curve(run["run_dir"], k) for k, _ in DIAG_SHARES]
+        for run in df[df.condition == r.condition].itertuples():
+            parts = [read_curve(run.run_dir, k) for k, _ in DIAG_SHARES]
             if all(p is not None for p in parts):  # the shares on the first curve's steps
                 shares = {k: p[k].values[:len(parts[0])] for (k, _), p in zip(DIAG_SHARES, parts)}
                 curves.append(parts[0][["step"]].assign(**shares))
         if curves:
+            drawn = True
             mean = pd.concat(curves).groupby("step").mean().reset_index()
             ax.stackplot(mean["step"], *[mean[k] for k, _ in DIAG_SHARES], colors=colors,
                          labels=[lab for _, lab in DIAG_SHARES], alpha=0.85)
-        ax.set_title(f"{fam} ({KNOB_LABEL[fam]} = {r['label']})", fontsize=10)
+        ax.set_title(f"{r.family} {r.label} (val-best, mean over seeds)", fontsize=10)
         ax.set_xlabel("iteration")
         ax.set_ylim(0, 1)
+    if not drawn:
+        plt.close(fig)
+        return []
     axes[0][0].set_ylabel("share of classification loss")
     axes[0][0].legend(loc="lower left", fontsize=8, framealpha=0.9)
     fig.suptitle("Where the classification loss comes from (easy negative: background prob. > 0.9)",
                  fontsize=11)
     fig.tight_layout()
     return _save(fig, out, "loss_shares")
+
+
+def sweep(table: pd.DataFrame, out: Path) -> list[Path]:
+    """Test mAP50 against the measured share of positive anchors (log x): one colour per family,
+    solid = paper default, dashed = val-best, error bars = combined 95% intervals.
+
+    ``table``: one row per (canvas, family, role) with ``positive_share``, ``mean``, ``lo``, ``hi``.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    offsets = {"default": 0.985, "best": 1.015}  # side by side on the log axis
+    with_best = set(table.loc[table.role == "best", "family"])
+    for (fam, role), g in table.groupby(["family", "role"], sort=False):
+        g = g.sort_values("positive_share")
+        x = 100 * g["positive_share"] * offsets[role]
+        mean, lo, hi = (100 * g[k] for k in ("mean", "lo", "hi"))
+        name = ("val-best" if role == "best" else
+                "paper default" if fam in with_best else "paper default = val-best")
+        ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], color=PALETTE[fam], capsize=3, marker="o",
+                    ls="-" if role == "default" else "--", mfc="white" if role == "best" else PALETTE[fam],
+                    label=f"{fam} {g['label'].iloc[0]} ({name})")
+    ax.set_xscale("log")
+    ticks = table.drop_duplicates("canvas")
+    ax.minorticks_off()
+    ax.set_xticks(100 * ticks["positive_share"],
+                  [f"{100 * s:.3g}%\n({c} px)" for s, c in zip(ticks["positive_share"], ticks["canvas"])])
+    ax.set_xlabel("positive anchors (% of all anchors, measured; log scale) and canvas")
+    ax.set_ylabel("test mAP@0.5 (%)")
+    ax.set_title("Foreground share sweep: mean over seeds, 95% interval (seeds + test images)",
+                 fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out, "sweep_mAP50_vs_positive_share")
 
 
 def _grad_weight(kind: str, p_t: torch.Tensor, positive: bool, **kw) -> np.ndarray:

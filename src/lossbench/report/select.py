@@ -1,0 +1,121 @@
+"""Choose each family's setting on the val split only; the test split never chooses.
+
+The val-best setting of a family is the grid setting with the highest mean val mAP50 over
+the grid seeds (``seeds`` of params.yaml, which every setting has; the extra seeds of the
+paper default and the val-best are left out, so every setting is compared on the same
+seeds). Means are exact sums (``math.fsum``), so a tie is a true tie; ties go to the paper
+default first, then to the earlier setting in grid order.
+
+A grid edge: the best is the lowest or highest value of the swept knob on its line of the
+grid (focal: the γ values sharing the most common α, i.e. γ 0 or 5 at α 0.25), or a setting
+off that line (focal's γ 0, α 0.75 row). A best on the edge means the grid may not bracket
+the optimum.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lossbench.models.imbalance import SWEPT_KNOB
+from lossbench.report.collect import (
+    FAMILY_ORDER,
+    ReportError,
+    grid_runs,
+    grids,
+    knob_value,
+    paper_defaults,
+    seeds,
+    setting_key,
+    setting_label,
+    slug,
+)
+from lossbench.utils import atomic_write_json, read_json
+
+METRIC = "val mAP50"
+SYMBOL = {"gamma": "γ", "alpha": "α", "neg_pos_ratio": "neg:pos ratio", "lambda_noobj": "λ_noobj"}
+
+
+def grid_edge(family: str, grid: list[dict[str, Any]], best: dict[str, Any]) -> str | None:
+    """Why ``best`` is on the edge of ``grid``, or None when it is inside.
+
+    The line is the settings that share the other knobs' most common values (ties: the
+    first in grid order); the edge is its lowest and highest swept value (``all`` = +inf).
+    """
+    knob = SWEPT_KNOB[family]
+    others = [tuple(kv for kv in setting_key(family, s) if kv[0] != knob) for s in grid]
+    line_key = Counter(others).most_common(1)[0][0]
+    line = [knob_value(family, s) for s, o in zip(grid, others) if o == line_key]
+    best_other = tuple(kv for kv in setting_key(family, best) if kv[0] != knob)
+    name = setting_label(family, best)
+    if best_other != line_key:
+        fixed = ", ".join(f"{SYMBOL[k]} = {v:g}" if isinstance(v, float) else f"{SYMBOL[k]} = {v}"
+                          for k, v in line_key)
+        return f"{name} is a separate row off the grid's line ({fixed}), with no neighbour on that line"
+    if len(line) < 3:
+        return f"{name}: the grid's line has {len(line)} value(s), every one an edge"
+    v = knob_value(family, best)
+    if v == min(line):
+        return f"{name} is the lowest {SYMBOL[knob]} of the grid"
+    if v == max(line):
+        return f"{name} is the highest {SYMBOL[knob]} of the grid"
+    return None
+
+
+def select_from(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    """The selection from the grid runs ``df`` (:func:`lossbench.report.collect.grid_runs`)."""
+    grid_seeds = seeds(params)
+    defaults = paper_defaults(params)
+    out: dict[str, Any] = {"metric": METRIC, "seeds": grid_seeds, "families": {}}
+    for fam, grid in grids(params).items():
+        means = {}
+        for i, s in enumerate(grid):
+            g = df[(df.family == fam) & (df.order == i) & df.seed.isin(grid_seeds)]
+            means[slug(fam, s)] = math.fsum(g["val_mAP50"]) / len(g)
+        dkey = setting_key(fam, defaults[fam])
+        # highest mean; then the paper default; then grid order
+        ranked = sorted(range(len(grid)), key=lambda i: (-means[slug(fam, grid[i])],
+                                                         setting_key(fam, grid[i]) != dkey, i))
+        best = grid[ranked[0]]
+        note = grid_edge(fam, grid, best)
+        out["families"][fam] = {"best": best, "default": defaults[fam],
+                                "best_on_grid_edge": note is not None, "grid_edge_note": note,
+                                "val_means": means}
+    return out
+
+
+def select(runs: str | Path, params: dict[str, Any]) -> dict[str, Any]:
+    """``{"metric", "seeds", "families": {f: {"best", "default", "best_on_grid_edge",
+    "grid_edge_note", "val_means": {slug: mean}}}}`` from the grid runs under ``runs``
+    (a missing run, or one without val mAP50, is an error naming its folder)."""
+    return select_from(grid_runs(runs, params), params)
+
+
+def write_selection(selection: dict[str, Any], path: str | Path) -> Path:
+    """Write the selection atomically as JSON."""
+    return atomic_write_json(path, selection)
+
+
+def check_selection(selection: dict[str, Any], path: str | Path) -> None:
+    """Raise unless the selection file at ``path`` chose the same best settings and seeds
+    (the val means are not compared: they are recomputed from the same runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"selection file {path} does not exist (run `lossbench select` first)")
+    saved = read_json(path)
+    if saved.get("seeds") != selection["seeds"]:
+        raise ReportError(f"{path}: seeds {saved.get('seeds')} but the runs and params give "
+                          f"{selection['seeds']}")
+    for fam in FAMILY_ORDER:
+        got = ((saved.get("families") or {}).get(fam) or {}).get("best")
+        want = selection["families"][fam]["best"]
+        if not isinstance(got, dict) or setting_key(fam, got) != setting_key(fam, want):
+            raise ReportError(
+                f"{path}: families.{fam}.best is {json.dumps(got)}, but the runs select "
+                f"{json.dumps(want)} (mean val mAP50 over seeds {selection['seeds']}); "
+                "rerun `lossbench select` and the runs that depend on it")

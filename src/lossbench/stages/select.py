@@ -1,0 +1,38 @@
+"""Choose each family's setting on the val split: the grid setting with the highest mean val mAP50.
+
+Reads RUNS/<family>/<setting>/seed<k>/metrics.json for every grid setting and every seed of
+`seeds` in the params file (the extra seeds are left out: every setting is compared on the
+same seeds; ties go to the paper default, then to grid order) and writes OUT atomically:
+{"metric": "val mAP50", "seeds": [...], "families": {<family>: {"best": {...},
+"default": {...}, "best_on_grid_edge": bool, "grid_edge_note": str | null,
+"val_means": {<slug>: mean}}}}. The test split is never read. A missing run, or one without
+val mAP50, is an error naming its folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", required=True, help="folder of the profile's runs")
+    parser.add_argument("--params", default="params.yaml", help="params file with the grids and seeds")
+    parser.add_argument("--out", required=True, help="selection file to write (JSON)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lossbench.profiles import ProfileError, load_params
+    from lossbench.report.select import select, write_selection
+
+    try:
+        sel = select(args.runs, load_params(args.params))
+    except (ProfileError, ValueError) as e:
+        print(f"lossbench select: error: {e}", file=sys.stderr)
+        return 2
+    write_selection(sel, args.out)
+    for fam, c in sel["families"].items():
+        edge = f" (grid edge: {c['grid_edge_note']})" if c["best_on_grid_edge"] else ""
+        print(f"{fam}: {c['best']}{edge}")
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,39 @@
+"""Report the foreground-share sweep: test mAP50 of each family's paper default and val-best per canvas.
+
+Reads RUNS/c<size>/<family>/<setting>/seed<k>/metrics.json (with its test records) for every
+canvas, family, setting and seed of the params file's `sweep` section, whose per-family
+lists hold the paper default first and then the main grid's val-best, which must equal
+SELECTION's `best` (one entry when the val-best is the paper default); and
+DATA/c<size>/raw/stats.json for the measured share of positive anchors. Writes
+OUT/README.md, OUT/tables/sweep*.{md,csv,tex}, OUT/figures/sweep_mAP50_vs_positive_share.{png,pdf}
+and OUT/provenance.json; OUT is replaced as a whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", required=True, help="folder of the sweep's runs (runs/sweep)")
+    parser.add_argument("--data", required=True, help="folder of the sweep's data (data/sweep)")
+    parser.add_argument("--params", default="params.yaml", help="params file with the `sweep` section")
+    parser.add_argument("--selection", required=True,
+                        help="selection file of the main grid (runs/synth/selection.json)")
+    parser.add_argument("--out", required=True, help="report folder (replaced)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lossbench.profiles import ProfileError, load_params
+    from lossbench.report.sweep import build_sweep_report
+
+    t0 = time.perf_counter()
+    try:
+        res = build_sweep_report(args.runs, args.data, load_params(args.params), args.selection, args.out)
+    except (ProfileError, ValueError) as e:
+        print(f"lossbench sweep-report: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: {len(res['runs'])} runs in {time.perf_counter() - t0:.1f} s")
+    return 0
