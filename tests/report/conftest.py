@@ -73,18 +73,19 @@ def write_records(path: Path, images: np.ndarray, n_images: int = N_IMAGES) -> f
 
 def write_run(d: Path, family: str, setting: dict[str, Any], seed: int, role: str, val: float,
               tp: int, prior: bool = True, n_images: int = N_IMAGES, max_norm: float | None = 20.0,
-              clipped: float = 0.01) -> None:
+              clipped: float = 0.01, batch: int = 8) -> None:
     d.mkdir(parents=True, exist_ok=True)
     test = write_records(d / "test_records.npz", tp_images(tp, seed, n_images), n_images)
-    curve = [{"iter": ITERS * q // 4, "mAP50": round(val - g, 6)}
-             for q, g in ((1, 0.06), (2, 0.03), (3, 0.01), (4, 0.0))]
+    # val every 1/8 of the schedule for the extra seeds (calibration), at 75% and 100% otherwise
+    eighths = range(1, 9) if role in ("default", "best") else (6, 8)
+    curve = [{"iter": ITERS * q // 8, "mAP50": round(val - 0.01 * (8 - q) / 2, 6)} for q in eighths]
     (d / "metrics.json").write_text(json.dumps({
         "run": "unused", "profile": "synth", "family": family,
         "imbalance": {"type": family, **setting, **({"obj_target": "iou"} if family == "sse" else {})},
         "seed": seed, "setting": setting, "prior_prob": 0.01 if prior else None, "role": role,
         "metrics": {"val": {"mAP50": val, "AP": val / 2}, "test": {"mAP50": test, "AP": test / 2}},
         "val_curve": curve, "clip": {"max_norm": max_norm, "clipped_fraction": clipped, "steps": ITERS},
-        "records": "test_records.npz", "final": {"loss_cls": 0.3}, "iters": ITERS,
+        "records": "test_records.npz", "final": {"loss_cls": 0.3}, "iters": ITERS, "batch_size": batch,
         "timing": {"wall_time_s": 10.0}}))
     curves = d / "dvclive" / "plots" / "metrics"
     curves.mkdir(parents=True, exist_ok=True)
@@ -153,33 +154,28 @@ def built(tmp_path_factory) -> dict[str, Any]:
 
 SWEEP_PARAMS: dict[str, Any] = {
     **PARAMS,
-    "sweep": {"seeds": [0, 1, 2],
-              "canvases": [{"size": 96, "batch": 16}, {"size": 192, "batch": 4}, {"size": 384, "batch": 1}],
-              "focal": [{"gamma": 2.0, "alpha": 0.25}, {"gamma": 1.0, "alpha": 0.25}],
-              "ohem": [3, "all"], "sse": [0.5]},
+    "sweep": {"profiles": ["sweep96", "sweep192", "sweep384"], "seeds": [0, 1, 2],
+              "runs": [{"family": f, "choose": c} for f in ("focal", "ohem", "sse") for c in ("default", "best")]},
 }
-# canvas -> measured share of positive anchors; true positives fall with it
-SWEEP_SHARE = {96: 0.02, 192: 0.005, 384: 0.00125}
+# canvas profile -> (image size, measured share of positive anchors, batch); true positives
+# fall with the share
+SWEEP_CANVAS = {"sweep96": (96, 0.02, 16), "sweep192": (192, 0.005, 4), "sweep384": (384, 0.00125, 1)}
 SWEEP_TP = {("focal", "default"): 150, ("focal", "best"): 140, ("ohem", "default"): 120,
-            ("ohem", "best"): 125, ("sse", "default"): 100}
+            ("ohem", "best"): 125, ("sse", "default"): 100, ("sse", "best"): 100}
 
 
 def make_sweep(base: Path) -> tuple[Path, Path]:
-    """``(runs/sweep, data/sweep)`` under ``base`` for ``SWEEP_PARAMS`` and the selection of
-    :func:`make_study` (focal val-best γ 1, ohem 'all', sse the paper default)."""
-    runs, data = base / "runs" / "sweep", base / "data" / "sweep"
-    sweep = SWEEP_PARAMS["sweep"]
-    for c in sweep["canvases"]:
-        size = c["size"]
-        (data / f"c{size}" / "raw").mkdir(parents=True)
-        (data / f"c{size}" / "raw" / "stats.json").write_text(
-            json.dumps({"anchors": {"positive_share": SWEEP_SHARE[size]}}))
+    """``(runs/sweep, data)`` under ``base`` for ``SWEEP_PARAMS`` and the selection of
+    :func:`make_study` (focal val-best γ 1, ohem 'all', sse the paper default: its default and
+    best runs are the same runs, trained twice)."""
+    runs, data = base / "runs" / "sweep", base / "data"
+    for i, (profile, (size, share, batch)) in enumerate(SWEEP_CANVAS.items()):
+        (data / profile / "raw").mkdir(parents=True)
+        (data / profile / "raw" / "stats.json").write_text(
+            json.dumps({"anchors": {"image_size": size, "positive_share": share}}))
         for fam in ("focal", "ohem", "sse"):
-            knob = {"ohem": "neg_pos_ratio", "sse": "lambda_noobj"}.get(fam)
-            entries = sweep[fam] if fam == "focal" else [{knob: e} for e in sweep[fam]]
-            for role, s in zip(("default", "best"), entries):
-                tp = SWEEP_TP[fam, role] - {96: 0, 192: 20, 384: 40}[size]
-                for seed in sweep["seeds"]:
-                    write_run(runs / f"c{size}" / run_name(fam, s, seed), fam, s, seed, role,
-                              0.5, tp_of(tp, seed))
+            for role, s in (("default", DEFAULT[fam]), ("best", BEST[fam])):
+                for seed in SWEEP_PARAMS["sweep"]["seeds"]:
+                    write_run(runs / profile / role / fam / f"seed{seed}", fam, s, seed, role, 0.5,
+                              tp_of(SWEEP_TP[fam, role] - 20 * i, seed), batch=batch)
     return runs, data

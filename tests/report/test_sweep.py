@@ -25,12 +25,15 @@ def test_sweep_report(sweep, fab, tmp_path):
     runs, data, sel = sweep
     out = tmp_path / "sweep"
     res = build_sweep_report(runs, data, fab.SWEEP_PARAMS, sel, out)
-    # 3 canvases x (focal 2 + ohem 2 + sse 1 settings) x 3 seeds
-    assert len(res["runs"]) == 45
+    # 3 canvases x (focal 2 + ohem 2 + sse 1 setting: its default and best runs merged) x 3 seeds
+    df = res["runs"]
+    assert len(df) == 45
+    assert df[df.family == "sse"]["role"].unique().tolist() == ["both"]
+    assert df[df.family == "sse"]["run"].str.contains("/default/").all()
     rows = md_rows((out / "tables" / "sweep.md").read_text())
     assert rows[0] == ["canvas (px)", "batch", "positive anchors (%)", "focal γ 2, α 0.25 (paper default)",
                        "focal γ 1, α 0.25 (val-best)", "ohem 3:1 (paper default)", "ohem all (val-best)",
-                       "sse λ 0.5 (paper default)"]
+                       "sse λ 0.5 (paper default = val-best)"]
     # 96 px: focal default 148, 150, 152 of 200 -> 75.0; 384 px: 40 fewer -> 55.0; sse at 192: 80 -> 40.0
     assert rows[1][:3] == ["96", "16", "2"] and rows[1][3].startswith("75.0 [")
     assert rows[3][:3] == ["384", "1", "0.125"] and rows[3][3].startswith("55.0 [")
@@ -43,52 +46,64 @@ def test_sweep_report(sweep, fab, tmp_path):
         assert (r.verdict == "not resolved") == (r.lo <= 0 <= r.hi)
     readme = (out / "README.md").read_text()
     assert "sweep_mAP50_vs_positive_share.png" in readme and "1000 bootstrap replicates" in readme
+    for r in comp.itertuples():
+        assert f"{r.A} vs {r.B} ({r.group}, 3 seeds)" in readme and f"**{r.verdict}**" in readme
     for ext in ("png", "pdf"):
         assert (out / "figures" / f"sweep_mAP50_vs_positive_share.{ext}").stat().st_size > 5000
     assert sorted(p.name for p in (out / "tables").iterdir()) == sorted(
         f"{n}.{e}" for n in ("sweep", "sweep_comparisons") for e in ("md", "tex", "csv"))
 
 
-def _params(fab, family, entries):
+def test_sweep_refuses_a_best_that_is_not_the_selection(sweep, fab, tmp_path):
+    runs, data, sel = sweep
+    s = json.loads(sel.read_text())
+    s["families"]["focal"]["best"] = {"gamma": 5.0, "alpha": 0.25}
+    sel.write_text(json.dumps(s))
+    with pytest.raises(ReportError, match=r"sweep96/best/focal/seed0/metrics.json: setting is \{'gamma': 1.0, "
+                                          r"'alpha': 0.25\}, but families.focal.best of .*selection.json is "
+                                          r"\{'gamma': 5.0"):
+        build_sweep_report(runs, data, fab.SWEEP_PARAMS, sel, tmp_path / "out")
+
+
+def _without(fab, family, choose):
     params = copy.deepcopy(fab.SWEEP_PARAMS)
-    params["sweep"][family] = entries
+    params["sweep"]["runs"].remove({"family": family, "choose": choose})
     return params
 
 
-@pytest.mark.parametrize("family, entries, message", [
-    # focal's val-best is γ 1 in selection.json
-    ("focal", [{"gamma": 2.0, "alpha": 0.25}, {"gamma": 5.0, "alpha": 0.25}],
-     r"sweep.focal\[1\] is \{'gamma': 5.0, 'alpha': 0.25\}, but .*selection.json has families.focal.best"),
-    ("focal", [{"gamma": 2.0, "alpha": 0.25}], r"sweep.focal lists no val-best \(sweep.focal\[1\]\), but .*families.focal.best = "),
-    # sse's val-best is its paper default: listed once
-    ("sse", [0.5, 1.0], r"sweep.sse\[1\] is 1.0, but the val-best in .*selection.json is the paper default"),
-    ("ohem", [1, "all"], r"sweep.ohem\[0\] is 1, but the paper default \(ohem.default\) is"),
-])
-def test_sweep_refuses_settings_that_are_not_the_selection(sweep, fab, tmp_path, family, entries, message):
+def test_sweep_runs_must_hold_the_default_and_a_best_that_differs(sweep, fab, tmp_path):
     runs, data, sel = sweep
-    with pytest.raises(ReportError, match=message):
-        build_sweep_report(runs, data, _params(fab, family, entries), sel, tmp_path / "out")
+    with pytest.raises(ReportError, match=r"sweep.runs lacks \{family: ohem, choose: best\}, but the val-best "
+                                          r"in .*selection.json \(\{\"neg_pos_ratio\": \"all\"\}\) is not"):
+        build_sweep_report(runs, data, _without(fab, "ohem", "best"), sel, tmp_path / "out")
+    with pytest.raises(ReportError, match=r"sweep.runs lacks \{family: sse, choose: default\}"):
+        build_sweep_report(runs, data, _without(fab, "sse", "default"), sel, tmp_path / "out")
+    # sse's val-best is its paper default: its best entry may be left out
+    res = build_sweep_report(runs, data, _without(fab, "sse", "best"), sel, tmp_path / "out")
+    assert res["runs"][res["runs"].family == "sse"]["role"].unique().tolist() == ["default"]
 
 
-def test_sweep_refuses_a_changed_selection_file(sweep, fab, tmp_path):
+def test_sweep_duplicates_must_agree(sweep, fab, tmp_path):
     runs, data, sel = sweep
-    s = json.loads(sel.read_text())
-    s["families"]["ohem"]["best"] = {"neg_pos_ratio": 10}
-    sel.write_text(json.dumps(s))
-    with pytest.raises(ReportError, match=r"sweep.ohem\[1\] is 'all', but .* families.ohem.best = "
-                                          r"\{\"neg_pos_ratio\": 10\}"):
+    f = runs / "sweep192" / "best" / "sse" / "seed1" / "metrics.json"
+    rec = json.loads(f.read_text())
+    rec["metrics"]["test"]["mAP50"] += 1e-6
+    f.write_text(json.dumps(rec))
+    with pytest.raises(ReportError, match=r"sweep192/default/sse/seed1 and .*sweep192/best/sse/seed1 .*disagree"):
         build_sweep_report(runs, data, fab.SWEEP_PARAMS, sel, tmp_path / "out")
 
 
 def test_sweep_needs_every_run_and_the_positive_share(sweep, fab, tmp_path):
     runs, data, sel = sweep
-    (data / "c192" / "raw" / "stats.json").write_text(json.dumps({"anchors": {}}))
-    with pytest.raises(ReportError, match=r"c192/raw/stats.json: anchors.positive_share"):
+    stats = data / "sweep192" / "raw" / "stats.json"
+    stats.write_text(json.dumps({"anchors": {"image_size": 192}}))
+    with pytest.raises(ReportError, match=r"sweep192/raw/stats.json: anchors.positive_share"):
         build_sweep_report(runs, data, fab.SWEEP_PARAMS, sel, tmp_path / "out")
-    (data / "c192" / "raw" / "stats.json").write_text(json.dumps({"anchors": {"positive_share": 0.005}}))
-    (runs / "c384" / "ohem" / "ratioall" / "seed2" / "metrics.json").unlink()
-    with pytest.raises(ReportError, match=r"missing run: .*c384/ohem/ratioall/seed2"):
+    stats.write_text(json.dumps({"anchors": {"image_size": 192, "positive_share": 0.005}}))
+    (runs / "sweep384" / "best" / "ohem" / "seed2" / "metrics.json").unlink()
+    with pytest.raises(ReportError, match=r"missing run: .*sweep384/best/ohem/seed2"):
         build_sweep_report(runs, data, fab.SWEEP_PARAMS, sel, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_sweep_report_exit_codes(sweep, fab, tmp_path, capsys):
@@ -102,5 +117,5 @@ def test_cli_sweep_report_exit_codes(sweep, fab, tmp_path, capsys):
     args = ["sweep-report", "--runs", str(runs), "--data", str(data), "--params", str(params),
             "--selection", str(sel), "--out", str(tmp_path / "out")]
     assert main(args) == 0 and "45 runs" in capsys.readouterr().out
-    params.write_text(yaml.safe_dump(_params(fab, "sse", [0.5, 1.0])))
-    assert main(args) == 2 and "sweep.sse[1]" in capsys.readouterr().err
+    params.write_text(yaml.safe_dump(_without(fab, "focal", "best")))
+    assert main(args) == 2 and "sweep.runs lacks {family: focal, choose: best}" in capsys.readouterr().err

@@ -171,7 +171,7 @@ def read_run(d: Path, family: str, seed: int, role: str, setting: Mapping[str, A
         "run_dir": str(d), "records": str(d / rec["records"]) if rec.get("records") else None,
         "val_curve": [(int(p["iter"]), float(p["mAP50"])) for p in rec.get("val_curve") or []],
         "clip_max_norm": _number(clip.get("max_norm")), "clip_fraction": _number(clip.get("clipped_fraction")),
-        "iters": rec.get("iters"),
+        "iters": rec.get("iters"), "batch_size": rec.get("batch_size"),
         "test_no_detections": bool(nodet.get("test") if isinstance(nodet := rec.get("no_detections"), Mapping)
                                    else nodet),
         "obj_target": (rec.get("imbalance") or {}).get("obj_target"),

@@ -2,16 +2,19 @@
 of growing size (fewer positive anchors per image at near-constant compute), test mAP50
 against the measured share of positive anchors.
 
-Layout: ``runs/sweep/c<size>/<family>/<slug>/seed<k>/metrics.json`` (role ``default`` or
-``best``) with its test records; ``data/sweep/c<size>/raw/stats.json`` with
-``anchors.positive_share``. params.yaml::
+params.yaml::
 
     sweep:
+      profiles: [sweep96, sweep192, sweep384]     # one synth profile per canvas
       seeds: [0, 1, 2]
-      canvases: [{size: 96, batch: 16}, {size: 192, batch: 4}, {size: 384, batch: 1}]
-      focal: [{gamma: 2.0, alpha: 0.25}, <val-best>]   # paper default first, then the val-best
-      ohem: [3, <val-best>]                            # one entry when the val-best is the default
-      sse: [0.5, <val-best>]
+      runs: [{family: focal, choose: default}, {family: focal, choose: best}, ...]
+
+Runs: ``RUNS/<profile>/<choose>/<family>/seed<k>/metrics.json`` (role ``default`` or
+``best``) with its test records; the ``default`` runs must have trained the paper default
+(``<family>.default``) and the ``best`` runs the main grid's val-best (``families.<family>.best``
+of the selection file). When the val-best is the paper default the two are the same runs:
+one of each pair is kept, after checking that they agree. Data: ``DATA/<profile>/raw/stats.json``
+with ``anchors.positive_share`` and ``anchors.image_size``.
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lossbench.models.imbalance import SWEPT_KNOB
-from lossbench.naming import run_name
 from lossbench.report import figures, tables
 from lossbench.report.build import comparison_sentence, provenance
 from lossbench.report.collect import (
+    DUPLICATE_TOLERANCE,
     FAMILY_ORDER,
+    ROLES,
     ReportError,
     bootstrap,
     paper_defaults,
@@ -40,91 +43,95 @@ from lossbench.report.collect import (
 )
 from lossbench.utils import atomic_path, read_json
 
-ROLE_LABEL = {"default": "paper default", "best": "val-best"}
-
-
-def _settings(family: str, entries: list[Any]) -> list[dict[str, Any]]:
-    """The ``sweep.<family>`` entries as settings (ohem / sse list bare knob values)."""
-    if family == "focal":
-        return [dict(e) for e in entries]
-    return [{SWEPT_KNOB[family]: e} for e in entries]
+ROLE_LABEL = {"default": "paper default", "best": "val-best", "both": "paper default = val-best"}
 
 
 def sweep_design(params: Mapping[str, Any], selection: Mapping[str, Any],
                  selection_path: str | Path) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-    """family -> ``[(role, setting)]``: the paper default, then the val-best unless it is the default.
-
-    ``sweep.<family>[0]`` must be the paper default (``<family>.default``) and ``[1]`` the
-    selection's ``best``; a one-entry list only when the best is the default.
-    """
+    """family -> ``[(role, setting)]`` the sweep trains, from ``sweep.runs``: the paper default
+    and the selection's val-best. Every family needs its ``default``; its ``best`` may be left
+    out only when the val-best is the paper default."""
     sweep = params.get("sweep")
     if not isinstance(sweep, Mapping):
         raise ReportError("params: missing the 'sweep' section")
+    listed = sweep.get("runs")
+    if not isinstance(listed, list) or not all(isinstance(r, Mapping) for r in listed):
+        raise ReportError(f"params: sweep.runs must list {{family, choose}} mappings, got {listed!r}")
+    pairs = {(r.get("family"), r.get("choose")) for r in listed}
+    bad = sorted(p for p in pairs if p[0] not in FAMILY_ORDER or p[1] not in ROLES)
+    if bad:
+        raise ReportError(f"params: sweep.runs has entries {bad}; family must be one of "
+                          f"{list(FAMILY_ORDER)} and choose one of {list(ROLES)}")
     defaults = paper_defaults(params)
     out = {}
     for fam in FAMILY_ORDER:
-        entries = sweep.get(fam)
-        if not isinstance(entries, list) or not 1 <= len(entries) <= 2:
-            raise ReportError(f"params: sweep.{fam} must list the paper default and the val-best, "
-                              f"got {entries!r}")
-        given = _settings(fam, entries)
-        best = (selection.get("families") or {}).get(fam, {}).get("best")
+        best = ((selection.get("families") or {}).get(fam) or {}).get("best")
         if not isinstance(best, Mapping):
             raise ReportError(f"{selection_path}: no families.{fam}.best")
-        if setting_key(fam, given[0]) != setting_key(fam, defaults[fam]):
-            raise ReportError(f"params: sweep.{fam}[0] is {entries[0]!r}, but the paper default "
-                              f"({fam}.default) is {defaults[fam]}")
-        best_is_default = setting_key(fam, best) == setting_key(fam, defaults[fam])
-        if best_is_default and len(given) != 1:
-            raise ReportError(f"params: sweep.{fam}[1] is {entries[1]!r}, but the val-best in "
-                              f"{selection_path} is the paper default {dict(best)}: list it once")
-        if not best_is_default and len(given) != 2:
-            raise ReportError(f"params: sweep.{fam} lists no val-best (sweep.{fam}[1]), but "
-                              f"{selection_path} has families.{fam}.best = {json.dumps(best)}")
-        if not best_is_default and setting_key(fam, given[1]) != setting_key(fam, best):
-            raise ReportError(f"params: sweep.{fam}[1] is {entries[1]!r}, but {selection_path} has "
-                              f"families.{fam}.best = {json.dumps(best)}")
-        out[fam] = [("default", given[0])] + ([("best", given[1])] if len(given) == 2 else [])
+        if (fam, "default") not in pairs:
+            raise ReportError(f"params: sweep.runs lacks {{family: {fam}, choose: default}}")
+        if (fam, "best") not in pairs and setting_key(fam, best) != setting_key(fam, defaults[fam]):
+            raise ReportError(f"params: sweep.runs lacks {{family: {fam}, choose: best}}, but the val-best in "
+                              f"{selection_path} ({json.dumps(best)}) is not the paper default")
+        out[fam] = [("default", defaults[fam])] + ([("best", dict(best))] if (fam, "best") in pairs else [])
     return out
 
 
-def positive_share(data: Path, size: int) -> float:
-    """``anchors.positive_share`` of ``data/c<size>/raw/stats.json`` (a fraction in (0, 1])."""
-    path = data / f"c{size}" / "raw" / "stats.json"
+def canvas_stats(data: Path, profile: str) -> tuple[int, float]:
+    """``(anchors.image_size, anchors.positive_share)`` of ``data/<profile>/raw/stats.json``."""
+    path = data / profile / "raw" / "stats.json"
     if not path.is_file():
         raise ReportError(f"missing {path} (the sweep canvas's data statistics)")
-    value = (read_json(path).get("anchors") or {}).get("positive_share")
-    if not isinstance(value, int | float) or not 0 < value <= 1:
-        raise ReportError(f"{path}: anchors.positive_share must be a fraction in (0, 1], got {value!r}")
-    return float(value)
+    anchors = read_json(path).get("anchors") or {}
+    share, size = anchors.get("positive_share"), anchors.get("image_size")
+    if not isinstance(share, int | float) or not 0 < share <= 1:
+        raise ReportError(f"{path}: anchors.positive_share must be a fraction in (0, 1], got {share!r}")
+    if not isinstance(size, int):
+        raise ReportError(f"{path}: anchors.image_size must be the canvas size in pixels, got {size!r}")
+    return size, float(share)
 
 
 def collect_sweep(runs: str | Path, data: str | Path, params: Mapping[str, Any],
                   selection_path: str | Path) -> pd.DataFrame:
-    """One row per sweep run, canvas by canvas: the :func:`lossbench.report.collect.read_run`
-    fields plus ``canvas``, ``batch``, ``positive_share``, ``condition`` and ``label``."""
+    """One row per sweep run (duplicates of a val-best that is the paper default merged),
+    canvas by canvas: the :func:`lossbench.report.collect.read_run` fields plus ``profile``,
+    ``canvas``, ``positive_share``, ``condition``, ``label`` and ``role`` (``both`` when merged)."""
     root, data = Path(runs), Path(data)
-    selection = read_json(selection_path) if Path(selection_path).is_file() else None
-    if selection is None:
+    if not Path(selection_path).is_file():
         raise ReportError(f"selection file {selection_path} does not exist")
-    design = sweep_design(params, selection, selection_path)
+    design = sweep_design(params, read_json(selection_path), selection_path)
     sweep = params["sweep"]
-    canvases = sweep.get("canvases")
-    if not isinstance(canvases, list) or not canvases:
-        raise ReportError("params: sweep.canvases must list {size, batch} mappings")
+    profiles = sweep.get("profiles")
+    if not isinstance(profiles, list) or not profiles:
+        raise ReportError("params: sweep.profiles must list the sweep's profiles")
     rows = []
-    for c in canvases:
-        size = int(c["size"])
-        share = positive_share(data, size)
+    for profile in profiles:
+        size, share = canvas_stats(data, profile)
+        kept: dict[tuple, dict[str, Any]] = {}
         for fam in FAMILY_ORDER:
             for role, setting in design[fam]:
                 for seed in sweep.get("seeds") or []:
-                    d = root / f"c{size}" / run_name(fam, setting, seed)
-                    r = read_run(d, fam, seed, role, setting, prior=True)
-                    r.update(run=d.relative_to(root).as_posix(), canvas=size, batch=c.get("batch"),
+                    d = root / profile / role / fam / f"seed{seed}"
+                    r = read_run(d, fam, seed, role, None, prior=True)
+                    if setting_key(fam, r["setting"]) != setting_key(fam, setting):
+                        where = (f"families.{fam}.best of {selection_path}" if role == "best"
+                                 else f"the paper default ({fam}.default)")
+                        raise ReportError(f"{d}/metrics.json: setting is {r['setting']}, but {where} "
+                                          f"is {dict(setting)}")
+                    key = (fam, setting_key(fam, setting), seed)
+                    if key in kept:
+                        other = kept[key]
+                        if not abs(other["test_mAP50"] - r["test_mAP50"]) <= DUPLICATE_TOLERANCE:
+                            raise ReportError(f"{other['run_dir']} and {d} train the same {fam} setting "
+                                              f"and seed {seed} but disagree: test mAP50 "
+                                              f"{other['test_mAP50']!r} vs {r['test_mAP50']!r}")
+                        other["role"] = "both"
+                        continue
+                    r.update(run=d.relative_to(root).as_posix(), profile=profile, canvas=size,
                              positive_share=share, label=setting_label(fam, setting),
-                             condition=f"c{size}/{fam}/{slug(fam, setting)}")
-                    rows.append(r)
+                             condition=f"{profile}/{fam}/{slug(fam, setting)}")
+                    kept[key] = r
+        rows += kept.values()
     return pd.DataFrame(rows)
 
 
@@ -134,7 +141,8 @@ def summarise_sweep(df: pd.DataFrame, boot: np.ndarray) -> pd.DataFrame:
     for cond, g in df.groupby("condition", sort=False):
         mean, lo, hi, _ = tables.combined(g["test_mAP50"], boot[:, list(g.index)])
         r = g.iloc[0]
-        rows.append({"canvas": r["canvas"], "batch": r["batch"], "positive_share": r["positive_share"],
+        batch = "/".join(sorted({str(b) for b in g["batch_size"]}))
+        rows.append({"canvas": r["canvas"], "batch": batch, "positive_share": r["positive_share"],
                      "family": r["family"], "role": r["role"], "label": r["label"], "condition": cond,
                      "n": len(g), "mean": mean, "lo": lo, "hi": hi})
     return pd.DataFrame(rows)
@@ -144,7 +152,7 @@ def sweep_comparisons(df: pd.DataFrame, boot: np.ndarray, summary: pd.DataFrame)
     """At each canvas, paper default against paper default across families (paired by seed),
     every canvas's comparisons in one Holm family."""
     pairs = []
-    for size, g in summary[summary.role == "default"].groupby("canvas", sort=False):
+    for size, g in summary[summary.role.isin(["default", "both"])].groupby("canvas", sort=False):
         by = {r.family: r for r in g.itertuples()}
         for i, fa in enumerate(FAMILY_ORDER):
             for fb in FAMILY_ORDER[i + 1:]:

@@ -1,12 +1,13 @@
 """Report the foreground-share sweep: test mAP50 of each family's paper default and val-best per canvas.
 
-Reads RUNS/c<size>/<family>/<setting>/seed<k>/metrics.json (with its test records) for every
-canvas, family, setting and seed of the params file's `sweep` section, whose per-family
-lists hold the paper default first and then the main grid's val-best, which must equal
-SELECTION's `best` (one entry when the val-best is the paper default); and
-DATA/c<size>/raw/stats.json for the measured share of positive anchors. Writes
-OUT/README.md, OUT/tables/sweep*.{md,csv,tex}, OUT/figures/sweep_mAP50_vs_positive_share.{png,pdf}
-and OUT/provenance.json; OUT is replaced as a whole.
+Reads, for every profile of the params file's `sweep.profiles`, every {family, choose} of
+`sweep.runs` and every seed of `sweep.seeds`, RUNS/<profile>/<choose>/<family>/seed<k>/metrics.json
+with its test records (the `default` runs must have trained the paper default, the `best`
+runs SELECTION's `families.<family>.best`; when they are the same setting the duplicate runs
+are merged after checking they agree), and DATA/<profile>/raw/stats.json for the canvas size
+and the measured share of positive anchors. Writes OUT/README.md, OUT/tables/sweep*.{md,csv,tex},
+OUT/figures/sweep_mAP50_vs_positive_share.{png,pdf} and OUT/provenance.json; OUT is replaced
+as a whole. A missing or inconsistent run is an error naming its folder.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", required=True, help="folder of the sweep's runs (runs/sweep)")
-    parser.add_argument("--data", required=True, help="folder of the sweep's data (data/sweep)")
+    parser.add_argument("--data", required=True, help="folder holding <profile>/raw/stats.json (data)")
     parser.add_argument("--params", default="params.yaml", help="params file with the `sweep` section")
     parser.add_argument("--selection", required=True,
                         help="selection file of the main grid (runs/synth/selection.json)")
