@@ -26,7 +26,7 @@ PROFILE     ?=
 DVC         := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc
 PYTEST_ARGS ?=
 
-.PHONY: help setup lock lint test test-fast repro report bench env queue collect gpu-wheels gpu-check clean-venv
+.PHONY: help setup lock lint test test-fast repro sweep report bench env queue collect gpu-wheels gpu-check clean-venv
 
 ## help: list the targets (this message)
 help:
@@ -76,7 +76,20 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-## repro: run the whole study with DVC (params.yaml's profile; PROFILE=voc|coco|smoke switches)
+# The study, in DVC's own mechanisms: data (`dvc repro prepare`), then every training that
+# needs no selection through DVC's experiment queue, JOBS workers side by side (THREADS
+# intra-op threads each; GPUS=0,1,... gives each worker a GPU), collected back into runs/ and
+# dvc.lock, then `dvc repro report`: the val selection, the extra seeds of each family's
+# best and the report. A plain `dvc repro report` does the same one stage at a time.
+JOBS    ?= 2
+THREADS ?= $(if $(GPUS),,1)
+GPUS    ?=
+STUDY   := $(DVC) repro prepare && \
+	$(PY) -m lossbench queue submit --jobs $(JOBS) $(if $(THREADS),--threads $(THREADS)) $(if $(GPUS),--gpus $(GPUS)) && \
+	$(PY) -m lossbench queue collect --wait --remove && \
+	$(DVC) repro report
+
+## repro: run the study (params.yaml's profile; PROFILE=voc|coco|smoke switches; JOBS=2 workers)
 # PROFILE=x sets the one line `profile: x` of params.yaml (nothing else), says so,
 # and puts the previous params.yaml and dvc.lock back if the run fails.
 repro: $(STAMP)
@@ -85,13 +98,20 @@ ifneq ($(PROFILE),)
 	@if [ -f dvc.lock ]; then cp dvc.lock .dvc.lock.bak; fi
 	@sed -i 's/^profile: .*/profile: $(PROFILE)/' params.yaml
 	@echo "params.yaml: profile is now $(PROFILE) (git diff shows the one line; make repro PROFILE=synth switches back)"
-	@$(DVC) repro || { mv .params.yaml.bak params.yaml; \
+	@{ $(STUDY); } || { mv .params.yaml.bak params.yaml; \
 	  if [ -f .dvc.lock.bak ]; then mv .dvc.lock.bak dvc.lock; else rm -f dvc.lock; fi; \
 	  echo "make repro PROFILE=$(PROFILE) failed: params.yaml and dvc.lock are as they were"; exit 1; }
 	@rm -f .params.yaml.bak .dvc.lock.bak
 else
-	$(DVC) repro
+	$(STUDY)
 endif
+
+## sweep: the imbalance sweep (after make repro: it trains each family's val-selected best)
+sweep: $(STAMP)
+	$(DVC) repro --glob 'prepare_sweep@*'
+	$(PY) -m lossbench queue submit --set sweep --jobs $(JOBS) $(if $(THREADS),--threads $(THREADS)) $(if $(GPUS),--gpus $(GPUS))
+	$(PY) -m lossbench queue collect --set sweep --wait --remove
+	$(DVC) repro report_sweep
 
 ## report: rebuild reports/<profile>/ from the runs' metrics (no training; unchanged runs change no file)
 report: $(STAMP)
@@ -101,17 +121,15 @@ report: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --out reports/bench.md
 
-## queue: the training grid through DVC's queue, JOBS workers, one GPU each (GPUS=0,1,...)
-JOBS ?= 2
-GPUS ?=
+## queue: only queue the study's trainings (JOBS workers; GPUS=0,1,... one GPU each)
 queue: $(STAMP)
 	$(DVC) repro prepare
-	$(PY) -m lossbench queue submit --jobs $(JOBS) $(if $(GPUS),--gpus $(GPUS))
+	$(PY) -m lossbench queue submit --jobs $(JOBS) $(if $(THREADS),--threads $(THREADS)) $(if $(GPUS),--gpus $(GPUS))
 
 ## collect: wait for the queue, merge its runs into runs/ and dvc.lock, rebuild the report
 collect: $(STAMP)
 	$(PY) -m lossbench queue collect --wait
-	$(DVC) repro --single-item report
+	$(DVC) repro report
 
 ## gpu-wheels: download what the GPU check installs offline (cp312 wheels, mmcv source) into .whl/
 GPU_PYVER ?= 3.12

@@ -29,22 +29,35 @@ def test_smoke_pipeline(tmp_path):
     copy_repo(repo)
     set_params(repo, **SMOKE_PARAMS)
 
-    out = _dvc(repo, "repro")
-    assert _ran(out) == ["fetch", "prepare", "train_focal@setting0-0", "train_ohem@3-0",
-                         "train_sse@0.5-0", "report"]
-    for run in ("focal/gamma2.0_alpha0.25/seed0", "ohem/ratio3/seed0", "sse/lambda0.5/seed0"):
+    out = _dvc(repo, "repro", "report")  # the study; the imbalance sweep is not a dependency
+    families = ("focal", "ohem", "sse")
+    assert sorted(_ran(out)) == sorted([
+        "fetch", "prepare", "train_focal@setting0-0", "train_focal@setting1-0", "train_ohem@3-0",
+        "train_sse@0.5-0", *(f"train_default@{f}-1" for f in families),
+        *(f"train_prior_off@{f}-0" for f in families), "select",
+        *(f"best_extra@{f}-1" for f in families), "report"])
+    runs = ["focal/gamma2.0_alpha0.25/seed0", "focal/gamma0.0_alpha0.25/seed0", "ohem/ratio3/seed0",
+            "sse/lambda0.5/seed0", *(f"{kind}/{f}/seed{s}" for f in families
+                                     for kind, s in (("extra/default", 1), ("extra/best", 1), ("prior_off", 0)))]
+    for run in runs:
         rec = json.loads((repo / "runs/smoke" / run / "metrics.json").read_text())
-        assert rec["iters"] == 4 and rec["profile"] == "smoke"
+        assert rec["iters"] == 4 and rec["profile"] == "smoke" and rec["run"] == run
+        assert (repo / "runs/smoke" / run / "test_records.npz").is_file()
+    assert json.loads((repo / "runs/smoke/prior_off/sse/seed0/metrics.json").read_text())["prior_prob"] is None
+    selection = json.loads((repo / "runs/smoke/selection.json").read_text())
+    assert set(selection["families"]) == set(families)
     report = (repo / "reports/smoke/README.md").read_text()
     assert "missing" not in report.split("## Best setting")[0]
     assert (repo / "reports/smoke/figures/ablation_mAP50.png").is_file()
 
     # nothing changed: nothing runs
-    assert _ran(_dvc(repo, "repro")) == []
+    assert _ran(_dvc(repo, "repro", "report")) == []
 
-    # one knob value changed: exactly that run and the report
-    set_params(repo, sse={"lambda_noobj": [0.25]})
-    assert _ran(_dvc(repo, "repro")) == ["train_sse@0.25-0", "report"]
+    # one knob value changed: that run, and no other grid run
+    set_params(repo, sse={"lambda_noobj": [0.25], "default": 0.25})
+    ran = _ran(_dvc(repo, "repro", "report"))
+    assert "train_sse@0.25-0" in ran and ran[-1] == "report"
+    assert not [s for s in ran if s.startswith(("train_focal", "train_ohem"))], ran
 
     # curves are DVC plots
     plots = json.loads(_dvc(repo, "plots", "show", "--json"))
@@ -107,9 +120,9 @@ def test_switching_profile_changes_one_line_and_a_failed_run_changes_nothing(tmp
     params = repo / "params.yaml"
     text = params.read_text()
     voc = "    config: configs/voc/retinanet_r50_fpn_voc0712.py\n    dataset: voc0712\n    data: {}\n"
-    assert voc in text and "seeds: [0, 1]\n" in text
-    params.write_text(text.replace(voc, voc.replace("data: {}", "data: {retries: 0, mirror: 'http://127.0.0.1:9'}"))
-                      .replace("seeds: [0, 1]\n", "seeds: [0]\n"))
+    assert voc in text
+    params.write_text(text.replace(voc, voc.replace("data: {}", "data: {retries: 0, mirror: 'http://127.0.0.1:9'}")))
+    set_params(repo, **{k: v for k, v in SMOKE_PARAMS.items() if k != "profile"})
     (repo / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qam", "x"],
                    cwd=repo, check=True)
@@ -127,5 +140,5 @@ def test_switching_profile_changes_one_line_and_a_failed_run_changes_nothing(tmp
     diff = subprocess.run(["git", "diff", "-U0", "params.yaml"], cwd=repo, capture_output=True,
                           text=True).stdout
     changed = [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
-    assert changed == ["-profile: synth", "+profile: smoke"]
+    assert changed == ["-profile: synth", "+profile: smoke"]  # (the study ran through the queue)
     assert (repo / "reports/smoke/README.md").is_file()

@@ -49,8 +49,17 @@ def test_profile_configs_build(name, family, tmp_path):
         ds = ds.dataset
     assert ds.ann_file == str(ann_dir.resolve() / "train.json")
     assert tuple(ds.metainfo["classes"]) == CLASSES[prof.dataset]
-    coco = [e for e in cfg.test_evaluator if e["type"] == "CocoMetric"][0]
-    assert coco["ann_file"] == str(ann_dir.resolve() / "test.json")
+    for split in ("val", "test"):  # each split is scored on its own annotations
+        ds = cfg[f"{split}_dataloader"].dataset
+        assert ds.ann_file == str(ann_dir.resolve() / f"{split}.json")
+        evs = cfg[f"{split}_evaluator"]
+        evs = evs if isinstance(evs, list) else [evs]
+        assert all(e["ann_file"] == ds.ann_file for e in evs if e["type"] == "CocoMetric")
+        assert any(e["type"] == "VOCMetric" for e in evs)
+    if name in ("voc", "coco"):
+        assert any(e["type"] == "CocoMetric" for e in cfg.test_evaluator)
+    if name == "voc":  # VOC07 test also with the 11-point metric
+        assert any(e.get("eval_mode") == "11points" for e in cfg.test_evaluator)
     model = MODELS.build(cfg.model)
     assert type(model.bbox_head).__name__ == "ImbalanceRetinaHead"
     expected = {"focal": 0, "ohem": 1, "sse": 1}[family] + head.num_classes
@@ -64,6 +73,12 @@ def test_profile_configs_build(name, family, tmp_path):
         assert cfg.optim_wrapper.dtype == "bfloat16"
         assert cfg.train_dataloader.batch_size == 16
         assert cfg.auto_scale_lr == {"enable": True, "base_batch_size": 16}
+    elif name.startswith("sweep"):
+        # the sweep holds pixels per step constant (96 px x 16 = 192 px x 4 = 384 px x 1) and
+        # keeps the synth profile's lr at every canvas
+        size = cfg.img_scale[0]
+        assert size * size * cfg.train_dataloader.batch_size == 96 * 96 * 16
+        assert prof.data["image_size"] == size and cfg.auto_scale_lr.enable is False
     else:
         assert cfg.optim_wrapper.type == "OptimWrapper"
         assert cfg.auto_scale_lr == {"enable": True, "base_batch_size": 8}
@@ -87,7 +102,7 @@ def test_a_run_is_its_config_plus_knob_and_seed(tmp_path):
     smoke = Config.fromfile(str(load_profile(PARAMS, "smoke").config))
     assert smoke.model == synth.model and smoke.optim_wrapper == synth.optim_wrapper
     assert smoke.train_pipeline == synth.train_pipeline
-    assert (synth.train_cfg.max_iters, synth.train_dataloader.batch_size) == (260, 8)
+    assert (synth.train_cfg.max_iters, synth.train_dataloader.batch_size) == (600, 8)
     assert (smoke.train_cfg.max_iters, smoke.train_dataloader.batch_size) == (4, 2)
     # every scheduler ends where the schedule does
     for cfg in (synth, smoke):

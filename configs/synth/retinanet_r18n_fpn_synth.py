@@ -8,7 +8,7 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 # Anchors fitted to the generated objects (16-48 px): RetinaNet's octave_base_scale 4 puts
-# the smallest anchor at 32 px, so a third of small objects had no anchor at IoU >= 0.5;
+# the smallest anchor at 32 px, so 40% of objects had no anchor at IoU >= 0.5;
 # 2 gives 16-25 px on P3 ... 64-101 px on P5 (1% of objects without an anchor, see
 # data/<profile>/raw/stats.json). Ratios, scales per octave and strides are RetinaNet's.
 model = dict(bbox_head=dict(num_classes=8, anchor_generator=dict(octave_base_scale=2)))

@@ -176,11 +176,21 @@ def test_verdict_is_not_resolved_exactly_when_the_holm_interval_contains_zero():
     assert seen == {"A > B", "A < B", "not resolved"}  # every case was met
 
 
-def test_comparisons_need_two_common_seeds():
+def test_a_comparison_on_one_seed_is_not_resolved_and_not_counted_by_holm():
     from lossbench.report.tables import compare
 
-    with pytest.raises(ReportError, match="A vs B: 1 common seed"):
-        compare([("g", "A", {0: 0, 1: 1}, "B", {1: 2})], np.zeros(3), np.zeros((10, 3)))
+    values = np.array([0.5, 0.9, 0.1, 0.6, 0.7, 0.2, 0.3])
+    boot = np.tile(values, (10, 1))
+    # A and B share seed 1 only: a difference of +0.8 with no interval; C vs D has 2 seeds
+    out = compare([("g", "A", {0: 0, 1: 1}, "B", {1: 2}), ("g", "C", {0: 3, 1: 4}, "D", {0: 5, 1: 6})],
+                  values, boot)
+    one, two = out.iloc[0], out.iloc[1]
+    assert one["verdict"] == "not resolved (one seed)" and one["n"] == 1
+    assert one["diff"] == pytest.approx(0.8) and np.isnan(one["lo"]) and np.isnan(one["p_holm"])
+    # Holm's m counts only the comparison that has an interval: level 1 - 0.05 / 1
+    assert two["level"] == pytest.approx(0.95)
+    with pytest.raises(ReportError, match="A vs B: no common seed"):
+        compare([("g", "A", {0: 0}, "B", {1: 2})], values, boot)
 
 
 def test_prior_off_and_calibration_tables(built):

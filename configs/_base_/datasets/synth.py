@@ -1,4 +1,5 @@
-# The generated set (`lossbench synth`, then `lossbench prepare`): square 128 px images,
+# The generated set (`lossbench fetch`, then `lossbench prepare`): square images (the
+# profile config sets their size),
 # read in order-independent infinite sampling for an iteration-based schedule.
 _base_ = './coco.py'
 data_root = 'data/synth/raw/'

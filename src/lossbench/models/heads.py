@@ -13,9 +13,10 @@ sse       C class + 1 objectness last  YOLO v1 SSE terms 3-5             σ(o)·
 ========  ===========================  ================================  =================
 
 Every family's classification loss is normalised by the number of positive
-anchors in the batch (MMDetection's ``avg_factor``), and every output layer
-starts from the prior-probability bias init of Lin et al. (2017, Sec. 4.1)
-with π = ``prior_prob``.
+anchors in the batch (MMDetection's ``avg_factor``). The prior-probability bias
+init of Lin et al. (2017, Sec. 4.1), π = ``prior_prob``, goes only to the logits
+that face the foreground/background imbalance: focal's class logits, OHEM's
+background, SSE's objectness (``prior_prob=None``: every bias starts at 0).
 """
 
 from __future__ import annotations

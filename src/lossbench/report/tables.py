@@ -118,14 +118,21 @@ def compare(pairs: Sequence[tuple[str, str, dict[int, int], str, dict[int, int]]
     prepared = []
     for group, na, a, nb, b in pairs:
         common = sorted(set(a) & set(b))
-        if len(common) < 2:
-            raise ReportError(f"{na} vs {nb}: {len(common)} common seed(s), a comparison needs 2")
+        if not common:
+            raise ReportError(f"{na} vs {nb}: no common seed")
         pa, pb = [a[s] for s in common], [b[s] for s in common]
         prepared.append((group, na, nb, common, values[pa] - values[pb], boot[:, pa] - boot[:, pb]))
-    pvalues = [combined(d, bd)[3] for *_, d, bd in prepared]
+    # a single seed says nothing about seed noise: no interval, no test (left out of Holm's m)
+    pvalues = [combined(d, bd)[3] if len(d) >= 2 else math.nan for *_, d, bd in prepared]
     adjusted, levels = stats.holm(pvalues, alpha=1 - CONFIDENCE) if prepared else ([], [])
     rows = []
     for (group, na, nb, common, d, bd), p, p_adj, level in zip(prepared, pvalues, adjusted, levels):
+        if len(common) < 2:
+            rows.append({"group": group, "A": na, "B": nb, "n": len(common),
+                         "seeds": ",".join(map(str, common)), "diff": float(d.mean()),
+                         "lo": math.nan, "hi": math.nan, "level": math.nan, "p": math.nan,
+                         "p_holm": math.nan, "verdict": "not resolved (one seed)"})
+            continue
         mean, lo, hi, _ = combined(d, bd, confidence=level)
         rows.append({"group": group, "A": na, "B": nb, "n": len(common),
                      "seeds": ",".join(map(str, common)), "diff": mean, "lo": lo, "hi": hi,

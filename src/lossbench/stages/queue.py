@@ -54,7 +54,11 @@ from lossbench.devices import POOL_ENV, parse_pool
 from lossbench.stages.train import WORK_ROOT_ENV
 
 EXP_SHOW_TIMEOUT_S = 120  # one `dvc exp show` takes seconds; longer means it is stuck
-TRAIN_STAGE = re.compile(r"^train_[a-z]+@")
+#: the training stages each set queues: the study (`make repro`; the stages that need the
+#: val selection, `best_extra`, run after it with `dvc repro`) and the imbalance sweep
+STAGE_SETS = {"study": re.compile(r"^train_(focal|ohem|sse|default|prior_off)@"),
+              "sweep": re.compile(r"^train_sweep@")}
+TRAIN_STAGE = STAGE_SETS["study"]
 
 
 class QueueError(RuntimeError):
@@ -100,8 +104,20 @@ def profile_of(repo: Path) -> str:
     return prof
 
 
-def train_stages(repo: Path) -> list[str]:
-    return [n for n in _dvc(repo, "stage", "list", "--name-only").split() if TRAIN_STAGE.match(n)]
+def train_stages(repo: Path, stage_set: str = "study") -> list[str]:
+    return [n for n in _dvc(repo, "stage", "list", "--name-only").split()
+            if STAGE_SETS[stage_set].match(n)]
+
+
+def data_dirs(repo: Path, stage_set: str) -> list[Path]:
+    """The prepared data a set's experiments read (copied into each one's temporary copy)."""
+    if stage_set == "study":
+        return [Path("data") / profile_of(repo)]
+    params = yaml.safe_load((repo / "params.yaml").read_text()) or {}
+    profiles = (params.get("sweep") or {}).get("profiles")
+    if not profiles:
+        raise QueueError(f"{repo / 'params.yaml'}: sweep.profiles lists no canvas profile")
+    return [Path("data") / p for p in profiles]
 
 
 def experiments(repo: Path) -> tuple[str, list[dict[str, Any]]]:
@@ -133,17 +149,21 @@ def experiments(repo: Path) -> tuple[str, list[dict[str, Any]]]:
 
 def submit(repo: Path, *, all_stages: bool = False, pattern: str | None = None,
            jobs: int | None = None, gpus: str | None = None, dry_run: bool = False,
-           log=print) -> list[str]:
-    """Queue the grid's training stages; start ``jobs`` workers if given. Returns the stages."""
+           stage_set: str = "study", threads: int | None = None, log=print) -> list[str]:
+    """Queue a set's training stages; start ``jobs`` workers if given (``threads`` intra-op
+    threads each: two 1-thread CPU trainings side by side outrun one 2-thread training).
+    Returns the stages."""
     repo = Path(repo).resolve()
-    profile = profile_of(repo)
-    data = Path("data") / profile
+    data = data_dirs(repo, stage_set)
     status = json.loads(_dvc(repo, "status", "--json").strip() or "{}")
-    for upstream in ("fetch", "prepare"):
-        if upstream in status or not (repo / data).is_dir():
-            raise QueueError(f"stage '{upstream}' of profile {profile!r} is not up to date: "
-                             "run `dvc repro prepare` first (queued experiments reuse its data)")
-    stages = [s for s in train_stages(repo) if all_stages or s in status]
+    upstream = ("fetch", "prepare") if stage_set == "study" else ("fetch_sweep", "prepare_sweep")
+    stale = [s for s in status if s.split("@")[0] in upstream]
+    missing = [str(d) for d in data if not (repo / d).is_dir()]
+    if stale or missing:
+        raise QueueError(f"{', '.join(stale + missing)}: not up to date; run `dvc repro "
+                         f"{' '.join(u if stage_set == 'study' else u + '@*' for u in upstream[1:])}`"
+                         f"{' --glob' if stage_set == 'sweep' else ''} first (queued experiments reuse its data)")
+    stages = [s for s in train_stages(repo, stage_set) if all_stages or s in status]
     if pattern:
         stages = [s for s in stages if fnmatch.fnmatch(s, pattern)]
     known = {e["name"]: e["state"] for e in experiments(repo)[1] if e["state"] != "failed"}
@@ -152,7 +172,8 @@ def submit(repo: Path, *, all_stages: bool = False, pattern: str | None = None,
             + (" (run `lossbench queue collect`)" if known[exp_name(s)] == "success" else ""))
     stages = [s for s in stages if exp_name(s) not in known]
     for s in stages:
-        cmd = ["exp", "run", "--queue", "--copy-paths", str(data), "--name", exp_name(s), s]
+        cmd = ["exp", "run", "--queue", *[a for d in data for a in ("--copy-paths", str(d))],
+               "--name", exp_name(s), s]
         log(("would run: " if dry_run else "queue: ") + " ".join(cmd))
         if not dry_run:
             _dvc(repo, *cmd)
@@ -160,6 +181,8 @@ def submit(repo: Path, *, all_stages: bool = False, pattern: str | None = None,
         log("nothing to queue")
     if jobs and not dry_run:
         env = {WORK_ROOT_ENV: str(repo)}
+        if threads:
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         if gpus:
             parse_pool(gpus)
             env[POOL_ENV] = gpus
@@ -169,7 +192,7 @@ def submit(repo: Path, *, all_stages: bool = False, pattern: str | None = None,
 
 
 def collect(repo: Path, *, wait: bool = False, poll_s: float = 5.0, remove: bool = False,
-            log=print) -> dict[str, str]:
+            stage_set: str = "study", log=print) -> dict[str, str]:
     """Bring the finished experiments of HEAD into the workspace. Returns ``{experiment: stage}``."""
     repo = Path(repo).resolve()
     base, exps = experiments(repo)
@@ -178,7 +201,7 @@ def collect(repo: Path, *, wait: bool = False, poll_s: float = 5.0, remove: bool
         log(f"waiting: {n['running']} running, {n['queued']} queued")
         time.sleep(poll_s)
         base, exps = experiments(repo)
-    stage_of = {exp_name(s): s for s in train_stages(repo)}
+    stage_of = {exp_name(s): s for s in train_stages(repo, stage_set)}
     merged: dict[str, str] = {}
     for e in sorted((e for e in exps if e["state"] == "success"), key=lambda e: e["name"]):
         if e["name"] not in stage_of:
@@ -213,10 +236,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--jobs", "-j", type=int, metavar="N", help="then start N workers (dvc queue start -j N)")
     s.add_argument("--gpus", metavar="IDS",
                    help=f"device pool for the workers, e.g. 0,1,2,3 (sets {POOL_ENV})")
+    s.add_argument("--threads", type=int, metavar="N",
+                   help="intra-op threads per worker (OMP_NUM_THREADS), e.g. 1 on a CPU machine")
     s.add_argument("--dry-run", action="store_true", help="print the commands only")
     c = sub.add_parser("collect", help="bring finished experiments into runs/ and dvc.lock")
     c.add_argument("--wait", action="store_true", help="first wait until nothing is queued or running")
     c.add_argument("--remove", action="store_true", help="remove the collected experiments afterwards")
+    for p in (s, c):
+        p.add_argument("--set", dest="stage_set", choices=sorted(STAGE_SETS), default="study",
+                       help="which training stages: the study's (default) or the imbalance sweep's")
     parser.add_argument("--repo", default=".", help="repository root (default: current folder)")
 
 
@@ -228,10 +256,13 @@ def run(args: argparse.Namespace) -> int:
             if args.gpus and args.jobs and args.jobs > len(parse_pool(args.gpus)):
                 raise QueueError(f"--jobs {args.jobs} > {len(parse_pool(args.gpus))} devices in "
                                  f"--gpus {args.gpus}: workers would wait for a GPU")
+            if args.threads is not None and args.threads < 1:
+                raise QueueError(f"--threads must be >= 1, got {args.threads}")
             submit(Path(args.repo), all_stages=args.all, pattern=args.stages, jobs=args.jobs,
-                   gpus=args.gpus, dry_run=args.dry_run)
+                   gpus=args.gpus, dry_run=args.dry_run, stage_set=args.stage_set,
+                   threads=args.threads)
         else:
-            collect(Path(args.repo), wait=args.wait, remove=args.remove)
+            collect(Path(args.repo), wait=args.wait, remove=args.remove, stage_set=args.stage_set)
     except (QueueError, ValueError) as e:
         print(f"lossbench queue: error: {e}", file=sys.stderr)
         return 2

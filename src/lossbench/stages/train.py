@@ -215,8 +215,10 @@ def run(args: argparse.Namespace) -> int:
         prior_off = args.prior_prob is not None and parse_prior(args.prior_prob) is None
         role = "prior_off" if prior_off else (args.choose or "grid")
         name = run_name(args.family, spelled, args.seed)
-        if role != "grid":  # its folder (dvc.yaml): runs/<profile>/{extra/<choice>,prior_off}/<family>/seed<k>
-            name = f"{'prior_off' if role == 'prior_off' else 'extra/' + role}/{args.family}/seed{args.seed}"
+        if role != "grid":  # named by its folder below runs/<study>/ (dvc.yaml), e.g. extra/best/ohem/seed3
+            parts = Path(args.out).parts
+            name = ("/".join(parts[2:]) if len(parts) > 2 and parts[0] == "runs" else
+                    f"{'prior_off' if role == 'prior_off' else 'extra/' + role}/{args.family}/seed{args.seed}")
         cfg = load_config(config, data_root=args.data_root, ann_dir=args.ann_dir,
                           imbalance=imbalance, seed=args.seed)
         if args.prior_prob is not None:
@@ -251,6 +253,6 @@ def run(args: argparse.Namespace) -> int:
         return 3
     if rec["rank"] == 0:
         v, m, t = rec["metrics"]["val"], rec["metrics"]["test"], rec["timing"]
-        print(f"{name}: val mAP50 {v['mAP50']:.3f}  test mAP50 {m['mAP50']:.3f}  AP {m['AP']:.3f}  "
+        print(f"{name}: val mAP50 {v['mAP50']:.3f}  test mAP50 {m['mAP50']:.3f}  "
               f"({t['wall_time_s']:.0f} s, {t['train_images_per_s']} img/s)")
     return 0
