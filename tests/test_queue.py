@@ -155,3 +155,29 @@ def test_a_stuck_dvc_command_is_killed_and_reported(tmp_path):
     with pytest.raises(QueueError, match="did not finish within 0.5 s"):
         _run([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path, timeout=0.5)
     assert _run([sys.executable, "-c", "print('ok')"], tmp_path, timeout=30).strip() == "ok"
+
+
+def test_collect_restores_what_an_experiment_wrote_not_its_workspace_deletions(tmp_path):
+    """An experiment's commit holds the workspace it was queued from: an uncommitted deletion
+    of another run's files there must not delete them again when it is collected."""
+    from lossbench.stages.queue import changed_files
+
+    repo = tmp_path / "g"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    files = {"runs/a/x.txt": "old x", "runs/a/old.txt": "stale", "runs/b/y.txt": "other run"}
+    for path, text in files.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
+    base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    # the experiment: its workspace had runs/b emptied; its stage rewrote runs/a
+    (repo / "runs/b/y.txt").unlink()
+    (repo / "runs/a/old.txt").unlink()
+    (repo / "runs/a/x.txt").write_text("new x")
+    (repo / "runs/a/z.txt").write_text("new z")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "exp"], cwd=repo, check=True)
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    assert sorted(changed_files(repo, base, rev)) == ["runs/a/old.txt", "runs/a/x.txt", "runs/a/z.txt"]

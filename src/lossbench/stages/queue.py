@@ -1,16 +1,22 @@
-"""Run the training grid through DVC's experiment queue, N at a time, and collect it back.
+"""Run trainings through DVC's experiment queue, N at a time, and collect them back.
 
-`submit` queues one DVC experiment per training stage of the current profile
-(params.yaml: profile) that is not up to date (or every one with --all):
+`submit` queues one DVC experiment per training stage of a set that is not up to
+date (or every one with --all):
 
     dvc exp run --queue --copy-paths data/<profile> --name <name> <stage>
 
-named after its stage (train_sse@0.5-0 -> train_sse-0_5-0).
+named after its stage (train_sse@0.5-0 -> train_sse-0_5-0). The sets (--set):
+`study` (default), the current profile's trainings that need no val selection
+(train_focal/ohem/sse, train_default, train_prior_off; `best_extra` runs after
+`select` with `dvc repro report`), and `sweep`, the imbalance sweep's train_sweep
+stages (their data: data/<p> for each p of params.yaml's sweep.profiles).
 
 Each experiment runs in a temporary copy of the repository into which the
-prepared data is copied, so `fetch` and `prepare` must be up to date first
-(`dvc repro prepare`). With --jobs N it then starts N workers
-(`dvc queue start -j N`); workers pick experiments one after another.
+prepared data is copied, so the set's fetch and prepare stages must be up to
+date first (`dvc repro prepare`). With --jobs N it then starts N workers
+(`dvc queue start -j N`); workers pick experiments one after another;
+--threads T gives each T intra-op threads (OMP_NUM_THREADS): on a CPU machine,
+two 1-thread trainings side by side outrun one 2-thread training.
 
 One GPU per worker: start the workers with LOSSBENCH_GPUS=0,1,...,N-1 in the
 environment (submit --gpus does it); each training locks a free GPU of that
@@ -191,6 +197,22 @@ def submit(repo: Path, *, all_stages: bool = False, pattern: str | None = None,
     return stages
 
 
+def changed_files(repo: Path, base: str, rev: str) -> list[str]:
+    """The files under runs/ that experiment ``rev`` wrote, relative to its base commit: the
+    ones it added or modified, and the ones it deleted inside a folder it wrote into (a stage
+    clearing its own outputs). An experiment's commit also holds the workspace it was queued
+    from, so other deletions (say, an emptied runs/ not yet committed) are that workspace's,
+    not the stage's, and restoring them would delete what other experiments brought back."""
+    out = _run(["git", "diff", "--name-status", "--no-renames", "-z", base, rev, "--", "runs/"],
+               repo).split("\0")
+    pairs = list(zip(out[0::2], out[1::2]))
+    written = [p for status, p in pairs if status in ("A", "M")]
+    folders = {os.path.dirname(p) + "/" for p in written}
+    deleted = [p for status, p in pairs if status == "D"
+               and any(p.startswith(f) for f in folders)]
+    return written + deleted
+
+
 def collect(repo: Path, *, wait: bool = False, poll_s: float = 5.0, remove: bool = False,
             stage_set: str = "study", log=print) -> dict[str, str]:
     """Bring the finished experiments of HEAD into the workspace. Returns ``{experiment: stage}``."""
@@ -207,11 +229,9 @@ def collect(repo: Path, *, wait: bool = False, poll_s: float = 5.0, remove: bool
         if e["name"] not in stage_of:
             log(f"skip {e['name']}: not the name of a training stage of this profile")
             continue
-        changed = _run(["git", "diff", "--name-only", "--no-renames", "-z", base, e["rev"],
-                        "--", "runs/"], repo).split("\0")
-        if any(changed):
-            _run(["git", "restore", "--worktree", "--source", e["rev"], "--",
-                  *filter(None, changed)], repo)
+        restore = changed_files(repo, base, e["rev"])
+        if restore:
+            _run(["git", "restore", "--worktree", "--source", e["rev"], "--", *restore], repo)
         merged[e["name"]] = stage_of[e["name"]]
         log(f"collected {e['name']}: {stage_of[e['name']]}")
     if merged:
