@@ -1,3 +1,20 @@
+_test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(keep_ratio=True, scale=(
+        96,
+        96,
+    ), type='Resize'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(
+        meta_keys=(
+            'img_id',
+            'img_path',
+            'ori_shape',
+            'img_shape',
+            'scale_factor',
+        ),
+        type='PackDetInputs'),
+]
 ann_dir = 'data/synth/prepared/'
 auto_scale_lr = dict(base_batch_size=8, enable=True)
 backend_args = None
@@ -6,6 +23,8 @@ custom_hooks = [
     dict(
         dvclive_dir='runs/synth/focal/gamma0.0_alpha0.75/seed1/dvclive',
         type='ResumedCurvesHook'),
+    dict(max_norm=20.0, type='ClipFractionHook'),
+    dict(type='ValHistoryHook'),
 ]
 custom_imports = dict(
     allow_failed_imports=False, imports=[
@@ -16,7 +35,7 @@ dataset_type = 'CocoDataset'
 default_hooks = dict(
     checkpoint=dict(
         by_epoch=False,
-        interval=100,
+        interval=150,
         max_keep_ckpts=2,
         save_last=True,
         type='CheckpointHook'),
@@ -32,13 +51,13 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0))
 experiment_name = 'focal_gamma0.0_alpha0.75_seed1'
 img_scale = (
-    128,
-    128,
+    96,
+    96,
 )
 load_from = None
 log_level = 'INFO'
 log_processor = dict(by_epoch=False, type='LogProcessor', window_size=10)
-max_iters = 260
+max_iters = 600
 model = dict(
     backbone=dict(
         base_channels=32,
@@ -58,7 +77,7 @@ model = dict(
         type='ResNet'),
     bbox_head=dict(
         anchor_generator=dict(
-            octave_base_scale=4,
+            octave_base_scale=2,
             ratios=[
                 0.5,
                 1.0,
@@ -126,7 +145,7 @@ model = dict(
         min_bbox_size=0,
         nms=dict(iou_threshold=0.5, type='nms'),
         nms_pre=1000,
-        score_thr=0.05),
+        score_thr=0.001),
     train_cfg=dict(
         allowed_border=-1,
         assigner=dict(
@@ -140,16 +159,16 @@ model = dict(
         sampler=dict(type='PseudoSampler')),
     type='RetinaNet')
 optim_wrapper = dict(
-    clip_grad=dict(max_norm=10.0, norm_type=2),
+    clip_grad=dict(max_norm=20.0, norm_type=2),
     optimizer=dict(foreach=True, lr=0.002, type='AdamW', weight_decay=0.0001),
     type='OptimWrapper')
 param_scheduler = [
-    dict(begin=0, by_epoch=False, end=22, start_factor=0.01, type='LinearLR'),
+    dict(begin=0, by_epoch=False, end=30, start_factor=0.01, type='LinearLR'),
     dict(
-        begin=22,
+        begin=30,
         by_epoch=False,
         convert_to_iter_based=False,
-        end=260,
+        end=600,
         eta_min_ratio=0.01,
         type='CosineAnnealingLR'),
 ]
@@ -157,12 +176,13 @@ randomness = dict(deterministic=True, diff_rank_seed=False, seed=1)
 resume = False
 test_cfg = dict(type='TestLoop')
 test_dataloader = dict(
-    batch_size=16,
+    batch_size=32,
     dataset=dict(
-        ann_file='/work/main/data/synth/prepared/test.json',
+        ann_file=
+        '/work/main/.dvc/tmp/exps/tmpmbtebtw_/data/synth/prepared/test.json',
         backend_args=None,
         data_prefix=dict(img=''),
-        data_root='/work/main/data/synth/raw',
+        data_root='/work/main/.dvc/tmp/exps/tmpmbtebtw_/data/synth/raw',
         metainfo=dict(
             classes=(
                 'red_disc',
@@ -177,8 +197,8 @@ test_dataloader = dict(
         pipeline=[
             dict(type='LoadImageFromFile'),
             dict(keep_ratio=True, scale=(
-                128,
-                128,
+                96,
+                96,
             ), type='Resize'),
             dict(type='LoadAnnotations', with_bbox=True),
             dict(
@@ -202,11 +222,8 @@ test_evaluator = [
         0.5,
     ], metric='mAP', type='VOCMetric'),
     dict(
-        ann_file='/work/main/data/synth/prepared/test.json',
-        backend_args=None,
-        format_only=False,
-        metric='bbox',
-        type='CocoMetric'),
+        out_file='runs/synth/focal/gamma0.0_alpha0.75/seed1/test_records.npz',
+        type='DetectionRecords'),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -225,15 +242,17 @@ test_pipeline = [
         ),
         type='PackDetInputs'),
 ]
-train_cfg = dict(max_iters=260, type='IterBasedTrainLoop', val_interval=260)
+train_cfg = dict(
+    max_iters=600, type='IterBasedTrainLoop', val_begin=450, val_interval=150)
 train_dataloader = dict(
     batch_sampler=None,
     batch_size=8,
     dataset=dict(
-        ann_file='/work/main/data/synth/prepared/train.json',
+        ann_file=
+        '/work/main/.dvc/tmp/exps/tmpmbtebtw_/data/synth/prepared/train.json',
         backend_args=None,
         data_prefix=dict(img=''),
-        data_root='/work/main/data/synth/raw',
+        data_root='/work/main/.dvc/tmp/exps/tmpmbtebtw_/data/synth/raw',
         filter_cfg=dict(filter_empty_gt=True, min_size=1),
         metainfo=dict(
             classes=(
@@ -250,8 +269,8 @@ train_dataloader = dict(
             dict(type='LoadImageFromFile'),
             dict(type='LoadAnnotations', with_bbox=True),
             dict(keep_ratio=True, scale=(
-                128,
-                128,
+                96,
+                96,
             ), type='Resize'),
             dict(prob=0.5, type='RandomFlip'),
             dict(type='PackDetInputs'),
@@ -270,9 +289,53 @@ train_pipeline = [
     dict(prob=0.5, type='RandomFlip'),
     dict(type='PackDetInputs'),
 ]
-val_cfg = None
-val_dataloader = None
-val_evaluator = None
+val_cfg = dict(type='ValLoop')
+val_dataloader = dict(
+    batch_size=32,
+    dataset=dict(
+        ann_file=
+        '/work/main/.dvc/tmp/exps/tmpmbtebtw_/data/synth/prepared/val.json',
+        backend_args=None,
+        data_prefix=dict(img=''),
+        data_root='/work/main/.dvc/tmp/exps/tmpmbtebtw_/data/synth/raw',
+        metainfo=dict(
+            classes=(
+                'red_disc',
+                'orange_disc',
+                'red_ring',
+                'blue_square',
+                'blue_diamond',
+                'green_triangle',
+                'yellow_star',
+                'purple_cross',
+            )),
+        pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(keep_ratio=True, scale=(
+                96,
+                96,
+            ), type='Resize'),
+            dict(type='LoadAnnotations', with_bbox=True),
+            dict(
+                meta_keys=(
+                    'img_id',
+                    'img_path',
+                    'ori_shape',
+                    'img_shape',
+                    'scale_factor',
+                ),
+                type='PackDetInputs'),
+        ],
+        test_mode=True,
+        type='CocoDataset'),
+    drop_last=False,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(shuffle=False, type='DefaultSampler'))
+val_evaluator = dict(
+    eval_mode='area', iou_thrs=[
+        0.5,
+    ], metric='mAP', type='VOCMetric')
 vis_backends = [
     dict(type='LocalVisBackend'),
 ]
@@ -293,5 +356,5 @@ visualizer = dict(
             save_dir='runs/synth/focal/gamma0.0_alpha0.75/seed1/dvclive',
             type='DVCLiveVisBackend'),
     ])
-warmup_iters = 22
-work_dir = 'work_dirs/synth/focal/gamma0.0_alpha0.75/seed1'
+warmup_iters = 30
+work_dir = '/work/main/work_dirs/synth/focal/gamma0.0_alpha0.75/seed1'
