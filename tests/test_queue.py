@@ -100,7 +100,7 @@ def test_queue_two_workers_one_device_each(repo, tmp_path):
 
 TINY_DVC_YAML = """\
 stages:
-  train_echo:
+  train_sse:
     matrix:
       n: [1, 2]
     cmd: >-
@@ -125,13 +125,13 @@ def test_collect_two_experiments_of_a_tiny_repo(tmp_path):
                 ["git", "add", "-A"], [*git, "commit", "-qm", "tiny"]):
         subprocess.run(cmd, cwd=repo, check=True)
     log: list[str] = []
-    assert submit(repo, log=log.append) == ["train_echo@1", "train_echo@2"]
+    assert submit(repo, log=log.append) == ["train_sse@1", "train_sse@2"]
     assert collect(repo, log=log.append) == {}
     assert log[-1] == "still 0 running, 2 queued: collect again later", log
 
     assert submit(repo, jobs=2, log=log.append) == []  # already queued; starts the workers
     merged = collect(repo, wait=True, poll_s=1, log=log.append)
-    assert merged == {"train_echo-1": "train_echo@1", "train_echo-2": "train_echo@2"}, log
+    assert merged == {"train_sse-1": "train_sse@1", "train_sse-2": "train_sse@2"}, log
     assert any(line.startswith("waiting: ") for line in log), log  # polled the queued/running states
     assert (repo / "runs/n1/out.txt").read_text() == "1\n"
     assert (repo / "runs/n2/out.txt").read_text() == "2\n"
@@ -141,7 +141,7 @@ def test_collect_two_experiments_of_a_tiny_repo(tmp_path):
     # the finished experiments are not queued again
     log.clear()
     assert submit(repo, all_stages=True, dry_run=True, log=log.append) == []
-    assert log[:2] == [f"skip train_echo@{n}: experiment train_echo-{n} is success "
+    assert log[:2] == [f"skip train_sse@{n}: experiment train_sse-{n} is success "
                        "(run `lossbench queue collect`)" for n in (1, 2)]
 
 
