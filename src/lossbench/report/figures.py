@@ -46,7 +46,7 @@ def ablation(summary: pd.DataFrame, out: Path, grid_seeds: list[int]) -> list[Pa
         g = summary[(summary.family == fam) & summary.prior].sort_values("order").reset_index(drop=True)
         x = np.arange(len(g))
         for split, dx, face in (("val", -0.12, "white"), ("test", 0.12, PALETTE[fam])):
-            mean, lo, hi = (100 * g[f"{split}_{k}"].astype(float) for k in ("mean", "lo", "hi"))
+            mean, lo, hi = (100 * g[f"{split}_{k}"].to_numpy(dtype=float) for k in ("mean", "lo", "hi"))
             ax.errorbar(x + dx, mean, yerr=[mean - lo, hi - mean], fmt="o", color=PALETTE[fam],
                         mfc=face, capsize=3, label=split)
         ax.set_xticks(x, _setting_ticks(g), rotation=30, ha="right", fontsize=9)
@@ -190,8 +190,8 @@ def sweep(table: pd.DataFrame, out: Path) -> list[Path]:
     names = {"default": "paper default", "both": "paper default = val-best", "best": "val-best"}
     for (fam, role), g in table.groupby(["family", "role"], sort=False):
         g = g.sort_values("positive_share")
-        x = 100 * g["positive_share"] * offsets[role]
-        mean, lo, hi = (100 * g[k] for k in ("mean", "lo", "hi"))
+        x = 100 * g["positive_share"].to_numpy(dtype=float) * offsets[role]
+        mean, lo, hi = (100 * g[k].to_numpy(dtype=float) for k in ("mean", "lo", "hi"))
         name = names[role]
         ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], color=PALETTE[fam], capsize=3, marker="o",
                     ls="-" if role == "default" else "--", mfc="white" if role == "best" else PALETTE[fam],
