@@ -54,9 +54,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lossbench.devices import POOL_ENV, parse_pool
+from lossbench.profiles import load_params
 from lossbench.stages.train import WORK_ROOT_ENV
 
 EXP_SHOW_TIMEOUT_S = 120  # one `dvc exp show` takes seconds; longer means it is stuck
@@ -103,8 +102,7 @@ def exp_name(stage: str) -> str:
 
 
 def profile_of(repo: Path) -> str:
-    params = yaml.safe_load((repo / "params.yaml").read_text()) or {}
-    prof = params.get("profile")
+    prof = load_params(repo / "params.yaml").get("profile")
     if not isinstance(prof, str):
         raise QueueError(f"{repo / 'params.yaml'}: 'profile' must name a profile, got {prof!r}")
     return prof
@@ -119,8 +117,7 @@ def data_dirs(repo: Path, stage_set: str) -> list[Path]:
     """The prepared data a set's experiments read (copied into each one's temporary copy)."""
     if stage_set == "study":
         return [Path("data") / profile_of(repo)]
-    params = yaml.safe_load((repo / "params.yaml").read_text()) or {}
-    profiles = (params.get("sweep") or {}).get("profiles")
+    profiles = (load_params(repo / "params.yaml").get("sweep") or {}).get("profiles")
     if not profiles:
         raise QueueError(f"{repo / 'params.yaml'}: sweep.profiles lists no canvas profile")
     return [Path("data") / p for p in profiles]
