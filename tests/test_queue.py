@@ -181,3 +181,79 @@ def test_collect_restores_what_an_experiment_wrote_not_its_workspace_deletions(t
     subprocess.run([*git, "commit", "-qm", "exp"], cwd=repo, check=True)
     rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     assert sorted(changed_files(repo, base, rev)) == ["runs/a/old.txt", "runs/a/x.txt", "runs/a/z.txt"]
+
+
+def test_each_sweep_experiment_gets_its_own_canvas_data():
+    from lossbench.stages.queue import stage_data
+
+    data = [Path("data/sweep96"), Path("data/sweep192"), Path("data/sweep384")]
+    assert stage_data("train_sweep@sweep192-run3-1", data) == [Path("data/sweep192")]
+    assert stage_data("train_sweep@sweep96-run0-0", data) == [Path("data/sweep96")]
+    assert stage_data("train_sse@0.5-1", [Path("data/synth")]) == [Path("data/synth")]
+
+
+def test_wait_restarts_a_dead_worker_only_while_tasks_wait(tmp_path):
+    """DVC's file-based queue can lose a worker (treeverse/dvc#10428): with tasks queued and
+    fewer busy workers than submitted on two polls in a row, the missing ones are started
+    again with the recorded settings; a full or draining queue is left alone."""
+    from lossbench.stages.queue import WORKERS_FILE, wait_for_queue
+
+    (tmp_path / WORKERS_FILE).parent.mkdir(parents=True)
+    (tmp_path / WORKERS_FILE).write_text(json.dumps({"jobs": 2, "env": {"OMP_NUM_THREADS": "1"}}))
+    states = iter([(5, 2), (4, 1), (4, 1), (3, 2), (0, 1), (0, 1), (0, 0)])  # (queued, running)
+    restarts: list[tuple[int, dict]] = []
+    log: list[str] = []
+    wait_for_queue(tmp_path, poll_s=0, log=log.append,
+                   counts=lambda repo: dict(zip(("queued", "running"), next(states))),
+                   restart=lambda repo, jobs, env: restarts.append((jobs, env)))
+    # one restart after the two short polls (4 queued, 1 busy); none while draining (0 queued)
+    assert restarts == [(2, {"OMP_NUM_THREADS": "1"})], log
+    assert sum(line.startswith("waiting: ") for line in log) == 6
+    assert next(states, None) is None  # returned at the first empty poll, not before
+
+
+TINY_UPSTREAM_DVC_YAML = """\
+stages:
+  select:
+    cmd: echo ran >> {log} && echo chosen > runs/sel.txt
+    always_changed: true
+    outs:
+      - runs/sel.txt:
+          cache: false
+  train_sse:
+    matrix:
+      n: [1, 2]
+    cmd: mkdir -p runs/n${{item.n}} && cat runs/sel.txt > runs/n${{item.n}}/out.txt
+    deps:
+      - runs/sel.txt
+    outs:
+      - runs/n${{item.n}}/out.txt:
+          cache: false
+"""
+
+
+def test_an_experiment_runs_its_stage_only_not_the_upstream_ones(tmp_path):
+    """A sweep stage reads the main study's selection.json; an experiment that re-verified
+    the upstream stages would redo the main pipeline's checks (and any stage whose outputs
+    its copy lacks) every time. Here the upstream stage always counts as changed: it must
+    run once, in the workspace, and never inside the queued experiments."""
+    repo, log_file = tmp_path / "tiny", tmp_path / "select.log"
+    for path, text in {"params.yaml": "profile: t\n", "data/t/x": "x", ".gitignore": "/data/\n",
+                       "dvc.yaml": TINY_UPSTREAM_DVC_YAML.format(log=log_file)}.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    (repo / "runs").mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    for cmd in (["git", "init", "-q"], [str(Path(sys.executable).parent / "dvc"), "init", "-q"]):
+        subprocess.run(cmd, cwd=repo, check=True)
+    _dvc(repo, "repro", "select")
+    for cmd in (["git", "add", "-A"], [*git, "commit", "-qm", "tiny"]):
+        subprocess.run(cmd, cwd=repo, check=True)
+    assert log_file.read_text() == "ran\n"
+    log: list[str] = []
+    assert submit(repo, jobs=2, log=log.append) == ["train_sse@1", "train_sse@2"]
+    assert all("--single-item" in line for line in log if line.startswith("queue: ")), log
+    merged = collect(repo, wait=True, poll_s=1, log=log.append)
+    assert set(merged.values()) == {"train_sse@1", "train_sse@2"}, log
+    assert (repo / "runs/n2/out.txt").read_text() == "chosen\n"
+    assert log_file.read_text() == "ran\n"  # the experiments did not run `select` again

@@ -3,7 +3,7 @@
 `submit` queues one DVC experiment per training stage of a set that is not up to
 date (or every one with --all):
 
-    dvc exp run --queue --copy-paths data/<profile> --name <name> <stage>
+    dvc exp run --queue --single-item --copy-paths data/<profile> --name <name> <stage>
 
 named after its stage (train_sse@0.5-0 -> train_sse-0_5-0). The sets (--set):
 `study` (default), the current profile's trainings that need no val selection
@@ -12,11 +12,17 @@ named after its stage (train_sse@0.5-0 -> train_sse-0_5-0). The sets (--set):
 stages (their data: data/<p> for each p of params.yaml's sweep.profiles).
 
 Each experiment runs in a temporary copy of the repository into which the
-prepared data is copied, so the set's fetch and prepare stages must be up to
-date first (`dvc repro prepare`). With --jobs N it then starts N workers
-(`dvc queue start -j N`); workers pick experiments one after another;
---threads T gives each T intra-op threads (OMP_NUM_THREADS): on a CPU machine,
-two 1-thread trainings side by side outrun one 2-thread training.
+prepared data its stage reads is copied, so the set's fetch and prepare stages
+must be up to date first (`dvc repro prepare`; submit checks). An experiment
+runs its own stage only (--single-item): without it, DVC would first verify,
+and where the copy lacks their outputs rerun, every upstream stage — for a
+sweep stage, which reads the main study's selection.json, the main study's
+fetch, prepare and 63 training stages, in every experiment. With --jobs N
+submit then starts N workers (`dvc queue start -j N`); workers pick
+experiments one after another; --threads T gives each T intra-op threads
+(OMP_NUM_THREADS): on a CPU machine, two 1-thread trainings side by side
+outrun one 2-thread training. How the workers were started is kept in
+.dvc/tmp/lossbench-queue.json for `collect --wait`.
 
 One GPU per worker: start the workers with LOSSBENCH_GPUS=0,1,...,N-1 in the
 environment (submit --gpus does it); each training locks a free GPU of that
@@ -25,9 +31,16 @@ pool and sees only it (CUDA_VISIBLE_DEVICES). LOSSBENCH_WORK_ROOT=<repo>
 of the temporary copy, so they outlive the experiment.
 
 `collect` brings the finished experiments of the current commit back into the
-workspace, through DVC's public commands only: `dvc exp show --json` lists the
+workspace. --wait first waits until no task is queued or running, reading the
+queue's own task files every 30 s (DVC's `celery_queue.iter_queued` and
+`iter_active`; `dvc exp show` on a full queue keeps a core busy for a minute
+per call, and `dvc queue status` inspects the workers, which can race them).
+A worker of DVC's file-based queue can die on a half-written message
+(JSONDecodeError, treeverse/dvc#10428); when tasks stay queued while fewer
+than the submitted number of workers are busy, --wait starts the missing ones
+again with the recorded settings. Then `dvc exp show --json` lists the
 experiments of HEAD with their commit and state (queued, running, success,
-failed; --wait polls it), `git restore --source <experiment commit>` brings
+failed), `git restore --source <experiment commit>` brings
 back the files each one changed under runs/, and `dvc commit --force <stages>`
 records their stages in dvc.lock, so `dvc status` sees them as done and
 `make report` (or `dvc repro`) builds the report without training again. An
@@ -57,7 +70,10 @@ from typing import Any
 from lossbench.devices import POOL_ENV, parse_pool
 from lossbench.profiles import load_params
 from lossbench.stages.train import WORK_ROOT_ENV
+from lossbench.utils import atomic_path
 
+WORKERS_FILE = Path(".dvc/tmp/lossbench-queue.json")  # how submit started the workers
+WAIT_POLL_S = 30.0
 EXP_SHOW_TIMEOUT_S = 120  # one `dvc exp show` takes seconds; longer means it is stuck
 #: the training stages each set queues: the study (`make repro`; the stages that need the
 #: val selection, `best_extra`, run after it with `dvc repro`) and the imbalance sweep
@@ -123,6 +139,12 @@ def data_dirs(repo: Path, stage_set: str) -> list[Path]:
     return [Path("data") / p for p in profiles]
 
 
+def stage_data(stage: str, data: list[Path]) -> list[Path]:
+    """The data folders of ``data`` that ``stage`` reads: a sweep stage's own canvas
+    (``train_sweep@sweep96-run0-1`` reads ``data/sweep96``), else all of them."""
+    return [d for d in data if f"@{d.name}-" in stage] or data
+
+
 def experiments(repo: Path) -> tuple[str, list[dict[str, Any]]]:
     """HEAD's commit and its experiments, ``{name, rev, state}``, from ``dvc exp show --json``.
 
@@ -175,7 +197,8 @@ def submit(repo: Path, *, all_stages: bool = False, pattern: str | None = None,
             + (" (run `lossbench queue collect`)" if known[exp_name(s)] == "success" else ""))
     stages = [s for s in stages if exp_name(s) not in known]
     for s in stages:
-        cmd = ["exp", "run", "--queue", *[a for d in data for a in ("--copy-paths", str(d))],
+        cmd = ["exp", "run", "--queue", "--single-item",
+               *[a for d in stage_data(s, data) for a in ("--copy-paths", str(d))],
                "--name", exp_name(s), s]
         log(("would run: " if dry_run else "queue: ") + " ".join(cmd))
         if not dry_run:
@@ -190,8 +213,52 @@ def submit(repo: Path, *, all_stages: bool = False, pattern: str | None = None,
             parse_pool(gpus)
             env[POOL_ENV] = gpus
         log(f"start {jobs} worker(s)" + (f", {POOL_ENV}={gpus}" if gpus else ""))
+        with atomic_path(repo / WORKERS_FILE) as tmp:
+            tmp.write_text(json.dumps({"jobs": jobs, "env": env}, indent=1) + "\n")
         _dvc(repo, "queue", "start", "-j", str(jobs), env=env)
     return stages
+
+
+def queue_counts(repo: Path) -> Counter:
+    """Tasks of the repository's experiment queue: ``queued`` and ``running``, read from
+    the queue's task files by DVC's own queue object (no worker inspection)."""
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as r:
+        q = r.experiments.celery_queue
+        return Counter(queued=sum(1 for _ in q.iter_queued()),
+                       running=sum(1 for _ in q.iter_active()))
+
+
+def start_workers(repo: Path, jobs: int, env: dict[str, str]) -> None:
+    _dvc(repo, "queue", "start", "-j", str(jobs), env=env)
+
+
+def wait_for_queue(repo: Path, *, poll_s: float = WAIT_POLL_S, log=print,
+                   counts=queue_counts, restart=start_workers) -> None:
+    """Return once no task is queued or running. When tasks stay queued while fewer than
+    the submitted number of workers (``WORKERS_FILE``) are busy, on two polls in a row,
+    start the missing workers again (``dvc queue start`` starts only the ones not alive)."""
+    short = 0
+    while True:
+        n = counts(repo)
+        if not n["queued"] and not n["running"]:
+            return
+        log(f"waiting: {n['running']} running, {n['queued']} queued")
+        try:
+            workers = json.loads((repo / WORKERS_FILE).read_text())
+        except (OSError, ValueError):
+            workers = None
+        if workers and n["queued"] and n["running"] < workers["jobs"]:
+            short += 1
+            if short >= 2:
+                log(f"{n['running']} of {workers['jobs']} workers busy with {n['queued']} "
+                    f"queued: starting the missing ones (`dvc queue start -j {workers['jobs']}`)")
+                restart(repo, workers["jobs"], workers["env"])
+                short = 0
+        else:
+            short = 0
+        time.sleep(poll_s)
 
 
 def changed_files(repo: Path, base: str, rev: str) -> list[str]:
@@ -210,16 +277,13 @@ def changed_files(repo: Path, base: str, rev: str) -> list[str]:
     return written + deleted
 
 
-def collect(repo: Path, *, wait: bool = False, poll_s: float = 5.0, remove: bool = False,
+def collect(repo: Path, *, wait: bool = False, poll_s: float = WAIT_POLL_S, remove: bool = False,
             stage_set: str = "study", log=print) -> dict[str, str]:
     """Bring the finished experiments of HEAD into the workspace. Returns ``{experiment: stage}``."""
     repo = Path(repo).resolve()
+    if wait:
+        wait_for_queue(repo, poll_s=poll_s, log=log)
     base, exps = experiments(repo)
-    while wait and {"queued", "running"} & {e["state"] for e in exps}:
-        n = Counter(e["state"] for e in exps)
-        log(f"waiting: {n['running']} running, {n['queued']} queued")
-        time.sleep(poll_s)
-        base, exps = experiments(repo)
     stage_of = {exp_name(s): s for s in train_stages(repo, stage_set)}
     merged: dict[str, str] = {}
     for e in sorted((e for e in exps if e["state"] == "success"), key=lambda e: e["name"]):
