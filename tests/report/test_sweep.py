@@ -51,7 +51,16 @@ def test_sweep_report(sweep, fab, tmp_path):
     for ext in ("png", "pdf"):
         assert (out / "figures" / f"sweep_mAP50_vs_positive_share.{ext}").stat().st_size > 5000
     assert sorted(p.name for p in (out / "tables").iterdir()) == sorted(
-        f"{n}.{e}" for n in ("sweep", "sweep_comparisons") for e in ("md", "tex", "csv"))
+        f"{n}.{e}" for n in ("sweep", "sweep_comparisons", "sweep_conditions") for e in ("md", "tex", "csv"))
+    # training conditions: 3 objects per image x batch 16 / 4 / 1; OHEM's clipped share per canvas,
+    # mean over seeds 0-2 (+0, +0.3, +0.6 %) and the largest
+    cond = md_rows((out / "tables" / "sweep_conditions.md").read_text())
+    assert cond[0][:3] == ["canvas (px)", "batch", "objects per step"]
+    assert [r[:3] for r in cond[1:]] == [["96", "16", "48"], ["192", "4", "12"], ["384", "1", "3"]]
+    ohem = cond[0].index("ohem 3:1 (paper default)")
+    assert [r[ohem] for r in cond[1:]] == ["1.3 (max 1.6)", "2.3 (max 2.6)", "3.3 (max 3.6)"]
+    assert cond[1][cond[0].index("focal γ 2, α 0.25 (paper default)")] == "0.0 (max 0.0)"
+    assert "16 at 96 px, 4 at 192 px, 1 at 384 px" in readme and "not rarity alone" in readme
 
 
 def test_sweep_refuses_a_best_that_is_not_the_selection(sweep, fab, tmp_path):
