@@ -172,6 +172,10 @@ def experiments(repo: Path) -> tuple[str, list[dict[str, Any]]]:
     return shown[0]["rev"], exps
 
 
+def start_workers(repo: Path, jobs: int, env: dict[str, str]) -> None:
+    _dvc(repo, "queue", "start", "-j", str(jobs), env=env)
+
+
 def submit(repo: Path, *, all_stages: bool = False, pattern: str | None = None,
            jobs: int | None = None, gpus: str | None = None, dry_run: bool = False,
            stage_set: str = "study", threads: int | None = None, log=print) -> list[str]:
@@ -215,7 +219,7 @@ def submit(repo: Path, *, all_stages: bool = False, pattern: str | None = None,
         log(f"start {jobs} worker(s)" + (f", {POOL_ENV}={gpus}" if gpus else ""))
         with atomic_path(repo / WORKERS_FILE) as tmp:
             tmp.write_text(json.dumps({"jobs": jobs, "env": env}, indent=1) + "\n")
-        _dvc(repo, "queue", "start", "-j", str(jobs), env=env)
+        start_workers(repo, jobs, env)
     return stages
 
 
@@ -228,10 +232,6 @@ def queue_counts(repo: Path) -> Counter:
         q = r.experiments.celery_queue
         return Counter(queued=sum(1 for _ in q.iter_queued()),
                        running=sum(1 for _ in q.iter_active()))
-
-
-def start_workers(repo: Path, jobs: int, env: dict[str, str]) -> None:
-    _dvc(repo, "queue", "start", "-j", str(jobs), env=env)
 
 
 def wait_for_queue(repo: Path, *, poll_s: float = WAIT_POLL_S, log=print,
