@@ -79,14 +79,19 @@ test-fast: $(STAMP)
 # The study, in DVC's own mechanisms: data (`dvc repro prepare`), then every training that
 # needs no selection through DVC's experiment queue, JOBS workers side by side (THREADS
 # intra-op threads each; GPUS=0,1,... gives each worker a GPU), collected back into runs/ and
-# dvc.lock, then `dvc repro report`: the val selection, the extra seeds of each family's
-# best and the report. A plain `dvc repro report` does the same one stage at a time.
+# dvc.lock; the val selection (`dvc repro select`); the extra seeds of each family's best
+# through the queue the same way; then `dvc repro report`. A plain `dvc repro report` does
+# the same one stage at a time.
 JOBS    ?= 2
 THREADS ?= $(if $(GPUS),,1)
 GPUS    ?=
+QUEUE_ARGS = --jobs $(JOBS) $(if $(THREADS),--threads $(THREADS)) $(if $(GPUS),--gpus $(GPUS))
 STUDY   := $(DVC) repro prepare && \
-	$(PY) -m lossbench queue submit --jobs $(JOBS) $(if $(THREADS),--threads $(THREADS)) $(if $(GPUS),--gpus $(GPUS)) && \
+	$(PY) -m lossbench queue submit $(QUEUE_ARGS) && \
 	$(PY) -m lossbench queue collect --wait --remove && \
+	$(DVC) repro select && \
+	$(PY) -m lossbench queue submit --set extra $(QUEUE_ARGS) && \
+	$(PY) -m lossbench queue collect --set extra --wait --remove && \
 	$(DVC) repro report
 
 ## repro: run the study (params.yaml's profile; PROFILE=voc|coco|smoke switches; JOBS=2 workers)
@@ -109,7 +114,7 @@ endif
 ## sweep: the imbalance sweep (after make repro: it trains each family's val-selected best)
 sweep: $(STAMP)
 	$(DVC) repro --glob 'prepare_sweep@*'
-	$(PY) -m lossbench queue submit --set sweep --jobs $(JOBS) $(if $(THREADS),--threads $(THREADS)) $(if $(GPUS),--gpus $(GPUS))
+	$(PY) -m lossbench queue submit --set sweep $(QUEUE_ARGS)
 	$(PY) -m lossbench queue collect --set sweep --wait --remove
 	$(DVC) repro report_sweep
 
@@ -124,7 +129,7 @@ bench: $(STAMP)
 ## queue: only queue the study's trainings (JOBS workers; GPUS=0,1,... one GPU each)
 queue: $(STAMP)
 	$(DVC) repro prepare
-	$(PY) -m lossbench queue submit --jobs $(JOBS) $(if $(THREADS),--threads $(THREADS)) $(if $(GPUS),--gpus $(GPUS))
+	$(PY) -m lossbench queue submit $(QUEUE_ARGS)
 
 ## collect: wait for the queue, merge its runs into runs/ and dvc.lock, rebuild the report
 collect: $(STAMP)

@@ -97,6 +97,32 @@ def test_queue_two_workers_one_device_each(repo, tmp_path):
     # a second submit has nothing left to queue
     assert "nothing to queue" in lossbench(repo, "queue", "submit", "--dry-run")
 
+    # the extra seeds of the val-bests need the selection first ...
+    p = subprocess.run([sys.executable, "-m", "lossbench", "queue", "submit", "--set", "extra"],
+                       cwd=repo, capture_output=True, text=True)
+    assert p.returncode == 2 and "select" in p.stderr and "dvc repro select" in p.stderr, p.stderr
+    # ... then go through the queue too, each experiment with the runs folder copied in
+    _dvc(repo, "repro", "select")
+    out = lossbench(repo, "queue", "submit", "--set", "extra", "--jobs", "2")
+    extra = [f"best_extra@{f}-1" for f in families]
+    assert sorted(re.findall(r"--name \S+ (\S+)", out)) == extra, out
+    assert out.count("--copy-paths runs/smoke ") == len(extra), out  # with its selection.json
+    out = lossbench(repo, "queue", "collect", "--set", "extra", "--wait", "--remove")
+    assert len(re.findall(r"^collected best_extra", out, re.M)) == len(extra), out
+    selection = json.loads((repo / "runs/smoke/selection.json").read_text())
+    for f in families:
+        rec = json.loads((repo / "runs/smoke/extra/best" / f / "seed1/metrics.json").read_text())
+        assert rec["iters"] == 4 and rec["seed"] == 1, rec
+        best = selection["families"][f]["best"]
+        knob = {k: "all" if v in (None, "all") else float(v) for k, v in rec["imbalance"].items()
+                if k in best}
+        assert knob == {k: "all" if v in (None, "all") else float(v) for k, v in best.items()}, \
+            (rec["imbalance"], best)
+    # all that is left of the study is the report
+    stale = {s for s in json.loads(_dvc(repo, "status", "--json")) if not s.endswith("_sweep")
+             and "_sweep@" not in s}
+    assert stale == {"report"}, stale
+
 
 TINY_DVC_YAML = """\
 stages:

@@ -7,9 +7,12 @@ date (or every one with --all):
 
 named after its stage (train_sse@0.5-0 -> train_sse-0_5-0). The sets (--set):
 `study` (default), the current profile's trainings that need no val selection
-(train_focal/ohem/sse, train_default, train_prior_off; `best_extra` runs after
-`select` with `dvc repro report`), and `sweep`, the imbalance sweep's train_sweep
-stages (their data: data/<p> for each p of params.yaml's sweep.profiles).
+(train_focal/ohem/sse, train_default, train_prior_off); `extra`, the extra seeds of
+each family's val-selected best (best_extra, queued after `dvc repro select`; each
+experiment also gets runs/<profile>/, for its selection.json: DVC copies a file
+only into a folder that exists); and `sweep`, the imbalance
+sweep's train_sweep stages (their data: data/<p> for each p of params.yaml's
+sweep.profiles).
 
 Each experiment runs in a temporary copy of the repository into which the
 prepared data its stage reads is copied, so the set's fetch and prepare stages
@@ -75,10 +78,17 @@ from lossbench.utils import atomic_path
 WORKERS_FILE = Path(".dvc/tmp/lossbench-queue.json")  # how submit started the workers
 WAIT_POLL_S = 30.0
 EXP_SHOW_TIMEOUT_S = 120  # one `dvc exp show` takes seconds; longer means it is stuck
-#: the training stages each set queues: the study (`make repro`; the stages that need the
-#: val selection, `best_extra`, run after it with `dvc repro`) and the imbalance sweep
+#: the training stages each set queues: the study (`make repro`: first the trainings that
+#: need no val selection, then, after `dvc repro select`, the extra seeds of the val-bests)
+#: and the imbalance sweep
 STAGE_SETS = {"study": re.compile(r"^train_(focal|ohem|sse|default|prior_off)@"),
+              "extra": re.compile(r"^best_extra@"),
               "sweep": re.compile(r"^train_sweep@")}
+#: the stages a set's experiments rely on (they must be up to date before submit), and the
+#: command that brings them up to date
+UPSTREAM = {"study": (("fetch", "prepare"), "dvc repro prepare"),
+            "extra": (("fetch", "prepare", "select"), "dvc repro select"),
+            "sweep": (("fetch_sweep", "prepare_sweep"), "dvc repro --glob 'prepare_sweep@*'")}
 TRAIN_STAGE = STAGE_SETS["study"]
 
 
@@ -130,9 +140,13 @@ def train_stages(repo: Path, stage_set: str = "study") -> list[str]:
 
 
 def data_dirs(repo: Path, stage_set: str) -> list[Path]:
-    """The prepared data a set's experiments read (copied into each one's temporary copy)."""
+    """The prepared data a set's experiments read (copied into each one's temporary copy);
+    for `extra`, also the runs folder with the val selection its stages read (a folder:
+    ``--copy-paths`` copies a single file only into a folder the copy already has)."""
     if stage_set == "study":
         return [Path("data") / profile_of(repo)]
+    if stage_set == "extra":
+        return [Path("data") / profile_of(repo), Path("runs") / profile_of(repo)]
     profiles = (load_params(repo / "params.yaml").get("sweep") or {}).get("profiles")
     if not profiles:
         raise QueueError(f"{repo / 'params.yaml'}: sweep.profiles lists no canvas profile")
@@ -185,13 +199,12 @@ def submit(repo: Path, *, all_stages: bool = False, pattern: str | None = None,
     repo = Path(repo).resolve()
     data = data_dirs(repo, stage_set)
     status = json.loads(_dvc(repo, "status", "--json").strip() or "{}")
-    upstream = ("fetch", "prepare") if stage_set == "study" else ("fetch_sweep", "prepare_sweep")
+    upstream, hint = UPSTREAM[stage_set]
     stale = [s for s in status if s.split("@")[0] in upstream]
-    missing = [str(d) for d in data if not (repo / d).is_dir()]
+    missing = [str(d) for d in data if not (repo / d).exists()]
     if stale or missing:
-        raise QueueError(f"{', '.join(stale + missing)}: not up to date; run `dvc repro "
-                         f"{' '.join(u if stage_set == 'study' else u + '@*' for u in upstream[1:])}`"
-                         f"{' --glob' if stage_set == 'sweep' else ''} first (queued experiments reuse its data)")
+        raise QueueError(f"{', '.join(stale + missing)}: not up to date; run `{hint}` first "
+                         f"(queued experiments reuse its outputs)")
     stages = [s for s in train_stages(repo, stage_set) if all_stages or s in status]
     if pattern:
         stages = [s for s in stages if fnmatch.fnmatch(s, pattern)]
@@ -325,7 +338,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--remove", action="store_true", help="remove the collected experiments afterwards")
     for p in (s, c):
         p.add_argument("--set", dest="stage_set", choices=sorted(STAGE_SETS), default="study",
-                       help="which training stages: the study's (default) or the imbalance sweep's")
+                       help="which training stages: the study's (default), the extra seeds of "
+                            "its val-bests (after `dvc repro select`) or the imbalance sweep's")
     parser.add_argument("--repo", default=".", help="repository root (default: current folder)")
 
 

@@ -99,10 +99,9 @@ def chosen_setting(args: argparse.Namespace) -> dict[str, str]:
     if any(getattr(args, k, None) is not None for k, _ in SLUGS[args.family]):
         raise ValueError("--choose replaces the knob values: give one or the other")
     if args.choose == "default":
-        import yaml
+        from lossbench.profiles import load_params
 
-        with open(args.params, encoding="utf-8") as f:
-            setting = ((yaml.safe_load(f) or {}).get(args.family) or {}).get("default")
+        setting = (load_params(args.params).get(args.family) or {}).get("default")
         where = f"{args.params}: {args.family}.default"
     else:
         if not args.selection:
