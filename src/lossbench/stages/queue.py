@@ -213,26 +213,36 @@ def submit(repo: Path, *, all_stages: bool = False, pattern: str | None = None,
         log(f"skip {s}: experiment {exp_name(s)} is {known[exp_name(s)]}"
             + (" (run `lossbench queue collect`)" if known[exp_name(s)] == "success" else ""))
     stages = [s for s in stages if exp_name(s) not in known]
-    for s in stages:
+    env = {WORK_ROOT_ENV: str(repo)}
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if gpus:
+        parse_pool(gpus)
+        env[POOL_ENV] = gpus
+
+    def start() -> None:
+        log(f"start {jobs} worker(s)" + (f", {POOL_ENV}={gpus}" if gpus else ""))
+        with atomic_path(repo / WORKERS_FILE) as tmp:
+            tmp.write_text(json.dumps({"jobs": jobs, "env": env}, indent=1) + "\n")
+        start_workers(repo, jobs, env)
+
+    # Queueing one experiment takes seconds (DVC stashes the workspace), so the workers start
+    # as soon as each has one to take, and train while the rest are queued.
+    started = not jobs or dry_run
+    for i, s in enumerate(stages, 1):
         cmd = ["exp", "run", "--queue", "--single-item",
                *[a for d in stage_data(s, data) for a in ("--copy-paths", str(d))],
                "--name", exp_name(s), s]
         log(("would run: " if dry_run else "queue: ") + " ".join(cmd))
         if not dry_run:
             _dvc(repo, *cmd)
+        if not started and i >= min(jobs, len(stages)):
+            start()
+            started = True
     if not stages:
         log("nothing to queue")
-    if jobs and not dry_run:
-        env = {WORK_ROOT_ENV: str(repo)}
-        if threads:
-            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        if gpus:
-            parse_pool(gpus)
-            env[POOL_ENV] = gpus
-        log(f"start {jobs} worker(s)" + (f", {POOL_ENV}={gpus}" if gpus else ""))
-        with atomic_path(repo / WORKERS_FILE) as tmp:
-            tmp.write_text(json.dumps({"jobs": jobs, "env": env}, indent=1) + "\n")
-        start_workers(repo, jobs, env)
+    if not started:
+        start()
     return stages
 
 
