@@ -218,6 +218,44 @@ def test_each_sweep_experiment_gets_its_own_canvas_data():
     assert stage_data("train_sse@0.5-1", [Path("data/synth")]) == [Path("data/synth")]
 
 
+def test_workers_start_once_each_has_an_experiment(tmp_path, monkeypatch):
+    """Queueing one experiment takes seconds: with --jobs 2 the workers start right after the
+    second experiment is queued (not after the last), once, with the recorded settings."""
+    from lossbench.stages import queue as q
+
+    events: list[str] = []
+    stages = [f"train_sse@{v}-0" for v in (0.1, 0.5, 1.0, 2.0)]
+
+    def fake_dvc(repo, *args, **kw):
+        if args[:2] == ("exp", "run"):
+            events.append("queue " + args[-1])
+            return ""
+        assert args[:2] == ("status", "--json"), args
+        return json.dumps({s: [] for s in stages})
+
+    monkeypatch.setattr(q, "_dvc", fake_dvc)
+    monkeypatch.setattr(q, "data_dirs", lambda repo, stage_set: [Path("data/synth")])
+    monkeypatch.setattr(q, "train_stages", lambda repo, stage_set="study": stages)
+    monkeypatch.setattr(q, "experiments", lambda repo: ("base", []))
+    monkeypatch.setattr(q, "start_workers", lambda repo, jobs, env: events.append(
+        f"start {jobs} {env.get('OMP_NUM_THREADS')}"))
+    (tmp_path / "data/synth").mkdir(parents=True)
+    assert submit(tmp_path, jobs=2, threads=1, log=lambda m: None) == stages
+    assert events == [f"queue {stages[0]}", f"queue {stages[1]}", "start 2 1",
+                      f"queue {stages[2]}", f"queue {stages[3]}"]
+    assert json.loads((tmp_path / q.WORKERS_FILE).read_text())["jobs"] == 2
+    # fewer stages than workers: start after the last one; nothing to queue: start anyway
+    events.clear()
+    stages[:] = stages[:1]
+    submit(tmp_path, jobs=2, log=lambda m: None)
+    assert events == [f"queue {stages[0]}", "start 2 None"]
+    events.clear()
+    monkeypatch.setattr(q, "experiments", lambda repo: ("base", [{"name": q.exp_name(stages[0]),
+                                                                  "state": "queued"}]))
+    assert submit(tmp_path, jobs=2, log=lambda m: None) == []
+    assert events == ["start 2 None"]
+
+
 def test_wait_restarts_a_dead_worker_only_while_tasks_wait(tmp_path):
     """DVC's file-based queue can lose a worker (treeverse/dvc#10428): with tasks queued and
     fewer busy workers than submitted on two polls in a row, the missing ones are started
