@@ -2,7 +2,9 @@
 
 import json
 import math
+import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -297,3 +299,25 @@ def test_cli_select_then_report(study, tmp_path, capsys, fab):
     (study / "sse" / "lambda0.1" / "seed1" / "metrics.json").unlink()
     assert main(["select", "--runs", str(study), "--params", str(params), "--out", str(sel)]) == 2
     assert "missing run: " in capsys.readouterr().err
+
+
+def test_the_synth_report_shows_the_sweep_figure_and_links_its_tables(study, tmp_path, fab):
+    """The sweep runs after the report, so the report links to it and shows its figure (paths
+    that resolve to the sweep report's files); a profile the sweep is not drawn from, or params
+    without a sweep, get no such section."""
+    from lossbench.report.sweep import build_sweep_report
+
+    reports = tmp_path / "reports"
+    build_report(study, fab.SWEEP_PARAMS, "synth", reports / "synth", study / "selection.json")
+    runs, data = fab.make_sweep(tmp_path)
+    build_sweep_report(runs, data, fab.SWEEP_PARAMS, study / "selection.json", reports / "sweep")
+    text = (reports / "synth" / "README.md").read_text()
+    section = text.split("## Imbalance sweep", 1)[1].split("\n## ", 1)[0]
+    links = re.findall(r"\]\((\.\./sweep/[^)]+)\)", section)
+    assert {Path(x).name for x in links} == {"README.md", "sweep.md", "sweep_mAP50_vs_positive_share.png"}
+    for link in links:
+        assert (reports / "synth" / link).resolve().is_file(), link
+    build_report(study, fab.SWEEP_PARAMS, "voc", tmp_path / "voc", study / "selection.json")
+    build_report(study, fab.PARAMS, "synth", tmp_path / "plain", study / "selection.json")
+    for out in ("voc", "plain"):
+        assert "## Imbalance sweep" not in (tmp_path / out / "README.md").read_text()

@@ -100,6 +100,22 @@ def provenance(df: pd.DataFrame, label: str, bootstrap_spec: dict[str, int]) -> 
     }
 
 
+#: the profile whose val-bests the imbalance sweep trains (dvc.yaml: train_sweep reads
+#: runs/synth/selection.json)
+SWEEP_BASE_PROFILE = "synth"
+#: the sweep is its own run (`make sweep`, after this report: it needs the selection), so this
+#: report shows its figure and points to its tables rather than copying numbers that would go stale
+SWEEP_SECTION = [
+    "## Imbalance sweep", "",
+    "Each family's paper default and its val-best from this study, trained again on canvases "
+    "of 96, 192 and 384 px with the same objects (pixels per step constant), so that positive "
+    "anchors get rarer. It runs after this report (`make sweep`, stage `report_sweep`); its "
+    "report, with the table of test mAP50 against the measured positive share, the paired "
+    "comparisons and the training conditions per canvas: [`reports/sweep/`](../sweep/README.md) "
+    "(table: [`tables/sweep.md`](../sweep/tables/sweep.md)).", "",
+    "![sweep](../sweep/figures/sweep_mAP50_vs_positive_share.png)", ""]
+
+
 def build_report(runs: str | Path, params: dict[str, Any], profile: str, out: str | Path,
                  selection: str | Path) -> dict[str, Any]:
     """Write every table and figure into ``out`` (atomically, as a whole).
@@ -234,6 +250,8 @@ def readme(df: pd.DataFrame, sel: dict[str, Any], summary: pd.DataFrame, comp: p
     if {"training_curves", "loss_shares"} & figs:
         parts += ["## Training", ""] + [f"![{n}](figures/{n}.png)\n" for n in ("training_curves", "loss_shares")
                                          if n in figs]
+    if prov["profile"] == SWEEP_BASE_PROFILE and params.get("sweep"):
+        parts += SWEEP_SECTION
     parts += ["## The losses", "", "![focal](figures/focal_loss_fig1.png)", "",
               "## Controlled variables and deviations", "",
               CONTROLLED.format(obj_target=_obj_target(df)),
