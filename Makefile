@@ -76,22 +76,20 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-# The study, in DVC's own mechanisms: data (`dvc repro prepare`), then every training that
-# needs no selection through DVC's experiment queue, JOBS workers side by side (THREADS
-# intra-op threads each; GPUS=0,1,... gives each worker a GPU), collected back into runs/ and
-# dvc.lock; the val selection (`dvc repro select`); the extra seeds of each family's best
-# through the queue the same way; then `dvc repro report`. A plain `dvc repro report` does
-# the same one stage at a time.
+# The study, in DVC's own mechanisms: data (`dvc repro prepare`); every training that needs no
+# selection, JOBS side by side (THREADS intra-op threads each; GPUS=0,1,... gives each a GPU),
+# each run as `dvc repro` runs it and recorded in dvc.lock (`lossbench queue run`); the val
+# selection (`dvc repro select`); the extra seeds of each family's best the same way; then
+# `dvc repro report`. A plain `dvc repro report` does the same one stage at a time; `make queue`
+# sends the trainings through DVC's experiment queue instead (workers on other machines' copies).
 JOBS    ?= 2
 THREADS ?= $(if $(GPUS),,1)
 GPUS    ?=
 QUEUE_ARGS = --jobs $(JOBS) $(if $(THREADS),--threads $(THREADS)) $(if $(GPUS),--gpus $(GPUS))
 STUDY   := $(DVC) repro prepare && \
-	$(PY) -m lossbench queue submit $(QUEUE_ARGS) && \
-	$(PY) -m lossbench queue collect --wait --remove && \
+	$(PY) -m lossbench queue run $(QUEUE_ARGS) && \
 	$(DVC) repro select && \
-	$(PY) -m lossbench queue submit --set extra $(QUEUE_ARGS) && \
-	$(PY) -m lossbench queue collect --set extra --wait --remove && \
+	$(PY) -m lossbench queue run --set extra $(QUEUE_ARGS) && \
 	$(DVC) repro report
 
 ## repro: run the study (params.yaml's profile; PROFILE=voc|coco|smoke switches; JOBS=2 workers)
@@ -114,8 +112,7 @@ endif
 ## sweep: the imbalance sweep (after make repro: it trains each family's val-selected best)
 sweep: $(STAMP)
 	$(DVC) repro --glob 'prepare_sweep@*'
-	$(PY) -m lossbench queue submit --set sweep $(QUEUE_ARGS)
-	$(PY) -m lossbench queue collect --set sweep --wait --remove
+	$(PY) -m lossbench queue run --set sweep $(QUEUE_ARGS)
 	$(DVC) repro report_sweep
 
 ## report: rebuild reports/<profile>/ from the runs' metrics (no training; unchanged runs change no file)

@@ -321,3 +321,77 @@ def test_an_experiment_runs_its_stage_only_not_the_upstream_ones(tmp_path):
     assert set(merged.values()) == {"train_sse@1", "train_sse@2"}, log
     assert (repo / "runs/n2/out.txt").read_text() == "chosen\n"
     assert log_file.read_text() == "ran\n"  # the experiments did not run `select` again
+
+
+TINY_RUN_DVC_YAML = """\
+stages:
+  train_sse:
+    matrix:
+      n: [1, 2, 3]
+    cmd: >-
+      mkdir -p runs/n${item.n} && date +%s.%N > runs/n${item.n}/start && sleep 2
+      && echo ${item.n} $DVC_STAGE $OMP_NUM_THREADS >> runs/n${item.n}/out.txt
+      && date +%s.%N > runs/n${item.n}/end && test ${item.n} != 3
+    outs:
+      - runs/n${item.n}/out.txt:
+          cache: false
+"""
+
+
+def test_run_here_runs_stages_side_by_side_and_records_the_ones_that_succeed(tmp_path):
+    """`queue run`: the stale stages of a set run here, 2 at a time, each as DVC would run it
+    (its output removed first, DVC_STAGE set); the ones that succeed go into dvc.lock, a
+    failing one is named with its log and stays stale."""
+    from lossbench.stages.queue import QueueError, run_here
+
+    repo = tmp_path / "tiny"
+    for path, text in {"params.yaml": "profile: t\n", "dvc.yaml": TINY_RUN_DVC_YAML,
+                       "data/t/x": "x", ".gitignore": "/data/\n",
+                       "runs/n1/out.txt": "left over\n"}.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    for cmd in (["git", "init", "-q"], [str(Path(sys.executable).parent / "dvc"), "init", "-q"],
+                ["git", "add", "-A"], [*git, "commit", "-qm", "tiny"]):
+        subprocess.run(cmd, cwd=repo, check=True)
+    log: list[str] = []
+    with pytest.raises(QueueError, match=r"1 of 3 stage\(s\) failed: train_sse@3 \(2 recorded"):
+        run_here(repo, jobs=2, threads=1, log=log.append)
+    assert (repo / "runs/n1/out.txt").read_text() == "1 train_sse@1 1\n"  # left-over removed
+    assert (repo / "runs/n2/out.txt").read_text() == "2 train_sse@2 1\n"
+    span = {n: [float((repo / f"runs/n{n}" / k).read_text()) for k in ("start", "end")] for n in (1, 2, 3)}
+    assert span[1][0] < span[2][1] and span[2][0] < span[1][1], span  # 1 and 2 side by side
+    assert span[3][0] >= min(span[1][1], span[2][1]), span  # 3 waited for a free slot
+    assert set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"]) == {"train_sse@1", "train_sse@2"}
+    assert set(json.loads(_dvc(repo, "status", "--json"))) == {"train_sse@3"}
+    assert "FAILED (exit 1) train_sse@3 [" in "\n".join(log), log
+    # a second run retries only the failed one
+    with pytest.raises(QueueError, match=r"1 of 1 stage"):
+        run_here(repo, jobs=2, log=log.append)
+
+
+def test_run_here_runs_the_smoke_study(tmp_path):
+    """`make repro`'s path on the smoke profile: the trainings that need no selection, the
+    selection, the val-bests' extra seeds, then `dvc repro report` has nothing left to train."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    copy_repo(repo)
+    set_params(repo, **SMOKE_PARAMS)
+    _dvc(repo, "repro", "prepare")
+    p = subprocess.run([sys.executable, "-m", "lossbench", "queue", "run", "--set", "extra"],
+                       cwd=repo, capture_output=True, text=True)
+    assert p.returncode == 2 and "dvc repro select" in p.stderr, p.stderr
+    out = lossbench(repo, "queue", "run", "--jobs", "2", "--threads", "1")
+    families = ("focal", "ohem", "sse")
+    study = ["train_focal@setting0-0", "train_focal@setting1-0", "train_ohem@3-0", "train_sse@0.5-0",
+             *(f"train_default@{f}-1" for f in families), *(f"train_prior_off@{f}-0" for f in families)]
+    assert sorted(re.findall(r"^done (\S+)", out, re.M)) == sorted(study), out
+    _dvc(repo, "repro", "select")
+    out = lossbench(repo, "queue", "run", "--set", "extra", "--jobs", "2", "--threads", "1")
+    assert sorted(re.findall(r"^done (\S+)", out, re.M)) == [f"best_extra@{f}-1" for f in families]
+    ran = re.findall(r"Running stage '([^']+)'", _dvc(repo, "repro", "report"))
+    assert ran == ["report"], ran
+    rec = json.loads((repo / "runs/smoke/extra/best/sse/seed1/metrics.json").read_text())
+    assert rec["iters"] == 4 and rec["seed"] == 1
+    stale = {s for s in json.loads(_dvc(repo, "status", "--json")) if "sweep" not in s}
+    assert stale == set(), stale

@@ -62,6 +62,7 @@ import fnmatch
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,7 @@ from lossbench.stages.train import WORK_ROOT_ENV
 from lossbench.utils import atomic_path
 
 WORKERS_FILE = Path(".dvc/tmp/lossbench-queue.json")  # how submit started the workers
+RUN_LOGS = Path(".dvc/tmp/lossbench-run")  # run_here: one log per stage
 WAIT_POLL_S = 30.0
 EXP_SHOW_TIMEOUT_S = 120  # one `dvc exp show` takes seconds; longer means it is stuck
 #: the training stages each set queues: the study (`make repro`: first the trainings that
@@ -190,6 +192,102 @@ def start_workers(repo: Path, jobs: int, env: dict[str, str]) -> None:
     _dvc(repo, "queue", "start", "-j", str(jobs), env=env)
 
 
+def stale_stages(repo: Path, stage_set: str, *, all_stages: bool = False,
+                 pattern: str | None = None) -> list[str]:
+    """The set's training stages that are not up to date (``all_stages``: every one), matching
+    ``pattern``; raises when a stage they rely on (``UPSTREAM``) is stale or its output missing."""
+    status = json.loads(_dvc(repo, "status", "--json").strip() or "{}")
+    upstream, hint = UPSTREAM[stage_set]
+    stale = [s for s in status if s.split("@")[0] in upstream]
+    missing = [str(d) for d in data_dirs(repo, stage_set) if not (repo / d).exists()]
+    if stale or missing:
+        raise QueueError(f"{', '.join(stale + missing)}: not up to date; run `{hint}` first "
+                         f"(the trainings read its outputs)")
+    stages = [s for s in train_stages(repo, stage_set) if all_stages or s in status]
+    return [s for s in stages if fnmatch.fnmatch(s, pattern)] if pattern else stages
+
+
+def worker_env(repo: Path, threads: int | None, gpus: str | None) -> dict[str, str]:
+    """Environment of the trainings: checkpoints under ``repo``, ``threads`` intra-op threads,
+    the GPU pool."""
+    env = {WORK_ROOT_ENV: str(repo)}
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if gpus:
+        parse_pool(gpus)
+        env[POOL_ENV] = gpus
+    return env
+
+
+def run_here(repo: Path, *, jobs: int = 1, stage_set: str = "study", threads: int | None = None,
+             gpus: str | None = None, all_stages: bool = False, pattern: str | None = None,
+             log=print) -> list[str]:
+    """Run a set's stale training stages in this workspace, ``jobs`` at a time, and record them
+    in dvc.lock (``dvc commit --force``). Returns the stages that ran.
+
+    Each stage runs as ``dvc repro`` would run it (its command from DVC's own stage index, in
+    its folder, with DVC_ROOT and DVC_STAGE set, its non-persistent outputs removed first),
+    but without DVC's experiment queue, whose temporary copy of the repository costs about
+    20 s per experiment on 2 cores (docs/scaling.md). `dvc repro` itself runs one stage at a
+    time; the stages of a set write disjoint folders, so they can run side by side. A stage
+    that fails is reported with its log (``RUN_LOGS``); the ones that succeeded are recorded.
+    """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from dvc.repo import Repo
+
+    repo = Path(repo).resolve()
+    stages = stale_stages(repo, stage_set, all_stages=all_stages, pattern=pattern)
+    if not stages:
+        log("nothing to run")
+        return []
+    with Repo(str(repo)) as dvc_repo:
+        specs = {}
+        for name in stages:
+            (stage,) = dvc_repo.stage.collect(f"{repo / 'dvc.yaml'}:{name}")
+            cmds = stage.cmd if isinstance(stage.cmd, list) else [stage.cmd]
+            specs[name] = (" && ".join(f"( {c} )" for c in cmds), stage.wdir,
+                           [o.fs_path for o in stage.outs if not o.persist])
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, **worker_env(repo, threads, gpus), "DVC_ROOT": str(repo),
+           "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    logs = repo / RUN_LOGS
+    logs.mkdir(parents=True, exist_ok=True)
+    shell = os.environ.get("SHELL") or "/bin/sh"
+
+    def one(name: str) -> int:
+        cmd, wdir, outs = specs[name]
+        for out in map(Path, outs):
+            if out.is_dir() and not out.is_symlink():
+                shutil.rmtree(out)
+            elif out.exists() or out.is_symlink():
+                out.unlink()
+        with open(logs / f"{exp_name(name)}.log", "wb") as f:
+            return subprocess.run([shell, "-c", cmd], cwd=wdir, env={**env, "DVC_STAGE": name},
+                                  stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT).returncode
+
+    log(f"run {len(stages)} stage(s), {jobs} at a time" + (f", {POOL_ENV}={gpus}" if gpus else ""))
+    rc: dict[str, int] = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(one, name): name for name in stages}
+        for fut in as_completed(futures):
+            name = futures[fut]
+            rc[name] = fut.result()
+            log(f"{'done' if rc[name] == 0 else f'FAILED (exit {rc[name]})'} {name} "
+                f"[{len(rc)}/{len(stages)}]")
+    done = [s for s in stages if rc[s] == 0]
+    if done:
+        _dvc(repo, "commit", "--force", *done)
+    failed = [s for s in stages if rc[s] != 0]
+    if failed:
+        tails = "\n".join(f"--- {s} ({logs / (exp_name(s) + '.log')}):\n"
+                          + (logs / f"{exp_name(s)}.log").read_text(errors="replace")[-1500:]
+                          for s in failed[:3])
+        raise QueueError(f"{len(failed)} of {len(stages)} stage(s) failed: {', '.join(failed)} "
+                         f"({len(done)} recorded in dvc.lock)\n{tails}")
+    return done
+
+
 def submit(repo: Path, *, all_stages: bool = False, pattern: str | None = None,
            jobs: int | None = None, gpus: str | None = None, dry_run: bool = False,
            stage_set: str = "study", threads: int | None = None, log=print) -> list[str]:
@@ -198,27 +296,13 @@ def submit(repo: Path, *, all_stages: bool = False, pattern: str | None = None,
     Returns the stages."""
     repo = Path(repo).resolve()
     data = data_dirs(repo, stage_set)
-    status = json.loads(_dvc(repo, "status", "--json").strip() or "{}")
-    upstream, hint = UPSTREAM[stage_set]
-    stale = [s for s in status if s.split("@")[0] in upstream]
-    missing = [str(d) for d in data if not (repo / d).exists()]
-    if stale or missing:
-        raise QueueError(f"{', '.join(stale + missing)}: not up to date; run `{hint}` first "
-                         f"(queued experiments reuse its outputs)")
-    stages = [s for s in train_stages(repo, stage_set) if all_stages or s in status]
-    if pattern:
-        stages = [s for s in stages if fnmatch.fnmatch(s, pattern)]
+    stages = stale_stages(repo, stage_set, all_stages=all_stages, pattern=pattern)
     known = {e["name"]: e["state"] for e in experiments(repo)[1] if e["state"] != "failed"}
     for s in [s for s in stages if exp_name(s) in known]:
         log(f"skip {s}: experiment {exp_name(s)} is {known[exp_name(s)]}"
             + (" (run `lossbench queue collect`)" if known[exp_name(s)] == "success" else ""))
     stages = [s for s in stages if exp_name(s) not in known]
-    env = {WORK_ROOT_ENV: str(repo)}
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    if gpus:
-        parse_pool(gpus)
-        env[POOL_ENV] = gpus
+    env = worker_env(repo, threads, gpus)
 
     def start() -> None:
         log(f"start {jobs} worker(s)" + (f", {POOL_ENV}={gpus}" if gpus else ""))
@@ -343,10 +427,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--threads", type=int, metavar="N",
                    help="intra-op threads per worker (OMP_NUM_THREADS), e.g. 1 on a CPU machine")
     s.add_argument("--dry-run", action="store_true", help="print the commands only")
+    r = sub.add_parser("run", help="run the stale training stages here, N at a time, and record "
+                                   "them in dvc.lock (no experiment queue)")
+    r.add_argument("--all", action="store_true", help="run every training stage, not only stale ones")
+    r.add_argument("--stages", metavar="GLOB", help="only stages matching, e.g. 'train_focal@*'")
+    r.add_argument("--jobs", "-j", type=int, metavar="N", default=1, help="trainings side by side")
+    r.add_argument("--gpus", metavar="IDS", help=f"device pool, e.g. 0,1,2,3 (sets {POOL_ENV})")
+    r.add_argument("--threads", type=int, metavar="N",
+                   help="intra-op threads per training (OMP_NUM_THREADS), e.g. 1 on a CPU machine")
     c = sub.add_parser("collect", help="bring finished experiments into runs/ and dvc.lock")
     c.add_argument("--wait", action="store_true", help="first wait until nothing is queued or running")
     c.add_argument("--remove", action="store_true", help="remove the collected experiments afterwards")
-    for p in (s, c):
+    for p in (s, r, c):
         p.add_argument("--set", dest="stage_set", choices=sorted(STAGE_SETS), default="study",
                        help="which training stages: the study's (default), the extra seeds of "
                             "its val-bests (after `dvc repro select`) or the imbalance sweep's")
@@ -355,7 +447,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        if args.action == "submit":
+        if args.action in ("submit", "run"):
             if args.jobs is not None and args.jobs < 1:
                 raise QueueError(f"--jobs must be >= 1, got {args.jobs}")
             if args.gpus and args.jobs and args.jobs > len(parse_pool(args.gpus)):
@@ -363,6 +455,10 @@ def run(args: argparse.Namespace) -> int:
                                  f"--gpus {args.gpus}: workers would wait for a GPU")
             if args.threads is not None and args.threads < 1:
                 raise QueueError(f"--threads must be >= 1, got {args.threads}")
+        if args.action == "run":
+            run_here(Path(args.repo), jobs=args.jobs, stage_set=args.stage_set, threads=args.threads,
+                     gpus=args.gpus, all_stages=args.all, pattern=args.stages)
+        elif args.action == "submit":
             submit(Path(args.repo), all_stages=args.all, pattern=args.stages, jobs=args.jobs,
                    gpus=args.gpus, dry_run=args.dry_run, stage_set=args.stage_set,
                    threads=args.threads)
