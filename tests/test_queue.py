@@ -138,18 +138,23 @@ stages:
 """
 
 
-def test_collect_two_experiments_of_a_tiny_repo(tmp_path):
-    """Two queued experiments of a trivial stage come back: their files, and dvc.lock from DVC."""
-    repo = tmp_path / "tiny"
-    for path, text in {"params.yaml": "profile: t\n", "dvc.yaml": TINY_DVC_YAML, "data/t/x": "x",
-                       ".gitignore": "/data/\n",
-                       "runs/n1/old.txt": "removed by the stage"}.items():
+def tiny_repo(repo: Path, files: dict[str, str]) -> Path:
+    """A git + DVC repository at ``repo`` holding ``files`` (path -> text), committed."""
+    for path, text in files.items():
         (repo / path).parent.mkdir(parents=True, exist_ok=True)
         (repo / path).write_text(text)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
     for cmd in (["git", "init", "-q"], [str(Path(sys.executable).parent / "dvc"), "init", "-q"],
                 ["git", "add", "-A"], [*git, "commit", "-qm", "tiny"]):
         subprocess.run(cmd, cwd=repo, check=True)
+    return repo
+
+
+def test_collect_two_experiments_of_a_tiny_repo(tmp_path):
+    """Two queued experiments of a trivial stage come back: their files, and dvc.lock from DVC."""
+    repo = tiny_repo(tmp_path / "tiny", {"params.yaml": "profile: t\n", "dvc.yaml": TINY_DVC_YAML,
+                                         "data/t/x": "x", ".gitignore": "/data/\n",
+                                         "runs/n1/old.txt": "removed by the stage"})
     log: list[str] = []
     assert submit(repo, log=log.append) == ["train_sse@1", "train_sse@2"]
     assert collect(repo, log=log.append) == {}
@@ -344,16 +349,9 @@ def test_run_here_runs_stages_side_by_side_and_records_the_ones_that_succeed(tmp
     failing one is named with its log and stays stale."""
     from lossbench.stages.queue import QueueError, run_here
 
-    repo = tmp_path / "tiny"
-    for path, text in {"params.yaml": "profile: t\n", "dvc.yaml": TINY_RUN_DVC_YAML,
-                       "data/t/x": "x", ".gitignore": "/data/\n",
-                       "runs/n1/out.txt": "left over\n"}.items():
-        (repo / path).parent.mkdir(parents=True, exist_ok=True)
-        (repo / path).write_text(text)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
-    for cmd in (["git", "init", "-q"], [str(Path(sys.executable).parent / "dvc"), "init", "-q"],
-                ["git", "add", "-A"], [*git, "commit", "-qm", "tiny"]):
-        subprocess.run(cmd, cwd=repo, check=True)
+    repo = tiny_repo(tmp_path / "tiny", {"params.yaml": "profile: t\n", "dvc.yaml": TINY_RUN_DVC_YAML,
+                                         "data/t/x": "x", ".gitignore": "/data/\n",
+                                         "runs/n1/out.txt": "left over\n"})
     log: list[str] = []
     with pytest.raises(QueueError, match=r"1 of 3 stage\(s\) failed: train_sse@3 \(2 recorded"):
         run_here(repo, jobs=2, threads=1, log=log.append)
