@@ -178,11 +178,10 @@ test_cfg = dict(type='TestLoop')
 test_dataloader = dict(
     batch_size=32,
     dataset=dict(
-        ann_file=
-        '/work/main/.dvc/tmp/exps/tmpaoiy9hh6/data/synth/prepared/test.json',
+        ann_file='/tmp/study/data/synth/prepared/test.json',
         backend_args=None,
         data_prefix=dict(img=''),
-        data_root='/work/main/.dvc/tmp/exps/tmpaoiy9hh6/data/synth/raw',
+        data_root='/tmp/study/data/synth/raw',
         metainfo=dict(
             classes=(
                 'red_disc',
@@ -248,11 +247,10 @@ train_dataloader = dict(
     batch_sampler=None,
     batch_size=8,
     dataset=dict(
-        ann_file=
-        '/work/main/.dvc/tmp/exps/tmpaoiy9hh6/data/synth/prepared/train.json',
+        ann_file='/tmp/study/data/synth/prepared/train.json',
         backend_args=None,
         data_prefix=dict(img=''),
-        data_root='/work/main/.dvc/tmp/exps/tmpaoiy9hh6/data/synth/raw',
+        data_root='/tmp/study/data/synth/raw',
         filter_cfg=dict(filter_empty_gt=True, min_size=1),
         metainfo=dict(
             classes=(
@@ -293,11 +291,10 @@ val_cfg = dict(type='ValLoop')
 val_dataloader = dict(
     batch_size=32,
     dataset=dict(
-        ann_file=
-        '/work/main/.dvc/tmp/exps/tmpaoiy9hh6/data/synth/prepared/val.json',
+        ann_file='/tmp/study/data/synth/prepared/val.json',
         backend_args=None,
         data_prefix=dict(img=''),
-        data_root='/work/main/.dvc/tmp/exps/tmpaoiy9hh6/data/synth/raw',
+        data_root='/tmp/study/data/synth/raw',
         metainfo=dict(
             classes=(
                 'red_disc',
@@ -357,4 +354,4 @@ visualizer = dict(
             type='DVCLiveVisBackend'),
     ])
 warmup_iters = 30
-work_dir = '/work/main/work_dirs/synth/ohem/ratio1/seed0'
+work_dir = '/tmp/study/work_dirs/synth/ohem/ratio1/seed0'

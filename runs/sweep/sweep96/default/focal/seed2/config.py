@@ -178,11 +178,10 @@ test_cfg = dict(type='TestLoop')
 test_dataloader = dict(
     batch_size=32,
     dataset=dict(
-        ann_file=
-        '/work/main/.dvc/tmp/exps/tmpupuuca9i/data/sweep96/prepared/test.json',
+        ann_file='/tmp/study/data/sweep96/prepared/test.json',
         backend_args=None,
         data_prefix=dict(img=''),
-        data_root='/work/main/.dvc/tmp/exps/tmpupuuca9i/data/sweep96/raw',
+        data_root='/tmp/study/data/sweep96/raw',
         metainfo=dict(
             classes=(
                 'red_disc',
@@ -247,11 +246,10 @@ train_dataloader = dict(
     batch_sampler=None,
     batch_size=16,
     dataset=dict(
-        ann_file=
-        '/work/main/.dvc/tmp/exps/tmpupuuca9i/data/sweep96/prepared/train.json',
+        ann_file='/tmp/study/data/sweep96/prepared/train.json',
         backend_args=None,
         data_prefix=dict(img=''),
-        data_root='/work/main/.dvc/tmp/exps/tmpupuuca9i/data/sweep96/raw',
+        data_root='/tmp/study/data/sweep96/raw',
         filter_cfg=dict(filter_empty_gt=True, min_size=1),
         metainfo=dict(
             classes=(
@@ -292,11 +290,10 @@ val_cfg = dict(type='ValLoop')
 val_dataloader = dict(
     batch_size=32,
     dataset=dict(
-        ann_file=
-        '/work/main/.dvc/tmp/exps/tmpupuuca9i/data/sweep96/prepared/val.json',
+        ann_file='/tmp/study/data/sweep96/prepared/val.json',
         backend_args=None,
         data_prefix=dict(img=''),
-        data_root='/work/main/.dvc/tmp/exps/tmpupuuca9i/data/sweep96/raw',
+        data_root='/tmp/study/data/sweep96/raw',
         metainfo=dict(
             classes=(
                 'red_disc',
@@ -356,4 +353,4 @@ visualizer = dict(
             type='DVCLiveVisBackend'),
     ])
 warmup_iters = 30
-work_dir = '/work/main/work_dirs/sweep/sweep96/default/focal/seed2'
+work_dir = '/tmp/study/work_dirs/sweep/sweep96/default/focal/seed2'
