@@ -1,4 +1,10 @@
-"""Run trainings through DVC's experiment queue, N at a time, and collect them back.
+"""Run a set's training stages N at a time: here (`run`, what `make repro` uses), or through
+DVC's experiment queue and collect them back (`submit`, `collect`).
+
+`run` runs the set's stale stages in the workspace, each as `dvc repro` would (its command
+from DVC's stage index, outputs removed first), and records them with `dvc commit --force`;
+no temporary copy per training (see `run_here`). The queue below is for workers that need
+their own copy of the repository.
 
 `submit` queues one DVC experiment per training stage of a set that is not up to
 date (or every one with --all):
@@ -419,22 +425,17 @@ def collect(repo: Path, *, wait: bool = False, poll_s: float = WAIT_POLL_S, remo
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     s = sub.add_parser("submit", help="queue the grid's training stages (dvc exp run --queue)")
-    s.add_argument("--all", action="store_true", help="queue every training stage, not only stale ones")
-    s.add_argument("--stages", metavar="GLOB", help="only stages matching, e.g. 'train_focal@*'")
-    s.add_argument("--jobs", "-j", type=int, metavar="N", help="then start N workers (dvc queue start -j N)")
-    s.add_argument("--gpus", metavar="IDS",
-                   help=f"device pool for the workers, e.g. 0,1,2,3 (sets {POOL_ENV})")
-    s.add_argument("--threads", type=int, metavar="N",
-                   help="intra-op threads per worker (OMP_NUM_THREADS), e.g. 1 on a CPU machine")
-    s.add_argument("--dry-run", action="store_true", help="print the commands only")
     r = sub.add_parser("run", help="run the stale training stages here, N at a time, and record "
                                    "them in dvc.lock (no experiment queue)")
-    r.add_argument("--all", action="store_true", help="run every training stage, not only stale ones")
-    r.add_argument("--stages", metavar="GLOB", help="only stages matching, e.g. 'train_focal@*'")
-    r.add_argument("--jobs", "-j", type=int, metavar="N", default=1, help="trainings side by side")
-    r.add_argument("--gpus", metavar="IDS", help=f"device pool, e.g. 0,1,2,3 (sets {POOL_ENV})")
-    r.add_argument("--threads", type=int, metavar="N",
-                   help="intra-op threads per training (OMP_NUM_THREADS), e.g. 1 on a CPU machine")
+    for p, verb, jobs_help in ((s, "queue", "then start N workers (dvc queue start -j N)"),
+                               (r, "run", "trainings side by side")):
+        p.add_argument("--all", action="store_true", help=f"{verb} every training stage, not only stale ones")
+        p.add_argument("--stages", metavar="GLOB", help="only stages matching, e.g. 'train_focal@*'")
+        p.add_argument("--jobs", "-j", type=int, metavar="N", help=jobs_help)
+        p.add_argument("--gpus", metavar="IDS", help=f"device pool, e.g. 0,1,2,3 (sets {POOL_ENV})")
+        p.add_argument("--threads", type=int, metavar="N",
+                       help="intra-op threads per training (OMP_NUM_THREADS), e.g. 1 on a CPU machine")
+    s.add_argument("--dry-run", action="store_true", help="print the commands only")
     c = sub.add_parser("collect", help="bring finished experiments into runs/ and dvc.lock")
     c.add_argument("--wait", action="store_true", help="first wait until nothing is queued or running")
     c.add_argument("--remove", action="store_true", help="remove the collected experiments afterwards")
@@ -456,7 +457,7 @@ def run(args: argparse.Namespace) -> int:
             if args.threads is not None and args.threads < 1:
                 raise QueueError(f"--threads must be >= 1, got {args.threads}")
         if args.action == "run":
-            run_here(Path(args.repo), jobs=args.jobs, stage_set=args.stage_set, threads=args.threads,
+            run_here(Path(args.repo), jobs=args.jobs or 1, stage_set=args.stage_set, threads=args.threads,
                      gpus=args.gpus, all_stages=args.all, pattern=args.stages)
         elif args.action == "submit":
             submit(Path(args.repo), all_stages=args.all, pattern=args.stages, jobs=args.jobs,
