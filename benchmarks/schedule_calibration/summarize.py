@@ -1,6 +1,6 @@
 """Summarise the schedule-calibration runs (run.sh) into summary.md: per variant and setting,
-the training step time, final val and test mAP50 and the val gain over the last 25% of the
-iterations, means over seeds (each seed in brackets)."""
+the training time per iteration (its 8 val passes included), final val and test mAP50 and the
+val gain over the last 25% of the iterations, means over seeds (each seed in brackets)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def main() -> int:
                      curve[n] - curve[3 * n // 4]))
     if not rows:
         sys.exit(f"{HERE / 'runs'}: no runs")
-    out = ["| variant | setting | iterations | seeds | ms / step (2 x 1 thread) | final val mAP50 | "
-           "test mAP50 | val gain, last 25% (pts) |", "|" + " --- |" * 8]
+    out = ["| variant | setting | iterations | seeds | ms / iteration, 8 val passes included (2 x 1 thread) | "
+           "final val mAP50 | test mAP50 | val gain, last 25% (pts) |", "|" + " --- |" * 8]
     for key in sorted({r[:2] for r in rows}):
         rs = [r for r in rows if r[:2] == key]
 
