@@ -74,14 +74,26 @@ def test_profile_configs_build(name, family, tmp_path):
         assert cfg.train_dataloader.batch_size == 16
         assert cfg.auto_scale_lr == {"enable": True, "base_batch_size": 16}
     elif name.startswith("sweep"):
-        # the sweep holds pixels per step constant (96 px x 16 = 192 px x 4 = 384 px x 1) and
-        # keeps the synth profile's lr at every canvas
-        size = cfg.img_scale[0]
-        assert size * size * cfg.train_dataloader.batch_size == 96 * 96 * 16
-        assert prof.data["image_size"] == size and cfg.auto_scale_lr.enable is False
+        # the sweep's points train one config on their own data's canvas, with the synth
+        # profile's lr (not rescaled with the batch)
+        assert prof.data["image_size"] == cfg.img_scale[0] and cfg.auto_scale_lr.enable is False
     else:
         assert cfg.optim_wrapper.type == "OptimWrapper"
         assert cfg.auto_scale_lr == {"enable": True, "base_batch_size": 8}
+
+
+def test_the_sweep_points_differ_only_in_objects_per_image():
+    """Constant compute: one config (canvas, batch, network, lr, schedule) for every point, the
+    same data but for the labelled objects per image, which span >= 10x (the share of positive
+    anchors follows, measured in each point's stats.json)."""
+    points = [load_profile(PARAMS, p) for p in load_params(PARAMS)["sweep"]["profiles"]]
+    assert len(points) >= 3
+    assert len({p.config for p in points}) == 1
+    data = [{k: v for k, v in p.data.items() if k != "objects"} for p in points]
+    assert all(d == data[0] for d in data)
+    counts = [p.data["objects"] for p in points]
+    assert all(lo == hi for lo, hi in counts)  # a fixed count per image: the share is the knob's
+    assert max(c[0] for c in counts) >= 10 * min(c[0] for c in counts)
 
 
 def test_amp_options():

@@ -214,12 +214,14 @@ def test_collect_restores_what_an_experiment_wrote_not_its_workspace_deletions(t
     assert sorted(changed_files(repo, base, rev)) == ["runs/a/old.txt", "runs/a/x.txt", "runs/a/z.txt"]
 
 
-def test_each_sweep_experiment_gets_its_own_canvas_data():
+def test_each_sweep_experiment_gets_its_own_point_data():
     from lossbench.stages.queue import stage_data
 
-    data = [Path("data/sweep96"), Path("data/sweep192"), Path("data/sweep384")]
-    assert stage_data("train_sweep@sweep192-run3-1", data) == [Path("data/sweep192")]
-    assert stage_data("train_sweep@sweep96-run0-0", data) == [Path("data/sweep96")]
+    data = [Path("data/sweep_o12"), Path("data/sweep_o4"), Path("data/sweep_o1")]
+    assert stage_data("train_sweep@sweep_o4-run3-1", data) == [Path("data/sweep_o4")]
+    # one profile's name is the start of another's
+    assert stage_data("train_sweep@sweep_o1-run0-0", data) == [Path("data/sweep_o1")]
+    assert stage_data("train_sweep@sweep_o12-run0-0", data) == [Path("data/sweep_o12")]
     assert stage_data("train_sse@0.5-1", [Path("data/synth")]) == [Path("data/synth")]
 
 

@@ -31,13 +31,14 @@ def test_sweep_report(sweep, fab, tmp_path):
     assert df[df.family == "sse"]["role"].unique().tolist() == ["both"]
     assert df[df.family == "sse"]["run"].str.contains("/default/").all()
     rows = md_rows((out / "tables" / "sweep.md").read_text())
-    assert rows[0] == ["canvas (px)", "batch", "positive anchors (%)", "focal γ 2, α 0.25 (paper default)",
+    assert rows[0] == ["canvas (px)", "objects / image", "batch", "positive anchors (%)",
+                       "focal γ 2, α 0.25 (paper default)",
                        "focal γ 1, α 0.25 (val-best)", "ohem 3:1 (paper default)", "ohem all (val-best)",
                        "sse λ 0.5 (paper default = val-best)"]
     # 96 px: focal default 148, 150, 152 of 200 -> 75.0; 384 px: 40 fewer -> 55.0; sse at 192: 80 -> 40.0
-    assert rows[1][:3] == ["96", "16", "2"] and rows[1][3].startswith("75.0 [")
-    assert rows[3][:3] == ["384", "1", "0.125"] and rows[3][3].startswith("55.0 [")
-    assert rows[2][7].startswith("40.0 [")
+    assert rows[1][:4] == ["96", "3", "16", "2"] and rows[1][4].startswith("75.0 [")
+    assert rows[3][:4] == ["384", "3", "1", "0.125"] and rows[3][4].startswith("55.0 [")
+    assert rows[2][8].startswith("40.0 [")
     comp = res["comparisons"]
     assert comp["group"].tolist() == ["96 px"] * 3 + ["192 px"] * 3 + ["384 px"] * 3
     assert comp.loc[0, ["A", "B"]].tolist() == ["focal γ 2, α 0.25", "ohem 3:1"]
@@ -55,12 +56,39 @@ def test_sweep_report(sweep, fab, tmp_path):
     # training conditions: 3 objects per image x batch 16 / 4 / 1; OHEM's clipped share per canvas,
     # mean over seeds 0-2 (+0, +0.3, +0.6 %) and the largest
     cond = md_rows((out / "tables" / "sweep_conditions.md").read_text())
-    assert cond[0][:3] == ["canvas (px)", "batch", "objects per step"]
-    assert [r[:3] for r in cond[1:]] == [["96", "16", "48"], ["192", "4", "12"], ["384", "1", "3"]]
+    assert cond[0][:4] == ["canvas (px)", "objects / image", "batch", "objects per step"]
+    assert [r[:4] for r in cond[1:]] == [["96", "3", "16", "48"], ["192", "3", "4", "12"], ["384", "3", "1", "3"]]
     ohem = cond[0].index("ohem 3:1 (paper default)")
     assert [r[ohem] for r in cond[1:]] == ["1.3 (max 1.6)", "2.3 (max 2.6)", "3.3 (max 3.6)"]
     assert cond[1][cond[0].index("focal γ 2, α 0.25 (paper default)")] == "0.0 (max 0.0)"
     assert "16 at 96 px, 4 at 192 px, 1 at 384 px" in readme and "not rarity alone" in readme
+
+
+def test_sweep_over_objects_per_image_on_one_canvas(study, fab, tmp_path):
+    """The other design: one canvas and batch, fewer objects per image. Points are named by
+    their objects per image, each is its own test set (its own bootstrap: a point's intervals
+    do not depend on the other points), and the README names what changes with the share."""
+    runs, data = fab.make_sweep(study.parent, fab.SWEEP_OBJECTS)
+    params = fab.sweep_params(fab.SWEEP_OBJECTS)
+    res = build_sweep_report(runs, data, params, study / "selection.json", tmp_path / "all")
+    comp = res["comparisons"]
+    assert comp["group"].tolist() == (["12 objects/image"] * 3 + ["4 objects/image"] * 3
+                                      + ["1 object/image"] * 3)
+    rows = md_rows((tmp_path / "all" / "tables" / "sweep.md").read_text())
+    assert [r[:4] for r in rows[1:]] == [["192", "12", "4", "1.4"], ["192", "4", "4", "0.48"],
+                                         ["192", "1", "4", "0.12"]]
+    cond = md_rows((tmp_path / "all" / "tables" / "sweep_conditions.md").read_text())
+    assert [r[3] for r in cond[1:]] == ["48", "16", "4"]
+    readme = (tmp_path / "all" / "README.md").read_text()
+    assert "Canvas (192 px), batch (4)" in readme and "(48, 16, 4 per step)" in readme
+    assert "BatchNorm statistics come from fewer images" not in readme
+    # the 4-objects point alone gives the same cells: its bootstrap is its own
+    alone = fab.sweep_params({"sweep_o4": fab.SWEEP_OBJECTS["sweep_o4"]})
+    one = build_sweep_report(runs, data, alone, study / "selection.json", tmp_path / "one")["summary"]
+    both = res["summary"][res["summary"].profile == "sweep_o4"].reset_index(drop=True)
+    assert one["point"].tolist() == ["192 px"] * len(one)  # alone, nothing differs but the canvas is named
+    for k in ("mean", "lo", "hi"):
+        assert both[k].tolist() == pytest.approx(one[k].tolist(), abs=1e-12)
 
 
 def test_sweep_refuses_a_best_that_is_not_the_selection(sweep, fab, tmp_path):

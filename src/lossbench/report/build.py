@@ -107,12 +107,12 @@ SWEEP_BASE_PROFILE = "synth"
 #: report shows its figure and points to its tables rather than copying numbers that would go stale
 SWEEP_SECTION = [
     "## Imbalance sweep", "",
-    "Each family's paper default and its val-best from this study, trained again on canvases "
-    "of 96, 192 and 384 px with the same objects (pixels per step constant), so that positive "
-    "anchors get rarer. It runs after this report (`make sweep`, stage `report_sweep`); its "
-    "report, with the table of test mAP50 against the measured positive share, the paired "
-    "comparisons and the training conditions per canvas: [`reports/sweep/`](../sweep/README.md) "
-    "(table: [`tables/sweep.md`](../sweep/tables/sweep.md)).", "",
+    "Each family's paper default and its val-best from this study, trained again at each point "
+    "of the sweep (`params.yaml: sweep.profiles`: {points}): synth data whose share of positive "
+    "anchors differs at constant compute. It runs after this report (`make sweep`, stage "
+    "`report_sweep`); its report, with the table of test mAP50 against the measured positive "
+    "share, the paired comparisons and the training conditions per point: "
+    "[`reports/sweep/`](../sweep/README.md) (table: [`tables/sweep.md`](../sweep/tables/sweep.md)).", "",
     "![sweep](../sweep/figures/sweep_mAP50_vs_positive_share.png)", ""]
 
 
@@ -251,7 +251,8 @@ def readme(df: pd.DataFrame, sel: dict[str, Any], summary: pd.DataFrame, comp: p
         parts += ["## Training", ""] + [f"![{n}](figures/{n}.png)\n" for n in ("training_curves", "loss_shares")
                                          if n in figs]
     if prov["profile"] == SWEEP_BASE_PROFILE and params.get("sweep"):
-        parts += SWEEP_SECTION
+        points = ", ".join(map(str, params["sweep"].get("profiles") or []))
+        parts += [line.format(points=points) for line in SWEEP_SECTION]
     parts += ["## The losses", "", "![focal](figures/focal_loss_fig1.png)", "",
               "## Controlled variables and deviations", "",
               CONTROLLED.format(obj_target=_obj_target(df)),

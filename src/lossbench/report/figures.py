@@ -182,8 +182,9 @@ def sweep(table: pd.DataFrame, out: Path) -> list[Path]:
     """Test mAP50 against the measured share of positive anchors (log x): one colour per family,
     solid = paper default, dashed = val-best, error bars = combined 95% intervals.
 
-    ``table``: one row per (canvas, family, role) with ``positive_share``, ``mean``, ``lo``, ``hi``;
-    role ``both``: the val-best is the paper default (drawn solid).
+    ``table``: one row per (profile, family, role) with ``point`` (how the profile's data differs),
+    ``positive_share``, ``mean``, ``lo``, ``hi``; role ``both``: the val-best is the paper
+    default (drawn solid).
     """
     fig, ax = plt.subplots(figsize=(7, 4.5))
     offsets = {"default": 0.985, "both": 0.985, "best": 1.015}  # side by side on the log axis
@@ -197,11 +198,11 @@ def sweep(table: pd.DataFrame, out: Path) -> list[Path]:
                     ls="-" if role == "default" else "--", mfc="white" if role == "best" else PALETTE[fam],
                     label=f"{fam} {g['label'].iloc[0]} ({name})")
     ax.set_xscale("log")
-    ticks = table.drop_duplicates("canvas")
+    ticks = table.drop_duplicates("profile")
     ax.minorticks_off()
     ax.set_xticks(100 * ticks["positive_share"],
-                  [f"{100 * s:.3g}%\n({c} px)" for s, c in zip(ticks["positive_share"], ticks["canvas"])])
-    ax.set_xlabel("positive anchors (% of all anchors, measured; log scale) and canvas")
+                  [f"{100 * s:.3g}%\n({p})" for s, p in zip(ticks["positive_share"], ticks["point"], strict=True)])
+    ax.set_xlabel("positive anchors (% of all anchors, measured; log scale) and the data's point")
     ax.set_ylabel("test mAP@0.5 (%)")
     ax.set_title("Foreground share sweep: mean over seeds, 95% interval (seeds + test images)",
                  fontsize=10)

@@ -1,11 +1,12 @@
-"""The foreground-share sweep: each family's paper default and val-best retrained on canvases
-of growing size (fewer positive anchors per image at near-constant compute), test mAP50
-against the measured share of positive anchors.
+"""The foreground-share sweep: each family's paper default and val-best retrained on synth
+profiles whose share of positive anchors differs at near-constant compute (fewer labelled
+objects per image on one canvas, or one object count on growing canvases), test mAP50 against
+the measured share of positive anchors.
 
 params.yaml::
 
     sweep:
-      profiles: [sweep96, sweep192, sweep384]     # one synth profile per canvas
+      profiles: [sweep_o1, sweep_o4, sweep_o12]   # one synth profile per point of the sweep
       seeds: [0, 1, 2]
       runs: [{family: focal, choose: default}, {family: focal, choose: best}, ...]
 
@@ -14,7 +15,8 @@ Runs: ``RUNS/<profile>/<choose>/<family>/seed<k>/metrics.json`` (role ``default`
 (``<family>.default``) and the ``best`` runs the main grid's val-best (``families.<family>.best``
 of the selection file). When the val-best is the paper default the two are the same runs:
 one of each pair is kept, after checking that they agree. Data: ``DATA/<profile>/raw/stats.json``
-with ``anchors.positive_share`` and ``anchors.image_size``.
+with ``anchors.positive_share``, ``anchors.image_size`` and the mean objects per training image.
+Each profile is its own test set: its own bootstrap, its own row in the tables.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def canvas_stats(data: Path, profile: str) -> tuple[int, float]:
     """``(anchors.image_size, anchors.positive_share)`` of ``data/<profile>/raw/stats.json``."""
     path = data / profile / "raw" / "stats.json"
     if not path.is_file():
-        raise ReportError(f"missing {path} (the sweep canvas's data statistics)")
+        raise ReportError(f"missing {path} (the sweep profile's data statistics)")
     anchors = read_json(path).get("anchors") or {}
     share, size = anchors.get("positive_share"), anchors.get("image_size")
     if not isinstance(share, int | float) or not 0 < share <= 1:
@@ -93,7 +95,7 @@ def canvas_stats(data: Path, profile: str) -> tuple[int, float]:
 
 def objects_per_image(data: Path, profile: str) -> float | None:
     """Mean labelled objects per training image (``splits.train.objects_per_image.mean`` of
-    the canvas's ``stats.json``), or None where the statistics do not give it."""
+    the profile's ``stats.json``), or None where the statistics do not give it."""
     stats = read_json(data / profile / "raw" / "stats.json")
     mean = (((stats.get("splits") or {}).get("train") or {}).get("objects_per_image") or {}).get("mean")
     return float(mean) if isinstance(mean, int | float) and mean > 0 else None
@@ -102,8 +104,9 @@ def objects_per_image(data: Path, profile: str) -> float | None:
 def collect_sweep(runs: str | Path, data: str | Path, params: Mapping[str, Any],
                   selection_path: str | Path) -> pd.DataFrame:
     """One row per sweep run (duplicates of a val-best that is the paper default merged),
-    canvas by canvas: the :func:`lossbench.report.collect.read_run` fields plus ``profile``,
-    ``canvas``, ``positive_share``, ``condition``, ``label`` and ``role`` (``both`` when merged)."""
+    profile by profile: the :func:`lossbench.report.collect.read_run` fields plus ``profile``,
+    ``canvas``, ``objects_per_image``, ``positive_share``, ``condition``, ``label`` and ``role``
+    (``both`` when merged)."""
     root, data = Path(runs), Path(data)
     if not Path(selection_path).is_file():
         raise ReportError(f"selection file {selection_path} does not exist")
@@ -144,8 +147,25 @@ def collect_sweep(runs: str | Path, data: str | Path, params: Mapping[str, Any],
     return pd.DataFrame(rows)
 
 
+def point_labels(summary: pd.DataFrame) -> dict[str, str]:
+    """profile -> how its point differs from the others: the canvas where canvases differ, the
+    objects per image where those differ, both where both do (e.g. ``4 objects/image``)."""
+    prof = summary.drop_duplicates("profile")
+    canvases = prof["canvas"].nunique() > 1
+    objects = prof["objects_per_image"].dropna().nunique() > 1
+    out = {}
+    for r in prof.itertuples():
+        parts = []
+        if canvases or not objects:
+            parts.append(f"{r.canvas} px")
+        if objects and not pd.isna(r.objects_per_image):
+            parts.append(f"{r.objects_per_image:.3g} object{'' if r.objects_per_image == 1 else 's'}/image")
+        out[r.profile] = ", ".join(parts)
+    return out
+
+
 def summarise_sweep(df: pd.DataFrame, boot: np.ndarray) -> pd.DataFrame:
-    """One row per (canvas, family, role): mean test mAP50 and its combined 95% interval."""
+    """One row per (profile, family, role): mean test mAP50 and its combined 95% interval."""
     rows = []
     for cond, g in df.groupby("condition", sort=False):
         mean, lo, hi, _ = tables.combined(g["test_mAP50"], boot[:, list(g.index)])
@@ -153,67 +173,78 @@ def summarise_sweep(df: pd.DataFrame, boot: np.ndarray) -> pd.DataFrame:
         batch = "/".join(sorted({str(b) for b in g["batch_size"]}))
         per_step = (r["objects_per_image"] * g["batch_size"].mean()
                     if r["objects_per_image"] is not None and g["batch_size"].notna().all() else None)
-        rows.append({"canvas": r["canvas"], "batch": batch, "positive_share": r["positive_share"],
+        rows.append({"profile": r["profile"], "canvas": r["canvas"], "objects_per_image": r["objects_per_image"],
+                     "batch": batch, "positive_share": r["positive_share"],
                      "objects_per_step": per_step, "family": r["family"], "role": r["role"],
                      "label": r["label"], "condition": cond, "n": len(g), "mean": mean, "lo": lo, "hi": hi,
                      "clip_mean": g["clip_fraction"].mean(), "clip_max": g["clip_fraction"].max(),
                      "clip_max_norm": g["clip_max_norm"].max()})
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    labels = point_labels(out)
+    out.insert(1, "point", out["profile"].map(labels))
+    return out
 
 
 def sweep_comparisons(df: pd.DataFrame, boot: np.ndarray, summary: pd.DataFrame) -> pd.DataFrame:
-    """At each canvas, paper default against paper default across families (paired by seed),
-    every canvas's comparisons in one Holm family."""
+    """At each point of the sweep, paper default against paper default across families (paired
+    by seed), every point's comparisons in one Holm family."""
     pairs = []
-    for size, g in summary[summary.role.isin(["default", "both"])].groupby("canvas", sort=False):
+    for point, g in summary[summary.role.isin(["default", "both"])].groupby("point", sort=False):
         by = {r.family: r for r in g.itertuples()}
         for i, fa in enumerate(FAMILY_ORDER):
             for fb in FAMILY_ORDER[i + 1:]:
                 a, b = by[fa], by[fb]
-                pairs.append((f"{size} px", f"{fa} {a.label}", tables.arm(df, a.condition),
+                pairs.append((point, f"{fa} {a.label}", tables.arm(df, a.condition),
                               f"{fb} {b.label}", tables.arm(df, b.condition)))
     return tables.compare(pairs, df["test_mAP50"].to_numpy(dtype=float), boot)
 
 
-def sweep_tables(summary: pd.DataFrame) -> dict[str, str]:
-    """``{suffix: text}``: one row per canvas, one column per family and role."""
-    cells: dict[str, dict[int, str]] = {}
+def _point_columns(summary: pd.DataFrame, last: dict[str, list[str]]) -> pd.DataFrame:
+    prof = summary.drop_duplicates("profile")
+    cols = {"canvas (px)": prof["canvas"].astype(str).tolist(),
+            "objects / image": ["n/a" if pd.isna(v) else f"{v:.3g}" for v in prof["objects_per_image"]],
+            "batch": prof["batch"].astype(str).tolist()}
+    return pd.DataFrame({**cols, **last})
+
+
+def _family_cells(summary: pd.DataFrame, cell) -> dict[str, dict[str, str]]:
+    cells: dict[str, dict[str, str]] = {}
     for r in summary.itertuples():
-        col = f"{r.family} {r.label} ({ROLE_LABEL[r.role]})"
-        cells.setdefault(col, {})[r.canvas] = tables.ci_cell(r.mean, r.lo, r.hi)
-    canv = summary.drop_duplicates("canvas")
-    t = pd.DataFrame({"canvas (px)": canv["canvas"].astype(str).tolist(),
-                      "batch": canv["batch"].astype(str).tolist(),
-                      "positive anchors (%)": [f"{100 * s:.3g}" for s in canv["positive_share"]]})
-    for col, by in cells.items():
-        t[col] = [by.get(c, "n/a") for c in canv["canvas"]]
-    caption = (f"Foreground-share sweep: test mAP50 per canvas, {tables.CAPTION} (combined: seeds + "
+        cells.setdefault(f"{r.family} {r.label} ({ROLE_LABEL[r.role]})", {})[r.profile] = cell(r)
+    return cells
+
+
+def sweep_tables(summary: pd.DataFrame) -> dict[str, str]:
+    """``{suffix: text}``: one row per point of the sweep, one column per family and role."""
+    prof = summary.drop_duplicates("profile")
+    t = _point_columns(summary, {"positive anchors (%)": [f"{100 * s:.3g}" for s in prof["positive_share"]]})
+    for col, by in _family_cells(summary, lambda r: tables.ci_cell(r.mean, r.lo, r.hi)).items():
+        t[col] = [by.get(p, "n/a") for p in prof["profile"]]
+    caption = (f"Foreground-share sweep: test mAP50 per point, {tables.CAPTION} (combined: seeds + "
                f"{tables.N_BOOT} test-image bootstrap replicates). positive anchors: measured share "
-               "of anchors assigned positive on the canvas's data.")
-    return tables.texts(t, 3, caption, summary.drop(columns="condition"))
+               "of anchors assigned positive on the point's data; objects / image: mean labelled "
+               "objects per training image.")
+    return tables.texts(t, 4, caption, summary.drop(columns="condition"))
 
 
 def conditions_tables(summary: pd.DataFrame) -> dict[str, str]:
-    """``{suffix: text}``: per canvas, the batch, the objects per training step and, per
-    family and role, the share of clipped steps (mean over seeds, and the largest)."""
-    canv = summary.drop_duplicates("canvas")
-    t = pd.DataFrame({"canvas (px)": canv["canvas"].astype(str).tolist(),
-                      "batch": canv["batch"].astype(str).tolist(),
-                      "objects per step": ["n/a" if pd.isna(v) else f"{v:.3g}"
-                                           for v in canv["objects_per_step"]]})
-    cells: dict[str, dict[int, str]] = {}
-    for r in summary.itertuples():
-        col = f"{r.family} {r.label} ({ROLE_LABEL[r.role]})"
-        cells.setdefault(col, {})[r.canvas] = (
-            "n/a" if pd.isna(r.clip_mean) else f"{100 * r.clip_mean:.1f} (max {100 * r.clip_max:.1f})")
+    """``{suffix: text}``: per point, the canvas, objects per image, batch, the objects per
+    training step and, per family and role, the share of clipped steps (mean over seeds, and
+    the largest)."""
+    prof = summary.drop_duplicates("profile")
+    t = _point_columns(summary, {"objects per step": ["n/a" if pd.isna(v) else f"{v:.3g}"
+                                                      for v in prof["objects_per_step"]]})
+    cells = _family_cells(summary, lambda r: "n/a" if pd.isna(r.clip_mean)
+                          else f"{100 * r.clip_mean:.1f} (max {100 * r.clip_max:.1f})")
     for col, by in cells.items():
-        t[col] = [by.get(c, "n/a") for c in canv["canvas"]]
-    caption = ("Training conditions per canvas: batch (pixels per step constant), labelled objects "
-               "per training step (mean objects per training image x batch) and, per family and "
+        t[col] = [by.get(p, "n/a") for p in prof["profile"]]
+    caption = ("Training conditions per point: canvas, labelled objects per training image, batch, "
+               "labelled objects per training step (objects per image x batch) and, per family and "
                "setting, the share of steps whose gradient norm was clipped, % (mean over seeds, "
                "and the largest).")
-    return tables.texts(t, 3, caption, summary[["canvas", "family", "role", "label", "batch",
-                                                 "objects_per_step", "clip_mean", "clip_max"]])
+    return tables.texts(t, 4, caption, summary[["profile", "point", "canvas", "objects_per_image", "family",
+                                                 "role", "label", "batch", "objects_per_step", "clip_mean",
+                                                 "clip_max"]])
 
 
 def build_sweep_report(runs: str | Path, data: str | Path, params: Mapping[str, Any],
@@ -221,15 +252,15 @@ def build_sweep_report(runs: str | Path, data: str | Path, params: Mapping[str, 
     """Write ``out``: README.md, tables/sweep*.{md,csv,tex}, figures/sweep_mAP50_vs_positive_share.*,
     provenance.json (atomically, as a whole)."""
     df = collect_sweep(runs, data, params, selection)
-    # each canvas is its own test set: its own bootstrap, blocks side by side in df's order
-    boot = np.concatenate([bootstrap(df[df.canvas == c], tables.N_BOOT, tables.BOOT_SEED)
-                           for c in df["canvas"].unique()], axis=1)
+    # each profile is its own test set: its own bootstrap, blocks side by side in df's order
+    boot = np.concatenate([bootstrap(df[df.profile == p], tables.N_BOOT, tables.BOOT_SEED)
+                           for p in df["profile"].unique()], axis=1)
     summary = summarise_sweep(df, boot)
     comp = sweep_comparisons(df, boot, summary)
     text = {f"sweep{sfx}": t for sfx, t in sweep_tables(summary).items()}
     text.update({f"sweep_conditions{sfx}": t for sfx, t in conditions_tables(summary).items()})
     caption = ("Paired differences of test mAP50 (points) between the families' paper defaults at each "
-               f"canvas, A − B over common seeds; interval: seeds + test images ({tables.N_BOOT} "
+               f"point of the sweep, A − B over common seeds; interval: seeds + test images ({tables.N_BOOT} "
                "bootstrap replicates shared by A and B) at the level Holm tests it at; every row of "
                "the table is one Holm family (family-wise 95%). A > B or A < B only where that "
                "interval excludes 0; otherwise not resolved.")
@@ -245,33 +276,47 @@ def build_sweep_report(runs: str | Path, data: str | Path, params: Mapping[str, 
     return {"runs": df, "summary": summary, "comparisons": comp, "provenance": prov}
 
 
+def _conditions_text(summary: pd.DataFrame) -> str:
+    """What changes with the share of positive anchors besides the share, in words."""
+    prof = summary.drop_duplicates("profile")
+    norms = sorted({f"{v:g}" for v in summary["clip_max_norm"].dropna()})
+    clip = ("the gradient-norm clip" + (f" (max_norm {', '.join(norms)})" if norms else "")
+            + " acts on a different share of steps")
+    if prof["batch"].nunique() > 1:
+        batches = ", ".join(f"{b} at {c} px" for c, b in zip(prof["canvas"], prof["batch"], strict=True))
+        return (f"The pixels per step are held constant, so the batch falls as the canvas grows ({batches}): "
+                "the backbone's BatchNorm statistics come from fewer images (from one, at batch 1), each "
+                f"step sees fewer labelled objects, and {clip}. These change together with the share of "
+                "positive anchors, so the sweep measures rarer foreground together with them, not "
+                "rarity alone.")
+    steps = ", ".join("n/a" if pd.isna(v) else f"{v:.3g}" for v in prof["objects_per_step"])
+    canvas = "/".join(sorted({str(c) for c in prof["canvas"]}))
+    return (f"Canvas ({canvas} px), batch ({prof['batch'].iloc[0]}), network, schedule and lr are the same "
+            "at every point, so compute and BatchNorm's batch are too. What the share of positive "
+            f"anchors brings with it: each training step sees fewer labelled objects ({steps} per step), "
+            f"so fewer positive anchors in absolute terms, not only as a share, and {clip}. At constant "
+            "compute the two cannot be separated; the sweep measures rarer foreground with fewer "
+            "labelled examples, not rarity alone.")
+
+
 def _readme(summary: pd.DataFrame, comp: pd.DataFrame, text: dict[str, str], prov: dict[str, Any],
             params: Mapping[str, Any]) -> str:
     sweep_seeds = ",".join(map(str, params["sweep"].get("seeds") or []))
     parts = ["# lossbench report — foreground-share sweep", "",
              "Generated by `lossbench sweep-report` from the sweep runs' `metrics.json`, their test "
-             "records and each canvas's data statistics; do not edit by hand.", "",
+             "records and each profile's data statistics; do not edit by hand.", "",
              "Each family's paper default and its val-best on the main grid (chosen on val, "
-             f"`selection.json`) retrained on larger canvases: the share of positive anchors falls "
-             f"at near-constant compute. Seeds {sweep_seeds}. Test mAP50 (VOC-style, area, %) with "
-             "95% intervals that add seed noise and test-image noise "
+             "`selection.json`) retrained at each point of the sweep: synth data whose share of "
+             f"positive anchors differs at near-constant compute. Seeds {sweep_seeds}. Test mAP50 "
+             "(VOC-style, area, %) with 95% intervals that add seed noise and test-image noise "
              f"({prov['bootstrap']['n_boot']} bootstrap replicates, seed {prov['bootstrap']['seed']}, "
-             "per canvas).", "",
+             "per point: each has its own test set).", "",
              "![sweep](figures/sweep_mAP50_vs_positive_share.png)", "", text["sweep.md"],
-             "## Paper defaults compared at each canvas", "",
+             "## Paper defaults compared at each point", "",
              "In words (verdicts verbatim from the table):", ""]
     parts += [f"- {comparison_sentence(r)}" for _, r in comp.iterrows()]
-    canv = summary.drop_duplicates("canvas")
-    batches = ", ".join(f"{b} at {c} px" for c, b in zip(canv["canvas"], canv["batch"], strict=True))
-    norms = sorted({f"{v:g}" for v in summary["clip_max_norm"].dropna()})
-    parts += ["", text["sweep_comparisons.md"], "## Training conditions per canvas", "",
-              f"The pixels per step are held constant, so the batch falls as the canvas grows ({batches}): "
-              "the backbone's BatchNorm statistics come from fewer images (from one, at batch 1), each "
-              "step sees fewer labelled objects, and the gradient-norm clip"
-              + (f" (max_norm {', '.join(norms)})" if norms else "")
-              + " acts on a different share of steps. These change together with the share of "
-              "positive anchors, so the sweep measures rarer foreground together with them, not "
-              "rarity alone.", "", text["sweep_conditions.md"]]
+    parts += ["", text["sweep_comparisons.md"], "## Training conditions per point", "",
+              _conditions_text(summary), "", text["sweep_conditions.md"]]
     parts += ["## Provenance", "", "```json",
               json.dumps(prov, indent=2), "```", ""]
     return "\n".join(parts)

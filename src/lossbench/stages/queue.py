@@ -157,13 +157,14 @@ def data_dirs(repo: Path, stage_set: str) -> list[Path]:
         return [Path("data") / profile_of(repo), Path("runs") / profile_of(repo)]
     profiles = (load_params(repo / "params.yaml").get("sweep") or {}).get("profiles")
     if not profiles:
-        raise QueueError(f"{repo / 'params.yaml'}: sweep.profiles lists no canvas profile")
+        raise QueueError(f"{repo / 'params.yaml'}: sweep.profiles lists no profile")
     return [Path("data") / p for p in profiles]
 
 
 def stage_data(stage: str, data: list[Path]) -> list[Path]:
-    """The data folders of ``data`` that ``stage`` reads: a sweep stage's own canvas
-    (``train_sweep@sweep96-run0-1`` reads ``data/sweep96``), else all of them."""
+    """The data folders of ``data`` that ``stage`` reads: a sweep stage's own point's
+    (``train_sweep@sweep_o4-run0-1`` reads ``data/sweep_o4``, not ``data/sweep_o12``), else all
+    of them."""
     return [d for d in data if f"@{d.name}-" in stage] or data
 
 
