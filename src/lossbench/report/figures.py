@@ -202,7 +202,7 @@ def sweep(table: pd.DataFrame, out: Path) -> list[Path]:
     ax.minorticks_off()
     ax.set_xticks(100 * ticks["positive_share"],
                   [f"{100 * s:.3g}%\n({p})" for s, p in zip(ticks["positive_share"], ticks["point"], strict=True)])
-    ax.set_xlabel("positive anchors (% of all anchors, measured; log scale) and the data's point")
+    ax.set_xlabel("positive anchors (% of all anchors, measured; log scale)")
     ax.set_ylabel("test mAP@0.5 (%)")
     ax.set_title("Foreground share sweep: mean over seeds, 95% interval (seeds + test images)",
                  fontsize=10)
