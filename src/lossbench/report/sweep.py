@@ -6,7 +6,7 @@ the measured share of positive anchors.
 params.yaml::
 
     sweep:
-      profiles: [sweep_o1, sweep_o4, sweep_o12]   # one synth profile per point of the sweep
+      profiles: [sweep_o12, sweep_o4, sweep_o1]   # one synth profile per point of the sweep
       seeds: [0, 1, 2]
       runs: [{family: focal, choose: default}, {family: focal, choose: best}, ...]
 
