@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from lossbench.profiles import load_params
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
@@ -21,15 +23,14 @@ def main(name: str, out: str) -> int:
     variants = yaml.safe_load((HERE / "data.yaml").read_text(encoding="utf-8")) or {}
     if name not in variants:
         sys.exit(f"{HERE / 'data.yaml'}: no data variant {name!r}; expected one of {sorted(variants)}")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    profile = params["profiles"]["synth"]
+    profile = load_params(ROOT / "params.yaml")["profiles"]["synth"]
     unknown = set(variants[name]) - set(profile["data"])
     if unknown:
         sys.exit(f"{HERE / 'data.yaml'}: {name}: keys {sorted(unknown)} are not synth data options "
                  f"(expected some of {sorted(profile['data'])})")
     profile["data"].update(variants[name])
-    for key in ("config",):  # paths in a params file are relative to it: make them absolute
-        profile[key] = str(ROOT / profile[key])
+    # paths in a params file are relative to it, and this one is written elsewhere: make them absolute
+    profile["config"] = str(ROOT / profile["config"])
     profile["data"]["anchor_config"] = str(ROOT / profile["data"]["anchor_config"])
     dest = Path(out) / name
     if (dest / "prepared" / "test.json").is_file():
@@ -39,9 +40,10 @@ def main(name: str, out: str) -> int:
         pfile.write_text(yaml.safe_dump({"profiles": {name: profile}}), encoding="utf-8")
         for cmd in (["fetch", "--root", dest / "raw"],
                     ["prepare", "--root", dest / "raw", "--out", dest / "prepared"]):
-            subprocess.run([sys.executable, "-m", "lossbench", cmd[0], "--profile", name,
-                            "--params", str(pfile), *map(str, cmd[1:])], check=True,
-                           stdout=subprocess.DEVNULL)
+            argv = [sys.executable, "-m", "lossbench", cmd[0], "--profile", name, "--params", str(pfile),
+                    *map(str, cmd[1:])]
+            if subprocess.run(argv, stdout=subprocess.DEVNULL).returncode:  # its error is on stderr
+                sys.exit(f"data variant {name}: `lossbench {cmd[0]}` failed")
     return 0
 
 

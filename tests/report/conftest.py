@@ -187,7 +187,7 @@ def make_sweep(base: Path, points: dict[str, tuple] = SWEEP_CANVAS) -> tuple[Pat
         for fam in ("focal", "ohem", "sse"):
             for role, s in (("default", DEFAULT[fam]), ("best", BEST[fam])):
                 for seed in SWEEP_PARAMS["sweep"]["seeds"]:
-                    # OHEM's clipped share grows with the canvas (1%, 2%, 3%, +0.3% per seed)
+                    # OHEM's clipped share grows point by point (1%, 2%, 3%, +0.3% per seed)
                     write_run(runs / profile / role / fam / f"seed{seed}", fam, s, seed, role, 0.5,
                               tp_of(SWEEP_TP[fam, role] - 20 * i, seed), batch=batch, n_images=n[0] if n else N_IMAGES,
                               clipped=(0.01 * (i + 1) + 0.003 * seed) if fam == "ohem" else 0.0)
