@@ -26,7 +26,7 @@ PROFILE     ?=
 DVC         := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc
 PYTEST_ARGS ?=
 
-.PHONY: help setup lock lint test test-fast repro sweep report bench env queue collect gpu-wheels gpu-check clean-venv
+.PHONY: help setup lock lint test test-fast repro sweep report bench env gpu-wheels gpu-check clean-venv
 
 ## help: list the targets (this message)
 help:
@@ -77,22 +77,27 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # The study, in DVC's own mechanisms: data (`dvc repro prepare`); every training that needs no
-# selection, JOBS side by side (THREADS intra-op threads each; GPUS=0,1,... gives each a GPU),
-# each run as `dvc repro` runs it and recorded in dvc.lock (`lossbench queue run`); the val
-# selection (`dvc repro select`); the extra seeds of each family's best the same way; then
-# `dvc repro report`. A plain `dvc repro report` does the same one stage at a time; `make queue`
-# sends the trainings through DVC's experiment queue instead (workers on other machines' copies).
+# selection, each run as `dvc repro` runs it and recorded in dvc.lock (`lossbench queue $(QUEUE)`);
+# the val selection (`dvc repro select`); the extra seeds of each family's best the same way;
+# then `dvc repro report`. QUEUE=run (default) trains here, JOBS side by side (THREADS intra-op
+# threads each; GPUS=0,1,... gives each a GPU); QUEUE=slurm submits one Slurm job per training
+# through submitit and waits for them (SLURM_ARGS: its flags, e.g. --partition gpu
+# --gpus-per-job 1 --time 120; docs/scaling.md). A plain `dvc repro report` does the same one
+# stage at a time.
+QUEUE   ?= run
 JOBS    ?= 2
-THREADS ?= $(if $(GPUS),,1)
 GPUS    ?=
-QUEUE_ARGS = --jobs $(JOBS) $(if $(THREADS),--threads $(THREADS)) $(if $(GPUS),--gpus $(GPUS))
+THREADS ?= $(if $(GPUS)$(filter slurm,$(QUEUE)),,1)
+SLURM_ARGS ?=
+QUEUE_ARGS = $(if $(filter slurm,$(QUEUE)),$(SLURM_ARGS),--jobs $(JOBS) $(if $(GPUS),--gpus $(GPUS))) \
+	$(if $(THREADS),--threads $(THREADS))
 STUDY   := $(DVC) repro prepare && \
-	$(PY) -m lossbench queue run $(QUEUE_ARGS) && \
+	$(PY) -m lossbench queue $(QUEUE) $(QUEUE_ARGS) && \
 	$(DVC) repro select && \
-	$(PY) -m lossbench queue run --set extra $(QUEUE_ARGS) && \
+	$(PY) -m lossbench queue $(QUEUE) --set extra $(QUEUE_ARGS) && \
 	$(DVC) repro report
 
-## repro: run the study (params.yaml's profile; PROFILE=voc|coco|smoke switches; JOBS=2 workers)
+## repro: run the study (params.yaml's profile; PROFILE=voc|coco|smoke switches; JOBS=2 side by side, QUEUE=slurm: Slurm jobs)
 # PROFILE=x sets the one line `profile: x` of params.yaml (nothing else), says so,
 # and puts the previous params.yaml and dvc.lock back if the run fails.
 repro: $(STAMP)
@@ -109,10 +114,10 @@ else
 	$(STUDY)
 endif
 
-## sweep: the imbalance sweep (after make repro: it trains each family's val-selected best)
+## sweep: the imbalance sweep (after make repro: it trains each family's val-selected best; QUEUE as repro)
 sweep: $(STAMP)
 	$(DVC) repro --glob 'prepare_sweep@*'
-	$(PY) -m lossbench queue run --set sweep $(QUEUE_ARGS)
+	$(PY) -m lossbench queue $(QUEUE) --set sweep $(QUEUE_ARGS)
 	$(DVC) repro report_sweep
 
 ## report: rebuild reports/<profile>/ from the runs' metrics (no training; unchanged runs change no file)
@@ -122,16 +127,6 @@ report: $(STAMP)
 ## bench: speed measurements into reports/bench.md (heads vs stock, losses, data, dvc no-op)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --out reports/bench.md
-
-## queue: only queue the study's trainings (JOBS workers; GPUS=0,1,... one GPU each)
-queue: $(STAMP)
-	$(DVC) repro prepare
-	$(PY) -m lossbench queue submit $(QUEUE_ARGS)
-
-## collect: wait for the queue, merge its runs into runs/ and dvc.lock, rebuild the report
-collect: $(STAMP)
-	$(PY) -m lossbench queue collect --wait
-	$(DVC) repro report
 
 ## gpu-wheels: download what the GPU check installs offline (cp312 wheels, mmcv source) into .whl/
 GPU_PYVER ?= 3.12

@@ -118,10 +118,10 @@ def train_synth(family: str, raw: Path, ann: Path, work: Path, args, params) -> 
     from mmengine.hooks import Hook
 
     import lossbench.models.registry  # noqa: F401
-    from lossbench.config import load_config
-    from lossbench.engine import build_runner, collect_metrics, final_scalars
     from lossbench.profiles import load_profile
     from lossbench.stages.train import amp_options, check_precision
+    from lossbench.training.config import load_config
+    from lossbench.training.engine import build_runner, collect_metrics, final_scalars
 
     prof = load_profile(REPO / "params.yaml", "synth")
     cfg = load_config(prof.config, data_root=raw, ann_dir=ann, imbalance=FAMILIES[family],
@@ -181,9 +181,9 @@ def probe_paper_model(family: str, profile: str, args) -> dict[str, Any]:
     from mmengine.structures import InstanceData
 
     import lossbench.models.registry  # noqa: F401
-    from lossbench.config import load_config
     from lossbench.profiles import load_profile
     from lossbench.stages.train import amp_options, check_precision
+    from lossbench.training.config import load_config
 
     prof = load_profile(REPO / "params.yaml", profile)
     n_classes = 20 if profile == "voc" else 80

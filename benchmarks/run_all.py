@@ -37,9 +37,9 @@ def loader_throughput(tmp: Path, batches: int = 30) -> float:
     """Images/s of the synth profile's training dataloader (decode, augment, collate)."""
     from mmengine.runner import Runner
 
-    from lossbench.config import load_config
     from lossbench.data.prepare import prepare
     from lossbench.data.synth import SynthParams, generate
+    from lossbench.training.config import load_config
 
     root, ann = tmp / "raw", tmp / "prepared"
     generate(root, seed=0, n_train=256, n_val=8, n_test=8,
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     (REPO / "data").mkdir(exist_ok=True)
     synth256 = bench_synth.bench(256, 400, os.cpu_count() or 1, None, str(REPO / "data"))
 
-    from lossbench.envinfo import cpu_model
+    from lossbench.training.envinfo import cpu_model
 
     env = (f"{cpu_model()}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "
            f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")

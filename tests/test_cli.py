@@ -11,7 +11,7 @@ import pytest
 
 from lossbench import __version__
 from lossbench.cli import COMMANDS, main
-from lossbench.envinfo import cpu_model, mmcv_ops_status
+from lossbench.training.envinfo import cpu_model, mmcv_ops_status
 
 
 def lossbench(*args):
@@ -77,7 +77,7 @@ def test_ops_check_can_fail(monkeypatch):
 
 
 def test_git_revision_is_dirty_for_code_not_for_results(tmp_path):
-    from lossbench.envinfo import git_revision
+    from lossbench.training.envinfo import git_revision
 
     def git(*a):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", *a], cwd=tmp_path,

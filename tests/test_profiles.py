@@ -10,10 +10,10 @@ from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 
 import lossbench.models.registry  # noqa: F401
-from lossbench.config import load_config
 from lossbench.data.classes import CLASSES
-from lossbench.models.imbalance import FAMILIES
+from lossbench.families import FAMILIES
 from lossbench.profiles import ProfileError, load_params, load_profile
+from lossbench.training.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = REPO / "params.yaml"
@@ -40,7 +40,7 @@ def test_profile_configs_build(name, family, tmp_path):
     prof = load_profile(PARAMS, name)
     ann_dir = fake_prepared(tmp_path, prof.dataset)
     cfg = load_config(prof.config, data_root=tmp_path, ann_dir=ann_dir, seed=0,
-                      imbalance={"type": family, **FAMILIES[family]})
+                      imbalance={"type": family, **FAMILIES[family].defaults})
     head = cfg.model.bbox_head
     assert head.imbalance["type"] == family
     assert head.num_classes == len(CLASSES[prof.dataset])

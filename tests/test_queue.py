@@ -1,38 +1,55 @@
-"""The training grid through DVC's experiment queue: 2 workers, one device each, collected back.
+"""`lossbench queue`: a set's stale training stages run here (`run`) or as submitit jobs
+(`slurm`; here through submitit's local executor) and are recorded in dvc.lock.
 
-Runs on a temporary copy of the repository with the `smoke` profile. The
-"devices" are the pool LOSSBENCH_GPUS=0,1 (CPU runs; only the assignment is
-checked): two trainings that ran at the same time must never share a device.
+The DVC tests run on a temporary copy of the repository with the `smoke` profile, or on a tiny
+DVC repository whose stages are shell one-liners. The job settings are checked against the
+sbatch file submitit writes, without a cluster (a stand-in `srun` on PATH).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lossbench.stages.queue import collect, submit
+from lossbench.queue import (
+    SLURM_ENV,
+    QueueError,
+    SlurmSettings,
+    StageRun,
+    executor_parameters,
+    make_executor,
+    run_here,
+    run_jobs,
+    run_slurm,
+    slurm_settings,
+    stage_runs,
+)
 from lossbench.workspace import SMOKE_PARAMS, copy_repo, dvc, set_params
 
-pytestmark = pytest.mark.slow
-RUNS = ("focal/gamma2.0_alpha0.25/seed0", "ohem/ratio3/seed0", "sse/lambda0.5/seed0")
+FAMILIES = ("focal", "ohem", "sse")
+#: the smoke profile's trainings that need no selection (`--set study`)
+STUDY = ["train_focal@setting0-0", "train_focal@setting1-0", "train_ohem@3-0", "train_sse@0.5-0",
+         *(f"train_default@{f}-1" for f in FAMILIES), *(f"train_prior_off@{f}-0" for f in FAMILIES)]
 
 
-def lossbench(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
+def lossbench(repo: Path, *args: str, env: dict[str, str] | None = None,
+              ok: bool = True) -> subprocess.CompletedProcess:
     bindir = Path(sys.executable).parent
     p = subprocess.run([sys.executable, "-m", "lossbench", *args], cwd=repo, text=True,
-                       capture_output=True, timeout=900,
+                       capture_output=True, timeout=1200,
                        env={**os.environ, **(env or {}),
                             "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return p.stdout + p.stderr
+    if ok:
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p
 
 
 def _dvc(repo: Path, *args: str) -> str:
@@ -41,101 +58,12 @@ def _dvc(repo: Path, *args: str) -> str:
     return res.stdout + res.stderr
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("queue") / "repo"
+def smoke_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
     repo.mkdir()
     copy_repo(repo)
     set_params(repo, **SMOKE_PARAMS)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qam",
-                    "smoke"], cwd=repo, check=True)
     return repo
-
-
-def test_submit_needs_prepared_data(repo):
-    p = subprocess.run([sys.executable, "-m", "lossbench", "queue", "submit"], cwd=repo,
-                       capture_output=True, text=True)
-    assert p.returncode == 2 and "dvc repro prepare" in p.stderr
-
-
-def test_queue_two_workers_one_device_each(repo, tmp_path):
-    _dvc(repo, "repro", "prepare")
-    out = lossbench(repo, "queue", "submit", "--jobs", "2", "--gpus", "0,1",
-                    env={"LOSSBENCH_LOCK_DIR": str(tmp_path / "locks")})
-    queued = re.findall(r"--name (\S+) (\S+)", out)
-    families = ("focal", "ohem", "sse")
-    study = ["train_focal@setting0-0", "train_focal@setting1-0", "train_ohem@3-0", "train_sse@0.5-0",
-             *(f"train_default@{f}-1" for f in families), *(f"train_prior_off@{f}-0" for f in families)]
-    assert sorted(s for _, s in queued) == sorted(study)  # not best_extra: it needs the selection
-
-    out = lossbench(repo, "queue", "collect", "--wait")
-    assert "failed" not in out, out
-    assert len(re.findall(r"^collected ", out, re.M)) == len(study)
-
-    recs = [json.loads((repo / "runs/smoke" / r / "metrics.json").read_text()) for r in RUNS]
-    assert all(r["iters"] == 4 for r in recs)
-    # each run locked one device of the pool and saw only that one
-    assert {r["pool_device"] for r in recs} <= {"0", "1"}
-    overlapping = 0
-    for a, b in itertools.combinations(recs, 2):
-        ta, tb = a["timing"], b["timing"]
-        if ta["started_at"] < tb["finished_at"] and tb["started_at"] < ta["finished_at"]:
-            overlapping += 1
-            assert a["pool_device"] != b["pool_device"], (a["run"], b["run"])
-    assert overlapping >= 1, "the two workers never trained at the same time"
-    env = json.loads((repo / "runs/smoke" / RUNS[0] / "env.json").read_text())
-    assert env["CUDA available"] is False  # trained on the CPU (MMEngine collect_env key)
-    # checkpoints landed in this repository (LOSSBENCH_WORK_ROOT), not the temporary copy
-    assert (repo / "work_dirs/smoke" / RUNS[1] / "iter_4.pth").is_file()
-
-    # the collected stages are done: what is left of the study is the selection, the extra
-    # seeds of each family's val-best and the report (`dvc repro report`, see test_pipeline)
-    stale = {s for s in json.loads(_dvc(repo, "status", "--json")) if not s.endswith("_sweep")
-             and "_sweep@" not in s}
-    assert stale == {"select", *(f"best_extra@{f}-1" for f in families), "report"}, stale
-
-    # a second submit has nothing left to queue
-    assert "nothing to queue" in lossbench(repo, "queue", "submit", "--dry-run")
-
-    # the extra seeds of the val-bests need the selection first ...
-    p = subprocess.run([sys.executable, "-m", "lossbench", "queue", "submit", "--set", "extra"],
-                       cwd=repo, capture_output=True, text=True)
-    assert p.returncode == 2 and "select" in p.stderr and "dvc repro select" in p.stderr, p.stderr
-    # ... then go through the queue too, each experiment with the runs folder copied in
-    _dvc(repo, "repro", "select")
-    out = lossbench(repo, "queue", "submit", "--set", "extra", "--jobs", "2")
-    extra = [f"best_extra@{f}-1" for f in families]
-    assert sorted(re.findall(r"--name \S+ (\S+)", out)) == extra, out
-    assert out.count("--copy-paths runs/smoke ") == len(extra), out  # with its selection.json
-    out = lossbench(repo, "queue", "collect", "--set", "extra", "--wait", "--remove")
-    assert len(re.findall(r"^collected best_extra", out, re.M)) == len(extra), out
-    selection = json.loads((repo / "runs/smoke/selection.json").read_text())
-    for f in families:
-        rec = json.loads((repo / "runs/smoke/extra/best" / f / "seed1/metrics.json").read_text())
-        assert rec["iters"] == 4 and rec["seed"] == 1, rec
-        best = selection["families"][f]["best"]
-        knob = {k: "all" if v in (None, "all") else float(v) for k, v in rec["imbalance"].items()
-                if k in best}
-        assert knob == {k: "all" if v in (None, "all") else float(v) for k, v in best.items()}, \
-            (rec["imbalance"], best)
-    # all that is left of the study is the report
-    stale = {s for s in json.loads(_dvc(repo, "status", "--json")) if not s.endswith("_sweep")
-             and "_sweep@" not in s}
-    assert stale == {"report"}, stale
-
-
-TINY_DVC_YAML = """\
-stages:
-  train_sse:
-    matrix:
-      n: [1, 2]
-    cmd: >-
-      mkdir -p runs/n${item.n} && cd runs/n${item.n} && echo ${item.n} > out.txt
-      && sleep 2 && rm -f old.txt
-    outs:
-      - runs/n${item.n}/out.txt:
-          cache: false
-"""
 
 
 def tiny_repo(repo: Path, files: dict[str, str]) -> Path:
@@ -150,185 +78,7 @@ def tiny_repo(repo: Path, files: dict[str, str]) -> Path:
     return repo
 
 
-def test_collect_two_experiments_of_a_tiny_repo(tmp_path):
-    """Two queued experiments of a trivial stage come back: their files, and dvc.lock from DVC."""
-    repo = tiny_repo(tmp_path / "tiny", {"params.yaml": "profile: t\n", "dvc.yaml": TINY_DVC_YAML,
-                                         "data/t/x": "x", ".gitignore": "/data/\n",
-                                         "runs/n1/old.txt": "removed by the stage"})
-    log: list[str] = []
-    assert submit(repo, log=log.append) == ["train_sse@1", "train_sse@2"]
-    assert collect(repo, log=log.append) == {}
-    assert log[-1] == "still 0 running, 2 queued: collect again later", log
-
-    assert submit(repo, jobs=2, log=log.append) == []  # already queued; starts the workers
-    merged = collect(repo, wait=True, poll_s=1, log=log.append)
-    assert merged == {"train_sse-1": "train_sse@1", "train_sse-2": "train_sse@2"}, log
-    assert any(line.startswith("waiting: ") for line in log), log  # polled the queued/running states
-    assert (repo / "runs/n1/out.txt").read_text() == "1\n"
-    assert (repo / "runs/n2/out.txt").read_text() == "2\n"
-    assert not (repo / "runs/n1/old.txt").exists()
-    assert set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"]) == set(merged.values())
-    assert json.loads(_dvc(repo, "status", "--json")) == {}
-    # the finished experiments are not queued again
-    log.clear()
-    assert submit(repo, all_stages=True, dry_run=True, log=log.append) == []
-    assert log[:2] == [f"skip train_sse@{n}: experiment train_sse-{n} is success "
-                       "(run `lossbench queue collect`)" for n in (1, 2)]
-
-
-def test_a_stuck_dvc_command_is_killed_and_reported(tmp_path):
-    """`dvc exp show` can block on an experiment whose temporary copy is being removed; the
-    queue's commands run under a time-out instead of waiting forever."""
-    import sys
-
-    from lossbench.stages.queue import QueueError, _run
-
-    with pytest.raises(QueueError, match="did not finish within 0.5 s"):
-        _run([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path, timeout=0.5)
-    assert _run([sys.executable, "-c", "print('ok')"], tmp_path, timeout=30).strip() == "ok"
-
-
-def test_collect_restores_what_an_experiment_wrote_not_its_workspace_deletions(tmp_path):
-    """An experiment's commit holds the workspace it was queued from: an uncommitted deletion
-    of another run's files there must not delete them again when it is collected."""
-    from lossbench.stages.queue import changed_files
-
-    repo = tmp_path / "g"
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
-    files = {"runs/a/x.txt": "old x", "runs/a/old.txt": "stale", "runs/b/y.txt": "other run"}
-    for path, text in files.items():
-        (repo / path).parent.mkdir(parents=True, exist_ok=True)
-        (repo / path).write_text(text)
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
-    base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
-    # the experiment: its workspace had runs/b emptied; its stage rewrote runs/a
-    (repo / "runs/b/y.txt").unlink()
-    (repo / "runs/a/old.txt").unlink()
-    (repo / "runs/a/x.txt").write_text("new x")
-    (repo / "runs/a/z.txt").write_text("new z")
-    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "exp"], cwd=repo, check=True)
-    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
-    assert sorted(changed_files(repo, base, rev)) == ["runs/a/old.txt", "runs/a/x.txt", "runs/a/z.txt"]
-
-
-def test_each_sweep_experiment_gets_its_own_point_data():
-    from lossbench.stages.queue import stage_data
-
-    data = [Path("data/sweep_o12"), Path("data/sweep_o4"), Path("data/sweep_o1")]
-    assert stage_data("train_sweep@sweep_o4-run3-1", data) == [Path("data/sweep_o4")]
-    # one profile's name is the start of another's
-    assert stage_data("train_sweep@sweep_o1-run0-0", data) == [Path("data/sweep_o1")]
-    assert stage_data("train_sweep@sweep_o12-run0-0", data) == [Path("data/sweep_o12")]
-    assert stage_data("train_sse@0.5-1", [Path("data/synth")]) == [Path("data/synth")]
-
-
-def test_workers_start_once_each_has_an_experiment(tmp_path, monkeypatch):
-    """Queueing one experiment takes seconds: with --jobs 2 the workers start right after the
-    second experiment is queued (not after the last), once, with the recorded settings."""
-    from lossbench.stages import queue as q
-
-    events: list[str] = []
-    stages = [f"train_sse@{v}-0" for v in (0.1, 0.5, 1.0, 2.0)]
-
-    def fake_dvc(repo, *args, **kw):
-        if args[:2] == ("exp", "run"):
-            events.append("queue " + args[-1])
-            return ""
-        assert args[:2] == ("status", "--json"), args
-        return json.dumps({s: [] for s in stages})
-
-    monkeypatch.setattr(q, "_dvc", fake_dvc)
-    monkeypatch.setattr(q, "data_dirs", lambda repo, stage_set: [Path("data/synth")])
-    monkeypatch.setattr(q, "train_stages", lambda repo, stage_set="study": stages)
-    monkeypatch.setattr(q, "experiments", lambda repo: ("base", []))
-    monkeypatch.setattr(q, "start_workers", lambda repo, jobs, env: events.append(
-        f"start {jobs} {env.get('OMP_NUM_THREADS')}"))
-    (tmp_path / "data/synth").mkdir(parents=True)
-    assert submit(tmp_path, jobs=2, threads=1, log=lambda m: None) == stages
-    assert events == [f"queue {stages[0]}", f"queue {stages[1]}", "start 2 1",
-                      f"queue {stages[2]}", f"queue {stages[3]}"]
-    assert json.loads((tmp_path / q.WORKERS_FILE).read_text())["jobs"] == 2
-    # fewer stages than workers: start after the last one; nothing to queue: start anyway
-    events.clear()
-    stages[:] = stages[:1]
-    submit(tmp_path, jobs=2, log=lambda m: None)
-    assert events == [f"queue {stages[0]}", "start 2 None"]
-    events.clear()
-    monkeypatch.setattr(q, "experiments", lambda repo: ("base", [{"name": q.exp_name(stages[0]),
-                                                                  "state": "queued"}]))
-    assert submit(tmp_path, jobs=2, log=lambda m: None) == []
-    assert events == ["start 2 None"]
-
-
-def test_wait_restarts_a_dead_worker_only_while_tasks_wait(tmp_path):
-    """DVC's file-based queue can lose a worker (treeverse/dvc#10428): with tasks queued and
-    fewer busy workers than submitted on two polls in a row, the missing ones are started
-    again with the recorded settings; a full or draining queue is left alone."""
-    from lossbench.stages.queue import WORKERS_FILE, wait_for_queue
-
-    (tmp_path / WORKERS_FILE).parent.mkdir(parents=True)
-    (tmp_path / WORKERS_FILE).write_text(json.dumps({"jobs": 2, "env": {"OMP_NUM_THREADS": "1"}}))
-    states = iter([(5, 2), (4, 1), (4, 1), (3, 2), (0, 1), (0, 1), (0, 0)])  # (queued, running)
-    restarts: list[tuple[int, dict]] = []
-    log: list[str] = []
-    wait_for_queue(tmp_path, poll_s=0, log=log.append,
-                   counts=lambda repo: dict(zip(("queued", "running"), next(states))),
-                   restart=lambda repo, jobs, env: restarts.append((jobs, env)))
-    # one restart after the two short polls (4 queued, 1 busy); none while draining (0 queued)
-    assert restarts == [(2, {"OMP_NUM_THREADS": "1"})], log
-    assert sum(line.startswith("waiting: ") for line in log) == 6
-    assert next(states, None) is None  # returned at the first empty poll, not before
-
-
-TINY_UPSTREAM_DVC_YAML = """\
-stages:
-  select:
-    cmd: echo ran >> {log} && echo chosen > runs/sel.txt
-    always_changed: true
-    outs:
-      - runs/sel.txt:
-          cache: false
-  train_sse:
-    matrix:
-      n: [1, 2]
-    cmd: mkdir -p runs/n${{item.n}} && cat runs/sel.txt > runs/n${{item.n}}/out.txt
-    deps:
-      - runs/sel.txt
-    outs:
-      - runs/n${{item.n}}/out.txt:
-          cache: false
-"""
-
-
-def test_an_experiment_runs_its_stage_only_not_the_upstream_ones(tmp_path):
-    """A sweep stage reads the main study's selection.json; an experiment that re-verified
-    the upstream stages would redo the main pipeline's checks (and any stage whose outputs
-    its copy lacks) every time. Here the upstream stage always counts as changed: it must
-    run once, in the workspace, and never inside the queued experiments."""
-    repo, log_file = tmp_path / "tiny", tmp_path / "select.log"
-    for path, text in {"params.yaml": "profile: t\n", "data/t/x": "x", ".gitignore": "/data/\n",
-                       "dvc.yaml": TINY_UPSTREAM_DVC_YAML.format(log=log_file)}.items():
-        (repo / path).parent.mkdir(parents=True, exist_ok=True)
-        (repo / path).write_text(text)
-    (repo / "runs").mkdir()
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
-    for cmd in (["git", "init", "-q"], [str(Path(sys.executable).parent / "dvc"), "init", "-q"]):
-        subprocess.run(cmd, cwd=repo, check=True)
-    _dvc(repo, "repro", "select")
-    for cmd in (["git", "add", "-A"], [*git, "commit", "-qm", "tiny"]):
-        subprocess.run(cmd, cwd=repo, check=True)
-    assert log_file.read_text() == "ran\n"
-    log: list[str] = []
-    assert submit(repo, jobs=2, log=log.append) == ["train_sse@1", "train_sse@2"]
-    assert all("--single-item" in line for line in log if line.startswith("queue: ")), log
-    merged = collect(repo, wait=True, poll_s=1, log=log.append)
-    assert set(merged.values()) == {"train_sse@1", "train_sse@2"}, log
-    assert (repo / "runs/n2/out.txt").read_text() == "chosen\n"
-    assert log_file.read_text() == "ran\n"  # the experiments did not run `select` again
-
+# --- the stage list and `run` ------------------------------------------------------------------
 
 TINY_RUN_DVC_YAML = """\
 stages:
@@ -338,25 +88,26 @@ stages:
     cmd: >-
       mkdir -p runs/n${item.n} && date +%s.%N > runs/n${item.n}/start && sleep 2
       && echo ${item.n} $DVC_STAGE $OMP_NUM_THREADS >> runs/n${item.n}/out.txt
-      && date +%s.%N > runs/n${item.n}/end && test ${item.n} != 3
+      && date +%s.%N > runs/n${item.n}/end
+      && { test ${item.n} != 3 || { echo "no luck for ${item.n}" >&2; exit 1; }; }
     outs:
       - runs/n${item.n}/out.txt:
           cache: false
 """
+TINY_FILES = {"params.yaml": "profile: t\n", "dvc.yaml": TINY_RUN_DVC_YAML, "data/t/x": "x",
+              ".gitignore": "/data/\n", "runs/n1/out.txt": "left over\n"}
 
 
+@pytest.mark.slow
 def test_run_here_runs_stages_side_by_side_and_records_the_ones_that_succeed(tmp_path):
     """`queue run`: the stale stages of a set run here, 2 at a time, each as DVC would run it
     (its output removed first, DVC_STAGE set); the ones that succeed go into dvc.lock, a
     failing one is named with its log and stays stale."""
-    from lossbench.stages.queue import QueueError, run_here
-
-    repo = tiny_repo(tmp_path / "tiny", {"params.yaml": "profile: t\n", "dvc.yaml": TINY_RUN_DVC_YAML,
-                                         "data/t/x": "x", ".gitignore": "/data/\n",
-                                         "runs/n1/out.txt": "left over\n"})
+    repo = tiny_repo(tmp_path / "tiny", TINY_FILES)
     log: list[str] = []
-    with pytest.raises(QueueError, match=r"1 of 3 stage\(s\) failed: train_sse@3 \(2 recorded"):
+    with pytest.raises(QueueError, match=r"1 of 3 stage\(s\) failed: train_sse@3 \(2 recorded") as err:
         run_here(repo, jobs=2, threads=1, log=log.append)
+    assert "lossbench-run/train_sse-3.log" in str(err.value) and "no luck for 3" in str(err.value)
     assert (repo / "runs/n1/out.txt").read_text() == "1 train_sse@1 1\n"  # left-over removed
     assert (repo / "runs/n2/out.txt").read_text() == "2 train_sse@2 1\n"
     span = {n: [float((repo / f"runs/n{n}" / k).read_text()) for k in ("start", "end")] for n in (1, 2, 3)}
@@ -370,28 +121,232 @@ def test_run_here_runs_stages_side_by_side_and_records_the_ones_that_succeed(tmp
         run_here(repo, jobs=2, log=log.append)
 
 
+@pytest.mark.slow
 def test_run_here_runs_the_smoke_study(tmp_path):
     """`make repro`'s path on the smoke profile: the trainings that need no selection, the
     selection, the val-bests' extra seeds, then `dvc repro report` has nothing left to train."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    copy_repo(repo)
-    set_params(repo, **SMOKE_PARAMS)
+    repo = smoke_repo(tmp_path)
     _dvc(repo, "repro", "prepare")
-    p = subprocess.run([sys.executable, "-m", "lossbench", "queue", "run", "--set", "extra"],
-                       cwd=repo, capture_output=True, text=True)
+    p = lossbench(repo, "queue", "run", "--set", "extra", ok=False)
     assert p.returncode == 2 and "dvc repro select" in p.stderr, p.stderr
-    out = lossbench(repo, "queue", "run", "--jobs", "2", "--threads", "1")
-    families = ("focal", "ohem", "sse")
-    study = ["train_focal@setting0-0", "train_focal@setting1-0", "train_ohem@3-0", "train_sse@0.5-0",
-             *(f"train_default@{f}-1" for f in families), *(f"train_prior_off@{f}-0" for f in families)]
-    assert sorted(re.findall(r"^done (\S+)", out, re.M)) == sorted(study), out
+    out = lossbench(repo, "queue", "run", "--jobs", "2", "--threads", "1").stdout
+    assert sorted(re.findall(r"^done (\S+)", out, re.M)) == sorted(STUDY), out
     _dvc(repo, "repro", "select")
-    out = lossbench(repo, "queue", "run", "--set", "extra", "--jobs", "2", "--threads", "1")
-    assert sorted(re.findall(r"^done (\S+)", out, re.M)) == [f"best_extra@{f}-1" for f in families]
+    out = lossbench(repo, "queue", "run", "--set", "extra", "--jobs", "2", "--threads", "1").stdout
+    assert sorted(re.findall(r"^done (\S+)", out, re.M)) == [f"best_extra@{f}-1" for f in FAMILIES]
     ran = re.findall(r"Running stage '([^']+)'", _dvc(repo, "repro", "report"))
     assert ran == ["report"], ran
     rec = json.loads((repo / "runs/smoke/extra/best/sse/seed1/metrics.json").read_text())
     assert rec["iters"] == 4 and rec["seed"] == 1
     stale = {s for s in json.loads(_dvc(repo, "status", "--json")) if "sweep" not in s}
     assert stale == set(), stale
+
+
+# --- `slurm`: settings (no job started) ---------------------------------------------------------
+
+def parse(*argv: str):
+    from lossbench.cli import build_parser
+
+    return build_parser(expand="queue").parse_args(["queue", "slurm", *argv])
+
+
+@pytest.fixture
+def fake_srun(tmp_path, monkeypatch):
+    """A stand-in `srun` on PATH: submitit builds its Slurm executor only where `srun` exists.
+    Nothing is submitted (no `sbatch`)."""
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir()
+    (bindir / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (bindir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+
+
+FLAGS = ("--partition", "gpu", "--time", "120", "--gpus-per-job", "1", "--cpus-per-job", "8",
+         "--mem-gb", "32", "--array-parallelism", "4", "--slurm-option", "account=proj",
+         "--slurm-option", "qos=high", "--log-dir", "slurm-logs")
+ENV = {"LOSSBENCH_SLURM_PARTITION": "gpu", "LOSSBENCH_SLURM_TIME": "120",
+       "LOSSBENCH_SLURM_GPUS_PER_JOB": "1", "LOSSBENCH_SLURM_CPUS_PER_JOB": "8",
+       "LOSSBENCH_SLURM_MEM_GB": "32", "LOSSBENCH_SLURM_ARRAY_PARALLELISM": "4",
+       "LOSSBENCH_SLURM_OPTIONS": "account=proj qos=high", "LOSSBENCH_SLURM_LOG_DIR": "slurm-logs"}
+
+
+def test_flags_and_environment_become_submitit_parameters(tmp_path, fake_srun):
+    """Each flag, or its environment variable when the flag is not given, ends up in the sbatch
+    file submitit writes for the job array."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    expected = SlurmSettings(partition="gpu", time=120, gpus_per_job=1, cpus_per_job=8, mem_gb=32.0,
+                             array_parallelism=4, options={"account": "proj", "qos": "high"},
+                             log_dir=Path("slurm-logs"))
+    assert slurm_settings(parse(*FLAGS), environ={}) == expected
+    assert slurm_settings(parse(), environ=ENV) == expected
+    assert set(ENV) | {"LOSSBENCH_SLURM_EXECUTOR"} == set(SLURM_ENV.values())
+    # a flag wins over its variable; the others still come from the environment
+    mixed = slurm_settings(parse("--partition", "cpu", "--slurm-option", "exclusive"), environ=ENV)
+    assert (mixed.partition, mixed.options, mixed.time) == ("cpu", {"exclusive": True}, 120)
+    # nothing given: submitit's defaults but for the time limit (its own is 5 minutes)
+    assert slurm_settings(parse(), environ={}) == SlurmSettings()
+
+    executor = make_executor(tmp_path, expected, threads=2, name="lossbench-study")
+    assert executor.cluster == "slurm" and executor.folder == tmp_path / "slurm-logs"
+    assert executor._executor.parameters == {
+        "job_name": "lossbench-study", "time": 120, "nodes": 1, "ntasks_per_node": 1,
+        "gpus_per_node": 1, "cpus_per_task": 8, "mem": "32GB", "partition": "gpu",
+        "array_parallelism": 4, "additional_parameters": {"account": "proj", "qos": "high"}}
+    sbatch = _make_sbatch_string(command="python -m submitit.core._submit x", folder=executor.folder,
+                                 map_count=10, **executor._executor.parameters)
+    for line in ("--partition=gpu", "--time=120", "--gpus-per-node=1", "--cpus-per-task=8",
+                 "--mem=32GB", "--array=0-9%4", "--account=proj", "--qos=high", "--job-name=lossbench-study",
+                 "--nodes=1", "--ntasks-per-node=1"):
+        assert f"#SBATCH {line}\n" in sbatch, (line, sbatch)
+    # --threads gives the CPUs when --cpus-per-job is not given
+    assert executor_parameters(SlurmSettings(), threads=3, name="n") == {
+        "name": "n", "timeout_min": 60, "nodes": 1, "tasks_per_node": 1, "cpus_per_task": 3}
+
+    # the local executor takes the generic settings and leaves the Slurm-only ones
+    local = make_executor(tmp_path, SlurmSettings(executor="local", time=7, partition="gpu",
+                                                  options={"account": "proj"}), threads=1, name="n")
+    assert local.cluster == "local"
+    assert local._executor.parameters["timeout_min"] == 7
+    assert not {"partition", "additional_parameters", "slurm_partition"} & set(local._executor.parameters)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"LOSSBENCH_SLURM_TIME": "2h"}, "LOSSBENCH_SLURM_TIME: expected an integer, got '2h'"),
+    ({"LOSSBENCH_SLURM_GPUS_PER_JOB": "-1"}, "LOSSBENCH_SLURM_GPUS_PER_JOB: must be >= 0"),
+    ({"LOSSBENCH_SLURM_MEM_GB": "0"}, "LOSSBENCH_SLURM_MEM_GB: must be > 0"),
+    ({"LOSSBENCH_SLURM_OPTIONS": "=x"}, "LOSSBENCH_SLURM_OPTIONS: expected KEY=VALUE"),
+    ({"LOSSBENCH_SLURM_EXECUTOR": "pbs"}, "executor must be one of slurm, local"),
+])
+def test_a_bad_setting_is_named(env, message):
+    with pytest.raises(QueueError, match=re.escape(message)):
+        slurm_settings(parse(), environ=env)
+
+
+def test_without_slurm_the_error_names_the_local_executor(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun
+    with pytest.raises(QueueError, match="--executor local"):
+        run_slurm(tmp_path, SlurmSettings())
+
+
+# --- `slurm`: jobs ------------------------------------------------------------------------------
+
+def test_a_failing_job_is_reported_with_its_log_and_the_others_recorded(tmp_path, monkeypatch):
+    """Real jobs through submitit's local executor (shell one-liners, no DVC): the stage that
+    fails is named with its exit status and the end of its job's logs; the others, and only
+    them, are recorded (``dvc commit --force``, stood in for here)."""
+    import lossbench.queue as queue
+
+    out = tmp_path / "out"
+    out.mkdir()
+    runs = {f"train_sse@{n}": StageRun(f"train_sse@{n}", f"echo $DVC_STAGE $OMP_NUM_THREADS >> {n}.txt", str(out),
+                                       (str(out / f"{n}.txt"),)) for n in (1, 2)}
+    runs["train_sse@3"] = StageRun("train_sse@3", 'echo "half of $DVC_STAGE"; echo "$DVC_STAGE broke" >&2; exit 3',
+                                    str(out))
+    (out / "1.txt").write_text("left over\n")
+    commits: list[tuple[str, ...]] = []
+    monkeypatch.setattr(queue, "stale_stages", lambda repo, stage_set, **kw: list(runs))
+    monkeypatch.setattr(queue, "stage_runs", lambda repo, stages: {s: runs[s] for s in stages})
+    monkeypatch.setattr(queue, "_dvc", lambda repo, *args: commits.append(args) or "")
+    log: list[str] = []
+    with pytest.raises(QueueError) as err:
+        run_slurm(tmp_path, SlurmSettings(executor="local", array_parallelism=2), threads=1,
+                  poll_s=0.2, log=log.append)
+    text = str(err.value)
+    assert text.startswith("1 of 3 stage(s) failed: train_sse@3 (2 recorded in dvc.lock)"), text
+    assert re.search(r"--- train_sse@3 \(job \d+: exit 3\)", text), text
+    assert "half of train_sse@3" in text and "train_sse@3 broke" in text, text  # its stdout, its stderr
+    assert str(tmp_path / ".dvc/tmp/lossbench-slurm") in text  # where the logs are
+    assert commits == [("commit", "--force", "train_sse@1", "train_sse@2")]
+    assert (out / "1.txt").read_text() == "train_sse@1 1\n"  # its output removed first; env set
+    assert (out / "2.txt").read_text() == "train_sse@2 1\n"
+    assert sorted(re.findall(r"^(done|FAILED \(exit 3\)) (\S+)", "\n".join(log), re.M)) == [
+        ("FAILED (exit 3)", "train_sse@3"), ("done", "train_sse@1"), ("done", "train_sse@2")], log
+
+
+def test_at_most_array_parallelism_local_jobs_run_at_once(tmp_path):
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="local")
+    executor.update_parameters(timeout_min=5)
+    runs = [StageRun(f"s{n}", f"date +%s.%N > {n}.start; sleep 1; date +%s.%N > {n}.end", str(tmp_path))
+            for n in range(3)]
+    ended = [(r.name, error) for r, _, error in run_jobs(executor, runs, {}, limit=2, poll_s=0.1, log=print)]
+    assert sorted(ended) == [("s0", None), ("s1", None), ("s2", None)]
+    span = [[float((tmp_path / f"{n}.{k}").read_text()) for k in ("start", "end")] for n in range(3)]
+    assert span[2][0] >= min(span[0][1], span[1][1]), span  # the third waited for a free slot
+
+
+def test_an_interrupted_wait_cancels_the_unfinished_jobs(tmp_path):
+    """Ctrl-C while waiting (run_slurm closes the generator) cancels the jobs still running, and
+    a cancelled job ends its stage's whole process group, not only the shell."""
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="local")
+    executor.update_parameters(timeout_min=5)
+    log: list[str] = []
+    events = run_jobs(executor, [StageRun("fast", "true", str(tmp_path)),
+                                 StageRun("slow", "touch slow.started; (sleep 2; touch slow.done) & wait",
+                                          str(tmp_path))],
+                      {}, limit=2, poll_s=0.1, log=log.append)
+    run, _, error = next(events)
+    assert (run.name, error) == ("fast", None)
+    t0 = time.monotonic()
+    while not (tmp_path / "slow.started").exists():  # its stage is running
+        assert time.monotonic() - t0 < 60, "the slow job never started"
+        time.sleep(0.1)
+    events.close()
+    assert log[-1] == "cancelled 1 unfinished job(s)", log
+    time.sleep(4)
+    assert not (tmp_path / "slow.done").exists()
+
+
+@pytest.mark.slow
+def test_tiny_stages_through_the_local_executor(tmp_path):
+    """`queue slurm --executor local` on a tiny DVC repository: the failing stage stays stale,
+    named with its log; the others are in dvc.lock; a second call submits the failed one only."""
+    repo = tiny_repo(tmp_path / "tiny", TINY_FILES)
+    log: list[str] = []
+    settings = SlurmSettings(executor="local", array_parallelism=3)
+    with pytest.raises(QueueError, match=r"1 of 3 stage\(s\) failed: train_sse@3 \(2 recorded") as err:
+        run_slurm(repo, settings, threads=1, poll_s=0.2, log=log.append)
+    assert "no luck for 3" in str(err.value) and "exit 1" in str(err.value)
+    assert (repo / "runs/n1/out.txt").read_text() == "1 train_sse@1 1\n"  # left-over removed
+    assert set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"]) == {"train_sse@1", "train_sse@2"}
+    assert set(json.loads(_dvc(repo, "status", "--json"))) == {"train_sse@3"}
+    log.clear()
+    with pytest.raises(QueueError, match=r"1 of 1 stage"):
+        run_slurm(repo, settings, poll_s=0.2, log=log.append)
+    assert log[0].startswith("submit 1 stage(s) as local jobs"), log
+
+
+@pytest.mark.slow
+def test_slurm_local_executor_trains_the_smoke_study(tmp_path):
+    """`queue slurm` end to end on the smoke profile, through submitit's local executor: every
+    training stage of the set is submitted as a job, trains, and is recorded in dvc.lock."""
+    repo = smoke_repo(tmp_path)
+    p = lossbench(repo, "queue", "slurm", "--executor", "local", ok=False)
+    assert p.returncode == 2 and "dvc repro prepare" in p.stderr, p.stderr
+    _dvc(repo, "repro", "prepare")
+    t0 = time.monotonic()
+    out = lossbench(repo, "queue", "slurm", "--threads", "1",
+                    env={"LOSSBENCH_SLURM_EXECUTOR": "local", "LOSSBENCH_SLURM_ARRAY_PARALLELISM": "2"}).stdout
+    print(f"queue slurm --executor local: {len(STUDY)} trainings in {time.monotonic() - t0:.0f} s")
+    assert re.search(r"^submit 10 stage\(s\) as local jobs, 2 at a time", out, re.M), out
+    assert sorted(re.findall(r"^done (\S+)", out, re.M)) == sorted(STUDY), out
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert set(STUDY) <= set(lock), sorted(lock)
+    stale = set(json.loads(_dvc(repo, "status", "--json")))
+    assert not stale & set(STUDY), stale
+    assert stale >= {"select", "report"}  # the rest of the study is still to do
+    for run in stage_runs(repo, STUDY).values():
+        (work_dir,) = re.findall(r"--work-dir (\S+)", run.cmd)
+        assert (repo / work_dir / "iter_4.pth").is_file(), work_dir  # checkpoints in this repository
+    (out_dir,) = re.findall(r"--out (\S+)", stage_runs(repo, ["train_ohem@3-0"])["train_ohem@3-0"].cmd)
+    rec = json.loads((repo / out_dir / "metrics.json").read_text())
+    assert rec["iters"] == 4
+    assert json.loads((repo / out_dir / "env.json").read_text())["cpu_threads"] == 1  # --threads 1
+    assert len(list((repo / ".dvc/tmp/lossbench-slurm").glob("*_log.out"))) == len(STUDY)
+    # resuming: the same command submits only what is stale, here nothing
+    out = lossbench(repo, "queue", "slurm", "--executor", "local").stdout
+    assert "nothing to run" in out, out

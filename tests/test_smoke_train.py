@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from mmengine.runner import Runner
 
-from lossbench.config import load_config
-from lossbench.hooks import ParamDigestHook, param_digest
+from lossbench.training.config import load_config
+from lossbench.training.hooks import ParamDigestHook, param_digest
 
 pytestmark = pytest.mark.slow
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "smoke"

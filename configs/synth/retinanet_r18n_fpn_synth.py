@@ -1,7 +1,7 @@
 # `synth` profile: the generated set at 96 px, a narrow ResNet-18 RetinaNet trained
 # from scratch on the CPU. Everything a run does is here (through `_base_`), except
 # the data paths, the family's knob and the seed, which the train stage's command
-# line gives (see lossbench/config.py).
+# line gives (see lossbench/training/config.py).
 _base_ = [
     '../_base_/models/retinanet_imbalance_r18n_fpn.py',
     '../_base_/datasets/synth.py',

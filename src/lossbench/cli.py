@@ -15,9 +15,9 @@ from pathlib import Path
 from lossbench import __version__
 
 # command name -> module implementing it
-COMMANDS: dict[str, str] = {"env": "lossbench.envinfo", **{
-    name: f"lossbench.stages.{name}" for name in ("synth", "fetch", "prepare", "train", "select", "report",
-                                                  "queue")}, "sweep-report": "lossbench.stages.sweep_report"}
+COMMANDS: dict[str, str] = {"env": "lossbench.training.envinfo", **{
+    name: f"lossbench.stages.{name}" for name in ("synth", "fetch", "prepare", "train", "select", "report")},
+    "sweep-report": "lossbench.stages.sweep_report", "queue": "lossbench.queue"}
 
 
 def _available() -> dict[str, str]:

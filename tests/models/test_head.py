@@ -9,8 +9,8 @@ from mmengine.structures import InstanceData
 from torch.testing import assert_close
 
 import lossbench.models.registry  # noqa: F401  (registers the head and losses)
+from lossbench.families import ImbalanceConfigError
 from lossbench.models.heads import ImbalanceRetinaHead
-from lossbench.models.imbalance import ImbalanceConfigError
 
 FAMILIES = {
     "focal": dict(type="focal", gamma=2.0, alpha=0.25),

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lossbench.models.imbalance import ImbalanceConfigError, loss_cfg, validate_imbalance
+from lossbench.families import ImbalanceConfigError, loss_cfg, validate_imbalance
 
 
 @pytest.mark.parametrize("cfg, message", [

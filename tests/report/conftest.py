@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lossbench.naming import run_name
+from lossbench.families import run_name
 
 N_IMAGES = 200
 ITERS = 600
@@ -60,8 +60,7 @@ def tp_images(tp: int, seed: int, n_images: int = N_IMAGES) -> np.ndarray:
 
 def write_records(path: Path, images: np.ndarray, n_images: int = N_IMAGES) -> float:
     """Records of one true positive on each of ``images``; returns their mAP50."""
-    from lossbench.evaluation import TP, Records, save_records
-    from lossbench.report.stats import voc_map
+    from lossbench.records import TP, Records, save_records, voc_map
 
     rec = Records(image=np.asarray(images, dtype=np.int32), label=np.zeros(len(images), np.int16),
                   score=np.linspace(0.99, 0.5, len(images)).astype(np.float32),

@@ -28,8 +28,26 @@ def test_select_file_from_fabricated_runs(study, fab, tmp_path):
     assert sel["families"]["ohem"]["best_on_grid_edge"] is True
     assert sel["families"]["sse"]["best"] == {"lambda_noobj": 0.5}
     assert sel["families"]["sse"]["best_on_grid_edge"] is False
-    path = write_selection(sel, tmp_path / "selection.json")
-    assert json.loads(path.read_text()) == sel
+    path = write_selection(sel, tmp_path / "selection.json", tmp_path / "val_means.json")
+    saved = json.loads(path.read_text())
+    assert saved == {**sel, "families": {f: {k: v for k, v in c.items() if k != "val_means"}
+                                         for f, c in sel["families"].items()}}
+    means = json.loads((tmp_path / "val_means.json").read_text())
+    assert means == {"metric": "val mAP50", "seeds": [0, 1, 2],
+                     "families": {f: c["val_means"] for f, c in sel["families"].items()}}
+
+
+def test_choices_do_not_move_with_a_val_mean(study, fab, tmp_path):
+    """A grid run whose val mAP50 moves without changing any choice leaves the choices file
+    byte-identical (what best_extra and the sweep depend on); the val means file changes."""
+    write_selection(select(study, fab.PARAMS), tmp_path / "a.json", tmp_path / "a_means.json")
+    f = study / "ohem" / "ratio3" / "seed0" / "metrics.json"
+    rec = json.loads(f.read_text())
+    rec["metrics"]["val"]["mAP50"] -= 0.05
+    f.write_text(json.dumps(rec))
+    write_selection(select(study, fab.PARAMS), tmp_path / "b.json", tmp_path / "b_means.json")
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert (tmp_path / "a_means.json").read_bytes() != (tmp_path / "b_means.json").read_bytes()
 
 
 def test_selection_never_reads_test(study, fab):

@@ -76,133 +76,7 @@ def test_paired_t_pvalue_matches_scipy():
     assert paired_t_pvalue([x - y for x, y in zip(a, b)]) == pytest.approx(st.ttest_rel(a, b).pvalue)
 
 
-# --- VOC mAP from detection records, its image bootstrap, and the combined interval ---------------
-
-def _records(num_gts, image, label, score, state, image_ids=None):
-    from lossbench.evaluation import Records
-
-    num_gts = np.asarray(num_gts, dtype=np.int32)
-    ids = np.arange(len(num_gts)).astype(str) if image_ids is None else np.asarray(image_ids, dtype=str)
-    return Records(image=np.asarray(image, np.int32), label=np.asarray(label, np.int16),
-                   score=np.asarray(score, np.float32), state=np.asarray(state, np.int8),
-                   num_gts=num_gts, image_ids=ids, iou_thr=0.5)
-
-
-def _random_records(rng, n_images=40, n_classes=3):
-    """Per image and class: 0-3 gts, at most that many tps, 0-3 fps, sometimes an ignored
-    detection; continuous scores (no ties)."""
-    num_gts = rng.integers(0, 4, size=(n_images, n_classes))
-    image, label, state = [], [], []
-    for i in range(n_images):
-        for c in range(n_classes):
-            n_tp, n_fp = rng.integers(0, num_gts[i, c] + 1), rng.integers(0, 4)
-            n_ig = int(rng.random() < 0.2)
-            image += [i] * (n_tp + n_fp + n_ig)
-            label += [c] * (n_tp + n_fp + n_ig)
-            state += [1] * n_tp + [0] * n_fp + [-1] * n_ig
-    return _records(num_gts, image, label, rng.random(len(image)), state)
-
-
-def _naive_map(rec, images):
-    """mmdet's eval_map on the images written out one by one: per class, sort by score, cumulate
-    tp and fp, precision envelope from the right, area where recall steps."""
-    aps = []
-    for c in range(rec.num_gts.shape[1]):
-        n_gts = sum(rec.num_gts[i, c] for i in images)
-        if n_gts == 0:
-            continue
-        det = [(s, t) for i in images for s, t, lab, im in zip(rec.score, rec.state, rec.label, rec.image)
-               if im == i and lab == c]
-        det.sort(key=lambda d: -d[0])
-        tp = np.cumsum([t == 1 for _, t in det])
-        fp = np.cumsum([t == 0 for _, t in det])
-        mrec = np.concatenate([[0], tp / n_gts, [1]])
-        mpre = np.concatenate([[0], tp / np.maximum(tp + fp, 1e-9), [0]])
-        for k in range(len(mpre) - 1, 0, -1):
-            mpre[k - 1] = max(mpre[k - 1], mpre[k])
-        step = np.flatnonzero(mrec[1:] != mrec[:-1])
-        aps.append(np.sum((mrec[step + 1] - mrec[step]) * mpre[step + 1]))
-    return float(np.mean(aps)) if aps else 0.0
-
-
-def test_voc_map_against_a_naive_reference_and_under_repeats():
-    from lossbench.report.stats import voc_map
-
-    rng = np.random.default_rng(0)
-    rec = _random_records(rng)
-    n = rec.num_gts.shape[0]
-    full = voc_map(rec)
-    assert 0.1 < full < 0.9
-    assert full == pytest.approx(_naive_map(rec, range(n)), abs=1e-12)
-    assert voc_map(rec, np.arange(n)) == full  # each image once = all
-    assert voc_map(rec, rng.permutation(n)) == pytest.approx(full, abs=1e-12)
-    # every image twice: tp, fp and gt counts all double, precision and recall are unchanged
-    assert voc_map(rec, np.repeat(np.arange(n), 2)) == pytest.approx(full, abs=1e-12)
-    for _ in range(5):
-        images = rng.integers(0, n, size=n)
-        assert voc_map(rec, images) == pytest.approx(_naive_map(rec, images), abs=1e-12)
-
-
-def test_voc_map_hand_worked_with_an_ignored_detection_and_a_class_without_gts():
-    from lossbench.report.stats import voc_map
-
-    # class 0, 2 gts: scores .9 tp, .8 ignored, .7 fp, .6 tp -> points (r 1/2, p 1), (r 1, p 2/3)
-    # AP = 1/2 * 1 + 1/2 * 2/3 = 5/6. Class 1 has no gt (its fp is left out of the mean).
-    rec = _records([[1, 0], [1, 0]], image=[0, 0, 1, 1, 1], label=[0, 0, 0, 0, 1],
-                   score=[0.9, 0.8, 0.7, 0.6, 0.95], state=[1, -1, 0, 1, 0])
-    assert voc_map(rec) == pytest.approx(5 / 6, abs=1e-12)
-    # image 1 alone: .7 fp, .6 tp -> AP = 1 * 1/2
-    assert voc_map(rec, [1]) == pytest.approx(0.5, abs=1e-12)
-    # image 0 twice: .9 tp (x2) -> recall 1 at precision 1
-    assert voc_map(rec, [0, 0]) == pytest.approx(1.0, abs=1e-12)
-
-
-def test_bootstrap_of_identical_images_has_no_variance():
-    from lossbench.report.stats import bootstrap_map, voc_map
-
-    n = 30  # every image: gts 2 (class 0), 1 (class 1); dets .9 tp, .8 fp, .7 tp (class 0), .6 fp (class 1)
-    rec = _records([[2, 1]] * n, image=np.repeat(np.arange(n), 4), label=[0, 0, 0, 1] * n,
-                   score=[0.9, 0.8, 0.7, 0.6] * n, state=[1, 0, 1, 0] * n)
-    boot = bootstrap_map([rec], n_boot=200, seed=1)
-    assert boot.shape == (200, 1)
-    # class 0: (r 1/2, p 1), (r 1, p 2/3) -> 5/6; class 1: 0 -> mAP 5/12 on every resample
-    assert voc_map(rec) == pytest.approx(5 / 12, abs=1e-12)
-    assert np.abs(boot - 5 / 12).max() < 1e-12
-
-
-def test_bootstrap_replicates_by_hand_and_binomial_variance():
-    """One gt and one detection per image, every tp scored above every fp: the curve is flat at
-    precision 1 up to recall k/n, so a resample's mAP is the share of tp images drawn, whose
-    variance is q(1 - q)/n."""
-    from lossbench.report.stats import bootstrap_map
-
-    n, n_tp, n_boot = 50, 30, 4000
-    is_tp = np.arange(n) < n_tp
-    rec = _records(np.ones((n, 1)), image=np.arange(n), label=np.zeros(n),
-                   score=np.where(is_tp, 0.5, 0.0) + np.linspace(0.4, 0.1, n), state=is_tp.astype(int))
-    boot = bootstrap_map([rec], n_boot=n_boot, seed=7)
-    draws = np.random.default_rng(7).integers(0, n, size=(n_boot, n))  # the documented resamples
-    np.testing.assert_allclose(boot[:, 0], is_tp[draws].mean(axis=1), atol=1e-12)
-    q = n_tp / n  # var = .6 * .4 / 50 = .0048
-    assert boot[:, 0].var(ddof=1) == pytest.approx(q * (1 - q) / n, rel=0.1)
-
-
-def test_bootstrap_shares_the_resamples_between_runs_and_checks_image_ids():
-    from lossbench.report.stats import bootstrap_map, voc_map
-
-    rng = np.random.default_rng(2)
-    runs = [_random_records(rng) for _ in range(2)]
-    runs[1] = _records(runs[0].num_gts, runs[1].image, runs[1].label, runs[1].score, runs[1].state)
-    boot = bootstrap_map(runs, n_boot=50, seed=3)
-    draws = np.random.default_rng(3).integers(0, 40, size=(50, 40))
-    for b in (0, 17, 49):
-        for r in range(2):
-            assert boot[b, r] == pytest.approx(voc_map(runs[r], draws[b]), abs=1e-12)
-    other = _records(runs[1].num_gts, runs[1].image, runs[1].label, runs[1].score, runs[1].state,
-                     image_ids=[*runs[0].image_ids[:5], "x", *runs[0].image_ids[6:]])
-    with pytest.raises(ValueError, match=r"runs 0 and 1 differ in test image 5: id '5' vs 'x'"):
-        bootstrap_map([runs[0], other])
-
+# --- the combined interval (seeds + test images) -------------------------------------------------
 
 def test_combined_interval_hand_worked():
     from lossbench.report.stats import combined_interval
@@ -245,3 +119,45 @@ def test_combined_interval_of_a_paired_difference_cancels_shared_image_noise():
     diff = combined_interval(a - b, (a + image_noise) - (b + image_noise))
     assert diff[:3] == pytest.approx(t_interval(a - b)[0:1] + t_interval(a - b)[2:4])
     assert combined_interval(a, a + image_noise)[2] - combined_interval(a, a + image_noise)[1] > diff[2] - diff[1]
+
+
+# --- paired comparisons pair runs by seed ----------------------------------------------------------
+
+def test_comparison_of_arms_with_different_seeds_pairs_by_seed():
+    """Arm A has seeds 0, 1, 2 and arm B seeds 1, 2, 3, their runs in no order in the frame: the
+    difference is taken over seeds 1 and 2, seed with seed, values and bootstrap columns alike.
+
+    A: seed 0 .50, 1 .60, 2 .70; B: seed 1 .40, 2 .45, 3 .90. Common seeds 1, 2: differences
+    .20, .25 -> mean .225, sd(ddof 1) .0353553. Bootstrap: run r on replicate b is its value +
+    s_r e_b with e = (-.01, +.01, -.01, +.01) and s = seed-by-seed scales (A: 0, 1, 3; B: 0, 1, 5),
+    so A - B on replicate b, averaged over seeds 1, 2, is .225 + ((1 - 0) + (3 - 1)) / 2 e_b and the
+    bootstrap variance is 1.5^2 * 4 * .01^2 / 3 = .0003. se^2 = .0353553^2 / 2 + .0003 = .000925,
+    one comparison (Holm level .95): half = t_{.975, 1} se = 12.706205 * .0304138.
+    (Paired by position, seed 0 of A would meet seed 1 of B: .10, .15, -.20, mean .0167.)"""
+    import pandas as pd
+
+    from lossbench.report.tables import arm, compare
+
+    rows = [("B", 3, 0.90, 5), ("A", 2, 0.70, 3), ("B", 1, 0.40, 0), ("A", 0, 0.50, 0), ("B", 2, 0.45, 1),
+            ("A", 1, 0.60, 1)]
+    df = pd.DataFrame(rows, columns=["condition", "seed", "test_mAP50", "scale"])
+    e = np.array([-0.01, 0.01, -0.01, 0.01])
+    boot = df["test_mAP50"].to_numpy()[None, :] + np.outer(e, df["scale"].to_numpy())
+    a, b = arm(df, "A"), arm(df, "B")
+    assert a == {2: 1, 0: 3, 1: 5} and b == {3: 0, 1: 2, 2: 4}  # seed -> row
+    out = compare([("g", "A", a, "B", b)], df["test_mAP50"].to_numpy(dtype=float), boot)
+    r = out.iloc[0]
+    assert (r["n"], r["seeds"]) == (2, "1,2")
+    assert r["diff"] == pytest.approx(0.225, abs=1e-12)
+    se = math.sqrt(0.05**2 / 2 / 2 + 1.5**2 * 4 * 0.01**2 / 3)  # sd^2 = (.025^2 * 2) / 1 = .05^2 / 2
+    assert se == pytest.approx(math.sqrt(0.000925), rel=1e-12)
+    assert r["level"] == pytest.approx(0.95)
+    assert (r["lo"], r["hi"]) == pytest.approx((0.225 - 12.706205 * se, 0.225 + 12.706205 * se), abs=1e-6)
+    # df 1: P(|T| > t) = 1 - 2 atan(t) / pi
+    t = 0.225 / se
+    assert r["p"] == pytest.approx(1 - 2 * math.atan(t) / math.pi, rel=1e-9)
+    assert r["verdict"] == "not resolved"
+    # only seed 1 in common with a third arm: one pair, no interval
+    one = compare([("g", "A", a, "C", {1: 2, 7: 0})], df["test_mAP50"].to_numpy(dtype=float), boot).iloc[0]
+    assert (one["n"], one["seeds"], one["verdict"]) == (1, "1", "not resolved (one seed)")
+    assert one["diff"] == pytest.approx(0.60 - 0.40, abs=1e-12)

@@ -12,8 +12,8 @@ import yaml
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 
-from lossbench.hooks import ClipFractionHook, ValHistoryHook
 from lossbench.stages.train import add_arguments, chosen_setting, imbalance_from_args, parse_prior, set_validation
+from lossbench.training.hooks import ClipFractionHook, ValHistoryHook
 
 
 def parse(*argv: str) -> argparse.Namespace:

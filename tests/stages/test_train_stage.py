@@ -106,7 +106,7 @@ def test_finished_run_run_again_is_evaluated_not_retrained(reference, synth_prep
 def test_checkpoints_are_tied_to_code_and_annotations(tmp_path):
     from mmengine.config import Config
 
-    from lossbench.resume import code_digest, code_files, fingerprint
+    from lossbench.training.resume import code_digest, code_files, fingerprint
 
     repo = tmp_path / "repo"
     for rel in ("src/pkg/models/losses/functional.py", "src/pkg/stages/train.py",
@@ -135,7 +135,7 @@ def test_checkpoints_are_tied_to_code_and_annotations(tmp_path):
 def test_fingerprint_does_not_depend_on_where_the_repository_is(tmp_path):
     from mmengine.config import Config
 
-    from lossbench.resume import fingerprint
+    from lossbench.training.resume import fingerprint
 
     def cfg_at(root: Path) -> Config:
         (root / "ann").mkdir(parents=True)
@@ -266,7 +266,7 @@ def test_device_is_pinned_before_torch_or_mmengine_load(synth_prepared, tmp_path
     is imported. The probe wraps the real pinning function and stops the process."""
     probe = (
         "import json, sys\n"
-        "import lossbench.devices as d\n"
+        "import lossbench.training.devices as d\n"
         "real = d.pin_device_from_pool\n"
         "def spy(*a, **k):\n"
         "    seen = {m: m in sys.modules for m in ('torch', 'mmengine', 'mmdet', 'mmcv')}\n"
@@ -301,7 +301,7 @@ def test_neg_pos_ratio_all_reaches_the_loss_as_every_negative():
 
 
 def test_truncate_curves_keeps_the_checkpoint_step_and_drops_torn_rows(tmp_path):
-    from lossbench.resume import truncate_curves
+    from lossbench.training.resume import truncate_curves
 
     tsv = tmp_path / "plots" / "metrics" / "loss.tsv"
     tsv.parent.mkdir(parents=True)

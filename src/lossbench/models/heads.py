@@ -28,7 +28,7 @@ from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox_overlaps, cat_boxes, get_box_tensor
 from torch import Tensor
 
-from lossbench.models.imbalance import loss_cfg, validate_imbalance
+from lossbench.families import loss_cfg, validate_imbalance
 
 # An anchor is an *easy* negative when its background probability, defined
 # for every family as 1 - (its highest test-time foreground score), exceeds
@@ -46,7 +46,7 @@ class ImbalanceRetinaHead(RetinaHead):
         imbalance: the family and its knobs, e.g. ``dict(type='focal',
             gamma=2.0, alpha=0.25)``, ``dict(type='ohem', neg_pos_ratio=3)``
             or ``dict(type='sse', lambda_noobj=0.5, obj_target='iou')``; see
-            :func:`lossbench.models.imbalance.validate_imbalance`.
+            :func:`lossbench.families.validate_imbalance`.
             ``obj_target`` is YOLO's objectness target on positives: ``'iou'``
             (the IoU of the decoded prediction with its assigned box, as in
             the paper) or ``'one'``.

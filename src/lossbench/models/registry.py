@@ -1,10 +1,10 @@
 """Register the study's head and losses into MMDetection's ``MODELS`` and apply the stack fixes
-of :mod:`lossbench.compat`; configs load it through ``custom_imports``."""
+of :mod:`lossbench.training.compat`; configs load it through ``custom_imports``."""
 
-import lossbench.evaluation  # noqa: F401  (registers DetectionRecords in mmdet's METRICS)
-from lossbench import compat
+import lossbench.training.evaluation  # noqa: F401  (registers DetectionRecords in mmdet's METRICS)
 from lossbench.models.heads import ImbalanceRetinaHead
 from lossbench.models.losses.modules import HardNegativeCELoss, ImbalanceFocalLoss, YOLOSSELoss
+from lossbench.training import compat
 
 compat.apply()
 

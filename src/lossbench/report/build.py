@@ -9,8 +9,9 @@ from typing import Any
 
 import pandas as pd
 
+from lossbench.families import FAMILIES, FAMILY_ORDER
 from lossbench.report import figures, tables
-from lossbench.report.collect import FAMILY_LABEL, FAMILY_ORDER, ReportError, bootstrap, collect, grid_runs, seeds
+from lossbench.report.collect import ReportError, bootstrap, collect, grid_runs, seeds
 from lossbench.report.select import check_selection, select_from
 from lossbench.utils import atomic_path, read_json
 
@@ -220,7 +221,7 @@ def readme(df: pd.DataFrame, sel: dict[str, Any], summary: pd.DataFrame, comp: p
         choice = sel["families"][fam]
         rows = summary[(summary.family == fam) & summary.prior]
         b, d = rows[rows.best].iloc[0], rows[rows.default].iloc[0]
-        line = (f"- **{FAMILY_LABEL[fam]}**: val-best {b['label']} (mean val mAP50 "
+        line = (f"- **{FAMILIES[fam].label}**: val-best {b['label']} (mean val mAP50 "
                 f"{100 * b['val_mean']:.1f}% over seeds {grid_seeds}); test mAP50 "
                 f"{_ci(b['test_mean'], b['test_lo'], b['test_hi'])} over {b['n']} seeds.")
         if b["condition"] == d["condition"]:
@@ -237,7 +238,7 @@ def readme(df: pd.DataFrame, sel: dict[str, Any], summary: pd.DataFrame, comp: p
     parts += [f"- {comparison_sentence(r)}" for _, r in comp.iterrows()]
     parts += ["", text["comparisons.md"], "## The grids", ""]
     for fam in FAMILY_ORDER:
-        parts += [f"### {FAMILY_LABEL[fam]}", "", text[f"{fam}.md"]]
+        parts += [f"### {FAMILIES[fam].label}", "", text[f"{fam}.md"]]
     parts += ["![ablations](figures/ablation_mAP50.png)", "",
               "## Prior-probability init", "", text["prior_off.md"],
               "## Calibration", "",

@@ -1,6 +1,6 @@
 """Collect the runs of a profile: every run the study design asks for, read and checked.
 
-Layout under ``runs/<profile>/`` (folder names from :func:`lossbench.naming.run_name`)::
+Layout under ``runs/<profile>/`` (folder names from :func:`lossbench.families.run_name`)::
 
     <family>/<slug>/seed<k>/                  grid: every setting of params.yaml, seeds ``seeds``
     extra/{default,best}/<family>/seed<k>/    the paper default and the val-best, ``extra_seeds``
@@ -23,15 +23,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lossbench.models.imbalance import SWEPT_KNOB
-from lossbench.naming import SLUGS, run_name
+from lossbench.families import (
+    FAMILY_ORDER,
+    default_of,
+    grid_of,
+    knob_value,
+    run_name,
+    setting_key,
+    setting_label,
+    slug,
+)
 from lossbench.utils import read_json
 
 METRICS = ("mAP50", "AP", "AP50", "AP75", "APs", "APm", "APl")
-FAMILY_ORDER = ("focal", "ohem", "sse")
-FAMILY_LABEL = {"focal": "RetinaNet focal loss", "ohem": "SSD hard negative mining",
-                "sse": "YOLO v1 sum-squared error"}
-KNOB_LABEL = {"focal": "γ, α", "ohem": "neg:pos", "sse": "λ_noobj"}
 ROLES = ("default", "best")
 #: two duplicate runs (extra/default and extra/best of one setting and seed) must agree to this
 DUPLICATE_TOLERANCE = 1e-9
@@ -42,50 +46,6 @@ RECORDS_TOLERANCE = 2e-6
 
 class ReportError(ValueError):
     """Runs, params or a selection file that do not match the study design; names the file."""
-
-
-def _canon(value: Any) -> float | str:
-    """A knob value as compared: a float, or ``"all"`` for every negative (``None`` / ``"all"``)."""
-    if value is None or value == "all":
-        return "all"
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ReportError(f"knob value {value!r} is neither a number nor 'all'") from None
-
-
-def setting_key(family: str, setting: Mapping[str, Any]) -> tuple[tuple[str, float | str], ...]:
-    """The identity of a setting: ``(knob, value)`` pairs in :data:`SLUGS` order, values
-    canonical (``3`` and ``3.0`` are one setting)."""
-    missing = [k for k, _ in SLUGS[family] if k not in setting]
-    if missing:
-        raise ReportError(f"{family} setting {dict(setting)!r} lacks {missing}")
-    return tuple((k, _canon(setting[k])) for k, _ in SLUGS[family])
-
-
-def slug(family: str, setting: Mapping[str, Any]) -> str:
-    """The setting's folder name under ``<family>/``: ``gamma2.0_alpha0.25``, ``ratio3``."""
-    return run_name(family, setting, 0).split("/")[1]
-
-
-def _g(v: float | str) -> str:
-    return v if isinstance(v, str) else f"{v:g}"
-
-
-def setting_label(family: str, setting: Mapping[str, Any]) -> str:
-    """How a setting is printed: ``γ 2, α 0.25``, ``3:1`` (neg:pos) or ``all``, ``λ 0.5``."""
-    k = dict(setting_key(family, setting))
-    if family == "focal":
-        return f"γ {_g(k['gamma'])}, α {_g(k['alpha'])}"
-    if family == "ohem":
-        return "all" if k["neg_pos_ratio"] == "all" else f"{_g(k['neg_pos_ratio'])}:1"
-    return f"λ {_g(k['lambda_noobj'])}"
-
-
-def knob_value(family: str, setting: Mapping[str, Any]) -> float:
-    """The swept knob as a number for plots and grid edges; ``all`` negatives -> +inf."""
-    v = dict(setting_key(family, setting))[SWEPT_KNOB[family]]
-    return math.inf if v == "all" else float(v)
 
 
 def _params(params: Mapping[str, Any], *keys: str) -> Any:
@@ -99,16 +59,18 @@ def _params(params: Mapping[str, Any], *keys: str) -> Any:
 
 def grids(params: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """family -> its settings in grid order, spelled as ``params`` writes them."""
-    return {"focal": [dict(s) for s in _params(params, "focal", "settings")],
-            "ohem": [{"neg_pos_ratio": r} for r in _params(params, "ohem", "neg_pos_ratio")],
-            "sse": [{"lambda_noobj": v} for v in _params(params, "sse", "lambda_noobj")]}
+    try:
+        return {f: grid_of(f, _params(params, f)) for f in FAMILY_ORDER}
+    except KeyError as e:
+        raise ReportError(e.args[0]) from None
 
 
 def paper_defaults(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """family -> its paper default setting (``<family>.default``), which must be on the grid."""
-    out = {"focal": dict(_params(params, "focal", "default")),
-           "ohem": {"neg_pos_ratio": _params(params, "ohem", "default")},
-           "sse": {"lambda_noobj": _params(params, "sse", "default")}}
+    try:
+        out = {f: default_of(f, _params(params, f)) for f in FAMILY_ORDER}
+    except (KeyError, ValueError) as e:
+        raise ReportError(e.args[0]) from None
     for fam, grid in grids(params).items():
         if setting_key(fam, out[fam]) not in {setting_key(fam, s) for s in grid}:
             raise ReportError(f"params: {fam}.default = {out[fam]} is not one of the grid's settings")
@@ -248,17 +210,16 @@ def bootstrap(df: pd.DataFrame, n_boot: int, seed: int) -> np.ndarray:
 
     Each run's records are read afresh and must reproduce its metrics.json test mAP50.
     """
-    from lossbench import evaluation
-    from lossbench.report import stats
+    from lossbench.records import bootstrap_map, load_records, voc_map
 
     records = []
     for r in df.itertuples():
         if not r.records or not Path(r.records).is_file():
             raise ReportError(f"{r.run_dir}: no test records file ({r.records})")
-        rec = evaluation.load_records(r.records)
-        value = stats.voc_map(rec)
+        rec = load_records(r.records)
+        value = voc_map(rec)
         if not abs(value - r.test_mAP50) <= RECORDS_TOLERANCE:
             raise ReportError(f"{r.records}: mAP50 from the records is {value!r} but "
                               f"{r.run_dir}/metrics.json says test mAP50 {r.test_mAP50!r}")
         records.append(rec)
-    return np.asarray(stats.bootstrap_map(records, n_boot=n_boot, seed=seed), dtype=float)
+    return np.asarray(bootstrap_map(records, n_boot=n_boot, seed=seed), dtype=float)

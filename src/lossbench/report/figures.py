@@ -13,8 +13,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 
+from lossbench.families import FAMILIES, FAMILY_ORDER  # noqa: E402
 from lossbench.models.losses.functional import focal_loss, sse_loss  # noqa: E402
-from lossbench.report.collect import FAMILY_LABEL, FAMILY_ORDER, KNOB_LABEL  # noqa: E402
 
 PALETTE = dict(zip(FAMILY_ORDER, sns.color_palette("colorblind", 3)))
 DIAG_SHARES = (("diag_share_pos", "positives"), ("diag_share_hard_neg", "hard negatives"),
@@ -50,8 +50,8 @@ def ablation(summary: pd.DataFrame, out: Path, grid_seeds: list[int]) -> list[Pa
             ax.errorbar(x + dx, mean, yerr=[mean - lo, hi - mean], fmt="o", color=PALETTE[fam],
                         mfc=face, capsize=3, label=split)
         ax.set_xticks(x, _setting_ticks(g), rotation=30, ha="right", fontsize=9)
-        ax.set_xlabel(KNOB_LABEL[fam])
-        ax.set_title(FAMILY_LABEL[fam], fontsize=11)
+        ax.set_xlabel(FAMILIES[fam].knob_label)
+        ax.set_title(FAMILIES[fam].label, fontsize=11)
     axes[0][0].set_ylabel("mAP@0.5 (%)")
     axes[0][0].legend(handles=[
         plt.Line2D([], [], marker="o", ls="", color="0.3", mfc="white",

@@ -22,23 +22,11 @@ from typing import Any
 
 import pandas as pd
 
-from lossbench.models.imbalance import SWEPT_KNOB
-from lossbench.report.collect import (
-    FAMILY_ORDER,
-    ReportError,
-    grid_runs,
-    grids,
-    knob_value,
-    paper_defaults,
-    seeds,
-    setting_key,
-    setting_label,
-    slug,
-)
+from lossbench.families import FAMILIES, FAMILY_ORDER, KNOBS, knob_value, setting_key, setting_label, slug
+from lossbench.report.collect import ReportError, grid_runs, grids, paper_defaults, seeds
 from lossbench.utils import atomic_write_json, read_json
 
 METRIC = "val mAP50"
-SYMBOL = {"gamma": "γ", "alpha": "α", "neg_pos_ratio": "neg:pos ratio", "lambda_noobj": "λ_noobj"}
 
 
 def grid_edge(family: str, grid: list[dict[str, Any]], best: dict[str, Any]) -> str | None:
@@ -47,23 +35,23 @@ def grid_edge(family: str, grid: list[dict[str, Any]], best: dict[str, Any]) -> 
     The line is the settings that share the other knobs' most common values (ties: the
     first in grid order); the edge is its lowest and highest swept value (``all`` = +inf).
     """
-    knob = SWEPT_KNOB[family]
+    knob = FAMILIES[family].swept
     others = [tuple(kv for kv in setting_key(family, s) if kv[0] != knob) for s in grid]
     line_key = Counter(others).most_common(1)[0][0]
     line = [knob_value(family, s) for s, o in zip(grid, others) if o == line_key]
     best_other = tuple(kv for kv in setting_key(family, best) if kv[0] != knob)
     name = setting_label(family, best)
     if best_other != line_key:
-        fixed = ", ".join(f"{SYMBOL[k]} = {v:g}" if isinstance(v, float) else f"{SYMBOL[k]} = {v}"
+        fixed = ", ".join(f"{KNOBS[k].symbol} = {v:g}" if isinstance(v, float) else f"{KNOBS[k].symbol} = {v}"
                           for k, v in line_key)
         return f"{name} is a separate row off the grid's line ({fixed}), with no neighbour on that line"
     if len(line) < 3:
         return f"{name}: the grid's line has {len(line)} value(s), every one an edge"
     v = knob_value(family, best)
     if v == min(line):
-        return f"{name} is the lowest {SYMBOL[knob]} of the grid"
+        return f"{name} is the lowest {KNOBS[knob].symbol} of the grid"
     if v == max(line):
-        return f"{name} is the highest {SYMBOL[knob]} of the grid"
+        return f"{name} is the highest {KNOBS[knob].symbol} of the grid"
     return None
 
 
@@ -96,9 +84,20 @@ def select(runs: str | Path, params: dict[str, Any]) -> dict[str, Any]:
     return select_from(grid_runs(runs, params), params)
 
 
-def write_selection(selection: dict[str, Any], path: str | Path) -> Path:
-    """Write the selection atomically as JSON."""
-    return atomic_write_json(path, selection)
+def choices(selection: dict[str, Any]) -> dict[str, Any]:
+    """The selection without the val means behind it: what the runs trained from a selection
+    (``--choose best``) read, so that a moved mean with an unchanged choice retrains nothing."""
+    return {**selection, "families": {f: {k: v for k, v in c.items() if k != "val_means"}
+                                      for f, c in selection["families"].items()}}
+
+
+def write_selection(selection: dict[str, Any], path: str | Path, val_means: str | Path | None = None) -> Path:
+    """Write the choices (:func:`choices`) to ``path`` and, when given, the val means of every
+    setting to ``val_means`` (``{"metric", "seeds", "families": {f: {slug: mean}}}``), atomically."""
+    if val_means is not None:
+        atomic_write_json(val_means, {"metric": selection["metric"], "seeds": selection["seeds"],
+                                      "families": {f: c["val_means"] for f, c in selection["families"].items()}})
+    return atomic_write_json(path, choices(selection))
 
 
 def check_selection(selection: dict[str, Any], path: str | Path) -> None:

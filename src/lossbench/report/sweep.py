@@ -29,20 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lossbench.families import FAMILY_ORDER, setting_key, setting_label, slug
 from lossbench.report import figures, tables
 from lossbench.report.build import comparison_sentence, provenance
-from lossbench.report.collect import (
-    DUPLICATE_TOLERANCE,
-    FAMILY_ORDER,
-    ROLES,
-    ReportError,
-    bootstrap,
-    paper_defaults,
-    read_run,
-    setting_key,
-    setting_label,
-    slug,
-)
+from lossbench.report.collect import DUPLICATE_TOLERANCE, ROLES, ReportError, bootstrap, paper_defaults, read_run
 from lossbench.utils import atomic_path, read_json
 
 ROLE_LABEL = {"default": "paper default", "best": "val-best", "both": "paper default = val-best"}

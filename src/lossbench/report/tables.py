@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lossbench.families import FAMILIES, FAMILY_ORDER, setting_key
 from lossbench.report import stats
-from lossbench.report.collect import FAMILY_LABEL, FAMILY_ORDER, KNOB_LABEL, ReportError, setting_key
+from lossbench.report.collect import ReportError
 
 N_BOOT = 1000  # bootstrap replicates over test images (fixed)
 BOOT_SEED = 0  # their resampling seed (fixed)
@@ -240,14 +241,14 @@ def family_tables(summary: pd.DataFrame, family: str, grid_seeds: Sequence[int])
     g = summary[(summary["family"] == family) & summary["prior"]].sort_values("order")
     marks = [(BEST if b else "") + (DEFAULT if d else "") for b, d in zip(g["best"], g["default"])]
     t = pd.DataFrame({
-        f"setting ({KNOB_LABEL[family]})": [f"{lab} {m}".rstrip() for lab, m in zip(g["label"], marks)],
+        f"setting ({FAMILIES[family].knob_label})": [f"{lab} {m}".rstrip() for lab, m in zip(g["label"], marks)],
         "seeds (val / test)": [f"{v} / {n}" for v, n in zip(g["val_n"], g["n"])],
         "val mAP50 [t]": [ci_cell(*x) for x in zip(g["val_mean"], g["val_lo"], g["val_hi"])],
         "test mAP50 [seeds + images]": [ci_cell(*x) for x in zip(g["test_mean"], g["test_lo"], g["test_hi"])],
         "test AP": [_pct(x) for x in g["AP_mean"]],
         "clipped steps": [_pct(x) for x in g["clip_mean"]]})
     seeds = ",".join(map(str, grid_seeds))
-    caption = (f"{FAMILY_LABEL[family]}. {CAPTION}: val split over seeds {seeds} (t-interval; "
+    caption = (f"{FAMILIES[family].label}. {CAPTION}: val split over seeds {seeds} (t-interval; "
                f"{BEST} = highest mean, the val-best), test split over every seed of the setting "
                f"(combined interval: seeds + {N_BOOT} test-image bootstrap replicates); {DEFAULT} = "
                "paper default. test AP: COCO-style AP@[.5:.95], mean over seeds. clipped steps: "

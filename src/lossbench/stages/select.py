@@ -2,11 +2,13 @@
 
 Reads RUNS/<family>/<setting>/seed<k>/metrics.json for every grid setting and every seed of
 `seeds` in the params file (the extra seeds are left out: every setting is compared on the
-same seeds; ties go to the paper default, then to grid order) and writes OUT atomically:
-{"metric": "val mAP50", "seeds": [...], "families": {<family>: {"best": {...},
-"default": {...}, "best_on_grid_edge": bool, "grid_edge_note": str | null,
-"val_means": {<slug>: mean}}}}. The test split is never read. A missing run, or one without
-val mAP50, is an error naming its folder.
+same seeds; ties go to the paper default, then to grid order) and writes OUT atomically, the
+choices: {"metric": "val mAP50", "seeds": [...], "families": {<family>: {"best": {...},
+"default": {...}, "best_on_grid_edge": bool, "grid_edge_note": str | null}}}; and, with
+--val-means, the mean of every setting apart from them: {"metric", "seeds", "families":
+{<family>: {<slug>: mean}}}. Runs trained from the choices depend on OUT only, so a moved
+mean that changes no choice retrains nothing. The test split is never read. A missing run,
+or one without val mAP50, is an error naming its folder.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", required=True, help="folder of the profile's runs")
     parser.add_argument("--params", default="params.yaml", help="params file with the grids and seeds")
-    parser.add_argument("--out", required=True, help="selection file to write (JSON)")
+    parser.add_argument("--out", required=True, help="selection file to write: the choices (JSON)")
+    parser.add_argument("--val-means", help="file to write the val mean of every setting to (JSON)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,9 +33,9 @@ def run(args: argparse.Namespace) -> int:
     except (ProfileError, ValueError) as e:
         print(f"lossbench select: error: {e}", file=sys.stderr)
         return 2
-    write_selection(sel, args.out)
+    write_selection(sel, args.out, args.val_means)
     for fam, c in sel["families"].items():
         edge = f" (grid edge: {c['grid_edge_note']})" if c["best_on_grid_edge"] else ""
         print(f"{fam}: {c['best']}{edge}")
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out}" + (f" and {args.val_means}" if args.val_means else ""))
     return 0

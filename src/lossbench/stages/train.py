@@ -3,13 +3,13 @@
 The config (a profile's, from params.yaml: profiles.<name>.config, or --config)
 says how the run trains; this command adds only the data paths, the family's
 knob, the seed and the work dir, then MMEngine's Runner trains and tests it
-(lossbench.engine). A killed or re-run training resumes from its newest complete
-checkpoint when nothing that determines its result changed (lossbench.resume).
+(lossbench.training.engine). A killed or re-run training resumes from its newest complete
+checkpoint when nothing that determines its result changed (lossbench.training.resume).
 
 Distributed: `torchrun --nproc_per_node=N -m lossbench train --launcher pytorch ...`
 or `srun ... lossbench train --launcher slurm ...`; only rank 0 writes OUT. With
 LOSSBENCH_GPUS=0,1,... a single-process run first takes a free GPU of that pool
-(lossbench.devices), before anything can initialise CUDA.
+(lossbench.training.devices), before anything can initialise CUDA.
 
 Examples:
   lossbench train --profile synth --family focal --gamma 2.0 --alpha 0.25 --seed 0 \\
@@ -17,6 +17,7 @@ Examples:
       --out runs/synth/focal/gamma2.0_alpha0.25/seed0
   lossbench train --profile synth --family ohem --choose best --selection runs/synth/selection.json \
       --seed 3 ... --out runs/synth/extra/best/ohem/seed3
+  lossbench train ... --print-config   # a run's full config from the commit, as it trains
   lossbench train --profile synth --family sse --choose default --prior-prob none --seed 0 \
       ... --out runs/synth/prior_off/sse/seed0
   lossbench train --config configs/smoke/retinanet_r18n_fpn_smoke.py --family ohem \\
@@ -31,14 +32,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lossbench.models.imbalance import FAMILIES, SWEPT_KNOB, ImbalanceConfigError, validate_imbalance
-from lossbench.naming import SLUGS, run_name
+from lossbench.families import FAMILIES, KNOBS, ImbalanceConfigError, run_name, validate_imbalance
 
 #: a relative --work-dir is taken relative to this folder when set (a DVC queue
 #: worker runs in a temporary copy of the repository: checkpoints land in the
 #: real one, e.g. LOSSBENCH_WORK_ROOT=$PWD)
 WORK_ROOT_ENV = "LOSSBENCH_WORK_ROOT"
-KNOBS = ("gamma", "alpha", "neg_pos_ratio", "lambda_noobj", "obj_target")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,11 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--family", required=True, choices=sorted(FAMILIES))
     src.add_argument("--seed", type=int, required=True)
     knobs = parser.add_argument_group("knobs (the family's defaults otherwise)")
-    knobs.add_argument("--gamma", help="focal: focusing parameter, >= 0")
-    knobs.add_argument("--alpha", help="focal: positive weight in [0, 1]")
-    knobs.add_argument("--neg-pos-ratio", help="ohem: negatives per positive (> 0) or 'all'")
-    knobs.add_argument("--lambda-noobj", help="sse: no-object weight, >= 0")
-    knobs.add_argument("--obj-target", choices=["iou", "one"], help="sse: objectness target")
+    for knob in KNOBS.values():
+        knobs.add_argument(knob.flag, help=knob.help,
+                           **({"choices": list(knob.rule)} if isinstance(knob.rule, tuple) else {}))
     knobs.add_argument("--choose", choices=["default", "best"],
                        help="instead of knob values: the family's paper default (params file: "
                             "<family>.default) or its val-selected best (--selection)")
@@ -79,6 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # parsed by MMEngine's DictAction in run(), once the device is pinned
     parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config overrides (MMEngine's DictAction), e.g. train_cfg.max_iters=8")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the run's resolved config (paths relative to the working directory) "
+                             "and its digest, as metrics.json records it, and exit without training")
 
 
 def cfg_options(items: list[str]) -> dict[str, Any]:
@@ -96,7 +96,8 @@ def chosen_setting(args: argparse.Namespace) -> dict[str, str]:
     ``--choose best`` (``families.<family>.best`` of the ``--selection`` file), as strings."""
     from lossbench.utils import read_json
 
-    if any(getattr(args, k, None) is not None for k, _ in SLUGS[args.family]):
+    knobs = [k.name for k in FAMILIES[args.family].setting_knobs]
+    if any(getattr(args, k, None) is not None for k in knobs):
         raise ValueError("--choose replaces the knob values: give one or the other")
     if args.choose == "default":
         from lossbench.profiles import load_params
@@ -108,13 +109,12 @@ def chosen_setting(args: argparse.Namespace) -> dict[str, str]:
             raise ValueError("--choose best needs --selection (the output of `lossbench select`)")
         setting = ((read_json(args.selection).get("families") or {}).get(args.family) or {}).get("best")
         where = f"{args.selection}: families.{args.family}.best"
-    knob = SWEPT_KNOB[args.family]
     if setting is not None and not isinstance(setting, dict):
-        setting = {knob: setting}
-    missing = [k for k, _ in SLUGS[args.family] if k not in (setting or {})]
+        setting = {FAMILIES[args.family].swept: setting}
+    missing = [k for k in knobs if k not in (setting or {})]
     if setting is None or missing:
-        raise ValueError(f"{where} is missing or lacks {missing or [k for k, _ in SLUGS[args.family]]}")
-    return {k: "all" if setting[k] in (None, "all") else str(setting[k]) for k, _ in SLUGS[args.family]}
+        raise ValueError(f"{where} is missing or lacks {missing or knobs}")
+    return {k: "all" if setting[k] in (None, "all") else str(setting[k]) for k in knobs}
 
 
 def imbalance_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
@@ -123,15 +123,15 @@ def imbalance_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[
     if getattr(args, "choose", None):
         given.update(chosen_setting(args))
     imb: dict[str, Any] = {"type": args.family, **given}
-    for k in [k for k in ("gamma", "alpha", "lambda_noobj", "neg_pos_ratio") if k in imb]:
-        ratio = k == "neg_pos_ratio"  # a number, or 'all' negatives
+    for k in [k for k in imb if k in KNOBS and not isinstance(KNOBS[k].rule, tuple)]:
+        ratio = KNOBS[k].rule == "> 0 or all"  # a number, or 'all' negatives
         try:
             imb[k] = None if ratio and imb[k].lower() in ("all", "none") else float(imb[k])
         except ValueError:
             what = "a number or 'all'" if ratio else "a number"
             raise ImbalanceConfigError(f"--{k.replace('_', '-')} must be {what}, got {imb[k]!r}") from None
     imb = validate_imbalance(imb, key="--" + args.family)
-    spelled = {k: given.get(k, imb[k]) for k, _ in SLUGS[args.family]}
+    spelled = {k.name: given.get(k.name, imb[k.name]) for k in FAMILIES[args.family].setting_knobs}
     return imb, spelled
 
 
@@ -195,12 +195,12 @@ def run(args: argparse.Namespace) -> int:
 
     # First, before anything imports torch or mmengine (which initialise CUDA, after
     # which CUDA_VISIBLE_DEVICES is ignored): take a GPU of the pool, if one is set.
-    from lossbench.devices import pin_device_from_pool
+    from lossbench.training.devices import pin_device_from_pool
 
     try:
-        device = pin_device_from_pool(log=log)
-        from lossbench.config import load_config
+        device = None if args.print_config else pin_device_from_pool(log=log)
         from lossbench.profiles import ProfileError, load_profile
+        from lossbench.training.config import load_config
 
         imbalance, spelled = imbalance_from_args(args)
         if args.config:
@@ -226,25 +226,32 @@ def run(args: argparse.Namespace) -> int:
                              **(amp_options(args.amp) if args.amp else {})})
         set_validation(cfg, args.val_every, args.val_from)
         check_precision(cfg, log)
-        if args.launcher != "none":
-            from lossbench.distributed import setup_distributed
+        if args.launcher != "none" and not args.print_config:
+            from lossbench.training.distributed import setup_distributed
 
             setup_distributed(cfg, args.launcher)
     except (ImbalanceConfigError, ValueError, FileNotFoundError, OSError) as e:
         print(f"lossbench train: error: {e}", file=sys.stderr)
         return 2
-    from lossbench.engine import train_run
-    from lossbench.hooks import NonFiniteLossError
+    from lossbench.training.engine import finish_config, train_run
+    from lossbench.training.hooks import NonFiniteLossError
 
     out = Path(args.out)
     work_dir = Path(args.work_dir) if args.work_dir else out / "work"
     if os.environ.get(WORK_ROOT_ENV) and not work_dir.is_absolute():
         work_dir = Path(os.environ[WORK_ROOT_ENV]) / work_dir
+    finish_config(cfg, out, name, work_dir)
+    if args.print_config:
+        from lossbench.training.config import config_digest, portable_config
+
+        print(portable_config(cfg).pretty_text)
+        print(f"# config_digest: {config_digest(cfg)}")
+        return 0
+    fam = FAMILIES[args.family]
     meta = {"profile": args.profile, "config": str(config), "family": args.family,
-            "imbalance": imbalance, "knob": SWEPT_KNOB[args.family],
-            "value": imbalance[SWEPT_KNOB[args.family]], "seed": args.seed,
-            "setting": {k: imbalance[k] for k, _ in SLUGS[args.family]}, "role": role,
-            "pool_device": device}
+            "imbalance": imbalance, "knob": fam.swept, "value": imbalance[fam.swept], "seed": args.seed,
+            "setting": {k.name: imbalance[k.name] for k in fam.setting_knobs}, "role": role,
+            "pool_device": device, "data": {"data_root": args.data_root, "ann_dir": args.ann_dir}}
     try:
         rec = train_run(cfg, out, name, meta, work_dir=work_dir, log=log)
     except NonFiniteLossError as e:

@@ -1,0 +1,587 @@
+"""Train a set's stale stages and record them in dvc.lock: `run` here, `slurm` as Slurm jobs.
+
+Both actions take the same stages: the training stages of a set (--set) that `dvc status`
+lists as not up to date (--all: every one; --stages GLOB: only those matching). The sets:
+`study` (default), the current profile's trainings that need no val selection
+(train_focal/ohem/sse, train_default, train_prior_off); `extra`, the extra seeds of each
+family's val-selected best (best_extra, after `dvc repro select`); and `sweep`, the imbalance
+sweep's train_sweep stages. The stages they read must be up to date first (`dvc repro
+prepare`; for `extra`, `dvc repro select`; for `sweep`, `dvc repro --glob 'prepare_sweep@*'`):
+both actions check.
+
+Each stage runs as `dvc repro` would run it (`run_stage`): its command from DVC's own stage
+index, in its folder, with DVC_ROOT and DVC_STAGE set, its non-persistent outputs removed
+first. Checkpoints go to this repository's work_dirs/ (LOSSBENCH_WORK_ROOT); --threads T gives
+each training T intra-op threads (OMP_NUM_THREADS, MKL_NUM_THREADS). The stages that succeed
+are recorded with `dvc commit --force`, so `dvc status` sees them as done and `dvc repro`
+does not train them again; a failed one is reported with the end of its log and stays stale,
+so running the same command again runs it, and only it, again.
+
+`run` (what `make repro` and `make sweep` use) runs them in this workspace, --jobs N side by
+side (the stages of a set write disjoint folders), one log per stage in
+.dvc/tmp/lossbench-run/. On a CPU machine two 1-thread trainings side by side outrun one
+2-thread training. --gpus 0,1,... gives each training a free GPU of that pool
+(LOSSBENCH_GPUS, lossbench.training.devices).
+
+`slurm` submits one job per stage, all in one Slurm job array, through submitit; each job runs
+its stage as above, its output in submitit's log files (--log-dir). It waits for the jobs,
+then records the ones that succeeded; Ctrl-C cancels the unfinished jobs and records the
+finished ones. The jobs run this Python (the project's .venv) in this repository, so both
+must be on a filesystem the nodes share. Each job setting is a flag or, when the flag is not
+given, an environment variable:
+
+  --executor slurm|local     LOSSBENCH_SLURM_EXECUTOR           default slurm
+  --partition NAME           LOSSBENCH_SLURM_PARTITION          default: the cluster's
+  --time MIN                 LOSSBENCH_SLURM_TIME               default 60 (minutes per job)
+  --gpus-per-job N           LOSSBENCH_SLURM_GPUS_PER_JOB
+  --cpus-per-job N           LOSSBENCH_SLURM_CPUS_PER_JOB       default --threads, if given
+  --mem-gb GB                LOSSBENCH_SLURM_MEM_GB
+  --array-parallelism N      LOSSBENCH_SLURM_ARRAY_PARALLELISM  jobs running at once
+  --slurm-option KEY=VALUE   LOSSBENCH_SLURM_OPTIONS            "KEY=VALUE KEY=VALUE ..."
+  --log-dir DIR              LOSSBENCH_SLURM_LOG_DIR            default .dvc/tmp/lossbench-slurm
+
+--slurm-option (repeatable) adds `#SBATCH --KEY=VALUE` (submitit's slurm_additional_parameters;
+a KEY alone adds `#SBATCH --KEY`). --executor local runs the same jobs as processes of this
+machine through submitit's local executor (no Slurm; the tests): --array-parallelism at a time
+(default: the CPUs / --threads), --time as each job's time limit.
+
+Examples:
+  dvc repro prepare
+  lossbench queue run --jobs 2 --threads 1
+  lossbench queue slurm --partition gpu --gpus-per-job 1 --cpus-per-job 8 --time 120
+  LOSSBENCH_SLURM_PARTITION=gpu lossbench queue slurm --set extra --slurm-option account=proj
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fnmatch
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from lossbench.profiles import load_params
+from lossbench.stages.train import WORK_ROOT_ENV
+from lossbench.training.devices import POOL_ENV, parse_pool
+
+RUN_LOGS = Path(".dvc/tmp/lossbench-run")  # run_here: one log per stage
+SLURM_LOGS = Path(".dvc/tmp/lossbench-slurm")  # run_slurm: submitit's folder (jobs, logs)
+#: the training stages of each set: the study (`make repro`: first the trainings that need no
+#: val selection, then, after `dvc repro select`, the extra seeds of the val-bests) and the
+#: imbalance sweep
+STAGE_SETS = {"study": re.compile(r"^train_(focal|ohem|sse|default|prior_off)@"),
+              "extra": re.compile(r"^best_extra@"),
+              "sweep": re.compile(r"^train_sweep@")}
+#: the stages a set's trainings read (they must be up to date first), and the command that
+#: brings them up to date
+UPSTREAM = {"study": (("fetch", "prepare"), "dvc repro prepare"),
+            "extra": (("fetch", "prepare", "select"), "dvc repro select"),
+            "sweep": (("fetch_sweep", "prepare_sweep"), "dvc repro --glob 'prepare_sweep@*'")}
+#: `queue slurm`'s job settings: argparse dest -> the environment variable read when the flag
+#: is not given
+SLURM_ENV = {"executor": "LOSSBENCH_SLURM_EXECUTOR",
+             "partition": "LOSSBENCH_SLURM_PARTITION",
+             "time": "LOSSBENCH_SLURM_TIME",
+             "gpus_per_job": "LOSSBENCH_SLURM_GPUS_PER_JOB",
+             "cpus_per_job": "LOSSBENCH_SLURM_CPUS_PER_JOB",
+             "mem_gb": "LOSSBENCH_SLURM_MEM_GB",
+             "array_parallelism": "LOSSBENCH_SLURM_ARRAY_PARALLELISM",
+             "slurm_option": "LOSSBENCH_SLURM_OPTIONS",
+             "log_dir": "LOSSBENCH_SLURM_LOG_DIR"}
+EXECUTORS = ("slurm", "local")
+LOG_TAIL = 1500  # characters of a failed stage's log in the error
+
+
+class QueueError(RuntimeError):
+    """The workspace is not ready, a setting is wrong, or stages failed (named cause)."""
+
+
+class StageFailed(RuntimeError):
+    """A stage's command ended with a non-zero exit status (raised inside its job)."""
+
+
+def _dvc(repo: Path, *args: str) -> str:
+    """Run the ``dvc`` next to this Python (the project's venv, else PATH's) with its scripts on
+    PATH; its stdout, or QueueError with its output."""
+    bindir = Path(sys.executable).parent
+    exe = bindir / "dvc"
+    cmd = [str(exe) if exe.is_file() else "dvc", *args]
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    p = subprocess.run(cmd, cwd=repo, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, errors="replace")
+    if p.returncode != 0:
+        raise QueueError(f"`{' '.join(cmd)}` failed (exit {p.returncode}):\n"
+                         f"{(p.stdout + p.stderr).strip()[-2000:]}")
+    return p.stdout
+
+
+def log_name(stage: str) -> str:
+    """A file name for a stage's log: ``train_sse@0.5-0`` → ``train_sse-0_5-0``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", stage.replace("@", "-"))
+
+
+def profile_of(repo: Path) -> str:
+    prof = load_params(repo / "params.yaml").get("profile")
+    if not isinstance(prof, str):
+        raise QueueError(f"{repo / 'params.yaml'}: 'profile' must name a profile, got {prof!r}")
+    return prof
+
+
+def train_stages(repo: Path, stage_set: str = "study") -> list[str]:
+    return [n for n in _dvc(repo, "stage", "list", "--name-only").split()
+            if STAGE_SETS[stage_set].match(n)]
+
+
+def data_dirs(repo: Path, stage_set: str) -> list[Path]:
+    """The prepared data a set's trainings read."""
+    if stage_set in ("study", "extra"):
+        return [Path("data") / profile_of(repo)]
+    profiles = (load_params(repo / "params.yaml").get("sweep") or {}).get("profiles")
+    if not profiles:
+        raise QueueError(f"{repo / 'params.yaml'}: sweep.profiles lists no profile")
+    return [Path("data") / p for p in profiles]
+
+
+def stale_stages(repo: Path, stage_set: str, *, all_stages: bool = False,
+                 pattern: str | None = None) -> list[str]:
+    """The set's training stages that are not up to date (``all_stages``: every one), matching
+    ``pattern``; raises when a stage they rely on (``UPSTREAM``) is stale or its output missing."""
+    status = json.loads(_dvc(repo, "status", "--json").strip() or "{}")
+    upstream, hint = UPSTREAM[stage_set]
+    stale = [s for s in status if s.split("@")[0] in upstream]
+    missing = [str(d) for d in data_dirs(repo, stage_set) if not (repo / d).exists()]
+    if stale or missing:
+        raise QueueError(f"{', '.join(stale + missing)}: not up to date; run `{hint}` first "
+                         f"(the trainings read its outputs)")
+    stages = [s for s in train_stages(repo, stage_set) if all_stages or s in status]
+    return [s for s in stages if fnmatch.fnmatch(s, pattern)] if pattern else stages
+
+
+def worker_env(repo: Path, threads: int | None, gpus: str | None = None) -> dict[str, str]:
+    """What the trainings' environment adds: DVC_ROOT, checkpoints under ``repo``, ``threads``
+    intra-op threads, the GPU pool."""
+    env = {"DVC_ROOT": str(repo), WORK_ROOT_ENV: str(repo)}
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if gpus:
+        parse_pool(gpus)
+        env[POOL_ENV] = gpus
+    return env
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """One stage as `dvc repro` runs it: its command (a list's commands joined by ``&&``), its
+    folder and the outputs to remove first (the non-persistent ones), from DVC's stage index."""
+
+    name: str
+    cmd: str
+    wdir: str
+    outs: tuple[str, ...] = ()
+
+
+def stage_runs(repo: Path, stages: list[str]) -> dict[str, StageRun]:
+    from dvc.repo import Repo
+
+    runs = {}
+    with Repo(str(repo)) as dvc_repo:
+        for name in stages:
+            (stage,) = dvc_repo.stage.collect(f"{repo / 'dvc.yaml'}:{name}")
+            cmds = stage.cmd if isinstance(stage.cmd, list) else [stage.cmd]
+            runs[name] = StageRun(name, " && ".join(f"( {c} )" for c in cmds), stage.wdir,
+                                  tuple(o.fs_path for o in stage.outs if not o.persist))
+    return runs
+
+
+def run_stage(stage: StageRun, env: Mapping[str, str], out: IO[bytes] | None = None, *,
+              own_group: bool = False) -> int:
+    """Run ``stage`` here as `dvc repro` would: remove its non-persistent outputs, then run its
+    command with the shell in its folder, with this process's environment plus ``env``,
+    DVC_STAGE and this Python's scripts first on PATH. Output goes to ``out`` (stdout and
+    stderr), else to this process's. Returns the exit status. Both `run` (a thread per stage)
+    and `slurm` (inside each job) run stages with it.
+
+    ``own_group``: the command runs in a process group of its own, and when waiting for it is
+    interrupted (a cancelled job, submitit's time-limit signal) the whole group is ended, the
+    training under the shell included."""
+    for path in map(Path, stage.outs):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    bindir = Path(sys.executable).parent
+    full_env = {**os.environ, **env, "DVC_STAGE": stage.name,
+                "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    shell = os.environ.get("SHELL") or "/bin/sh"
+    proc = subprocess.Popen([shell, "-c", stage.cmd], cwd=stage.wdir, env=full_env,
+                            stdin=subprocess.DEVNULL, stdout=out,
+                            stderr=subprocess.STDOUT if out is not None else None,
+                            start_new_session=own_group)
+    try:
+        return proc.wait()
+    except BaseException:
+        if own_group:
+            _end_group(proc)
+        else:
+            proc.kill()
+            proc.wait()
+        raise
+
+
+def _end_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """End ``proc``'s process group: SIGTERM, then SIGKILL to what is left after ``grace_s``."""
+    import signal
+
+    def gone(wait_s: float) -> bool:
+        deadline = time.monotonic() + wait_s
+        while True:
+            proc.poll()  # reap the shell, which would otherwise keep the group alive
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        if gone(wait_s):
+            break
+    proc.wait()
+
+
+def _commit_and_report(repo: Path, stages: list[str], failed: dict[str, str]) -> list[str]:
+    """Record the stages that did not fail in dvc.lock; raise naming the failed ones with
+    ``failed``'s text (stage -> the end of its log). Returns the recorded stages."""
+    done = [s for s in stages if s not in failed]
+    if done:
+        _dvc(repo, "commit", "--force", *done)
+    if failed:
+        raise QueueError(f"{len(failed)} of {len(stages)} stage(s) failed: {', '.join(failed)} "
+                         f"({len(done)} recorded in dvc.lock)\n" + "\n".join(list(failed.values())[:3]))
+    return done
+
+
+def _tail(path: Path, n: int = LOG_TAIL) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError as e:
+        return f"(no log: {e})"
+
+
+def run_here(repo: Path, *, jobs: int = 1, stage_set: str = "study", threads: int | None = None,
+             gpus: str | None = None, all_stages: bool = False, pattern: str | None = None,
+             log=print) -> list[str]:
+    """Run a set's stale training stages in this workspace, ``jobs`` at a time, and record them
+    in dvc.lock (``dvc commit --force``). Returns the stages that ran.
+
+    Each stage runs as ``dvc repro`` would run it (``run_stage``). `dvc repro` itself runs one
+    stage at a time; the stages of a set write disjoint folders, so they can run side by side.
+    A stage that fails is reported with its log (``RUN_LOGS``); the ones that succeeded are
+    recorded.
+    """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    repo = Path(repo).resolve()
+    stages = stale_stages(repo, stage_set, all_stages=all_stages, pattern=pattern)
+    if not stages:
+        log("nothing to run")
+        return []
+    runs = stage_runs(repo, stages)
+    env = worker_env(repo, threads, gpus)
+    logs = repo / RUN_LOGS
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def one(name: str) -> int:
+        with open(logs / f"{log_name(name)}.log", "wb") as f:
+            return run_stage(runs[name], env, f)
+
+    log(f"run {len(stages)} stage(s), {jobs} at a time" + (f", {POOL_ENV}={gpus}" if gpus else ""))
+    rc: dict[str, int] = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(one, name): name for name in stages}
+        for fut in as_completed(futures):
+            name = futures[fut]
+            rc[name] = fut.result()
+            log(f"{'done' if rc[name] == 0 else f'FAILED (exit {rc[name]})'} {name} "
+                f"[{len(rc)}/{len(stages)}]")
+    failed = {s: f"--- {s} ({logs / (log_name(s) + '.log')}):\n{_tail(logs / (log_name(s) + '.log'))}"
+              for s in stages if rc[s] != 0}
+    return _commit_and_report(repo, stages, failed)
+
+
+# --- Slurm (submitit) --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """The job settings of `queue slurm` (see the module docstring)."""
+
+    executor: str = "slurm"
+    partition: str | None = None
+    time: int = 60
+    gpus_per_job: int | None = None
+    cpus_per_job: int | None = None
+    mem_gb: float | None = None
+    array_parallelism: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    log_dir: Path = SLURM_LOGS
+
+
+def _slurm_options(items: list[str], source: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not key.strip() or key != key.strip():
+            raise QueueError(f"{source}: expected KEY=VALUE (or KEY), got {item!r}")
+        options[key] = value if eq else True
+    return options
+
+
+#: the numeric settings: their type and least value
+NUMBERS = {"time": (int, 1), "gpus_per_job": (int, 0), "cpus_per_job": (int, 1), "mem_gb": (float, 0.001),
+           "array_parallelism": (int, 1)}
+
+
+def _number(dest: str, value: str, source: str) -> int | float:
+    kind, least = NUMBERS[dest]
+    try:
+        number = kind(value)
+    except ValueError:
+        raise QueueError(f"{source}: expected {'an integer' if kind is int else 'a number'}, "
+                         f"got {value!r}") from None
+    if number < least:
+        raise QueueError(f"{source}: must be {'> 0' if kind is float else f'>= {least}'}, got {value}")
+    return number
+
+
+def slurm_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> SlurmSettings:
+    """``args``' job settings; each one not given as a flag is read from its environment variable
+    (``SLURM_ENV``), else left at its default."""
+    values: dict[str, Any] = {}
+    for dest, var in SLURM_ENV.items():
+        value, source = getattr(args, dest, None), "--" + dest.replace("_", "-")
+        if value is None and environ.get(var, "").strip():
+            value, source = environ[var].strip(), var
+            if dest == "slurm_option":
+                value = shlex.split(value)
+        if value is None:
+            continue
+        if dest == "slurm_option":
+            values["options"] = _slurm_options(value, source)
+        elif dest == "log_dir":
+            values[dest] = Path(value)
+        elif dest in ("partition", "executor"):
+            values[dest] = value
+        else:
+            values[dest] = _number(dest, value, source)
+    if values.get("executor", "slurm") not in EXECUTORS:
+        raise QueueError(f"executor must be one of {', '.join(EXECUTORS)}, got {values['executor']!r}")
+    return SlurmSettings(**values)
+
+
+def executor_parameters(settings: SlurmSettings, threads: int | None, name: str) -> dict[str, Any]:
+    """The settings as submitit's ``update_parameters`` keywords: one node and one task per
+    job; the CPUs are --cpus-per-job, else --threads; ``slurm_``-prefixed ones apply to Slurm
+    only (the local executor ignores them)."""
+    params: dict[str, Any] = {"name": name, "timeout_min": settings.time, "nodes": 1,
+                              "tasks_per_node": 1}
+    if settings.gpus_per_job is not None:
+        params["gpus_per_node"] = settings.gpus_per_job
+    if settings.cpus_per_job or threads:
+        params["cpus_per_task"] = settings.cpus_per_job or threads
+    if settings.mem_gb is not None:
+        params["mem_gb"] = settings.mem_gb
+    if settings.partition:
+        params["slurm_partition"] = settings.partition
+    if settings.array_parallelism:
+        params["slurm_array_parallelism"] = settings.array_parallelism
+    if settings.options:
+        params["slurm_additional_parameters"] = dict(settings.options)
+    return params
+
+
+def make_executor(repo: Path, settings: SlurmSettings, threads: int | None, name: str):
+    """A submitit executor for ``settings`` (its folder: the log dir, relative to ``repo``)."""
+    import submitit
+
+    folder = settings.log_dir if settings.log_dir.is_absolute() else Path(repo) / settings.log_dir
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster=settings.executor)
+    except RuntimeError as e:  # no `srun` on PATH
+        raise QueueError(f"{e} (without Slurm: --executor local)") from None
+    try:
+        executor.update_parameters(**executor_parameters(settings, threads, name))
+    except (ValueError, NameError) as e:  # submitit's check of the sbatch parameters
+        raise QueueError(f"submitit refused the job settings: {e}") from None
+    return executor
+
+
+def stage_job(stage: StageRun, env: dict[str, str]) -> str:
+    """What one job runs: ``stage`` (``run_stage``), its output in the job's log files. A stage
+    that fails raises, so that its job ends as failed."""
+    print(f"lossbench: {stage.name} in {stage.wdir}: {stage.cmd}", flush=True)
+    rc = run_stage(stage, env, own_group=True)
+    if rc != 0:
+        raise StageFailed(f"exit {rc}")
+    return stage.name
+
+
+def job_error(job) -> str | None:
+    """None when ``job`` (finished) succeeded, else why not: ``exit N`` for a stage that failed,
+    else submitit's first line (a job killed at its time limit, cancelled, ...)."""
+    exc = job.exception()
+    if exc is None:
+        return None
+    text = str(exc)
+    found = re.search(rf"{StageFailed.__name__}: (.+)", text)
+    return found.group(1).strip() if found else (text.strip().splitlines() or [type(exc).__name__])[0]
+
+
+def run_jobs(executor, runs: list[StageRun], env: dict[str, str], *, limit: int, poll_s: float,
+             log=print) -> Iterator[tuple[StageRun, Any, str | None]]:
+    """Submit ``runs`` as jobs (``stage_job``), at most ``limit`` unfinished at a time, each
+    batch as one job array; yield ``(run, job, error)`` as each job ends (``job_error``).
+    Closing the generator early (Ctrl-C) cancels the jobs that have not ended."""
+    pending, running = list(runs), []
+    try:
+        while pending or running:
+            if pending and len(running) < limit:
+                batch, pending = pending[:limit - len(running)], pending[limit - len(running):]
+                jobs = executor.map_array(stage_job, batch, [env] * len(batch))
+                log(f"submitted {len(batch)} job(s): {jobs[0].job_id}"
+                    + (f" ... {jobs[-1].job_id}" if len(jobs) > 1 else ""))
+                running += zip(batch, jobs)
+            ended, still = [], []
+            for r, j in running:
+                (ended if j.done() else still).append((r, j))
+            running = still
+            for r, j in ended:
+                yield r, j, job_error(j)
+            if running and not ended:
+                time.sleep(poll_s)
+    finally:
+        unfinished = [j for _, j in running if not j.done()]
+        for j in unfinished:
+            j.cancel(check=False)
+        if unfinished:
+            log(f"cancelled {len(unfinished)} unfinished job(s)")
+
+
+def run_slurm(repo: Path, settings: SlurmSettings | None = None, *, stage_set: str = "study",
+              threads: int | None = None, all_stages: bool = False, pattern: str | None = None,
+              poll_s: float | None = None, log=print) -> list[str]:
+    """Run a set's stale training stages as submitit jobs (Slurm, or local processes), wait for
+    them, and record the ones that succeeded in dvc.lock (``dvc commit --force``); a failed one
+    is reported with the end of its job's stdout and stderr. Returns the recorded stages."""
+    repo, settings = Path(repo).resolve(), settings or SlurmSettings()
+    executor = make_executor(repo, settings, threads, name=f"lossbench-{stage_set}")
+    stages = stale_stages(repo, stage_set, all_stages=all_stages, pattern=pattern)
+    if not stages:
+        log("nothing to run")
+        return []
+    runs = stage_runs(repo, stages)
+    env = worker_env(repo, threads)
+    if settings.executor == "local":
+        limit = settings.array_parallelism or max(1, (os.cpu_count() or 1) // (threads or 1))
+        how = f"local jobs, {limit} at a time"
+    else:
+        limit = len(stages)  # one array; Slurm runs at most --array-parallelism of it at once
+        how = "one Slurm job array" + (f", {settings.array_parallelism} at a time"
+                                       if settings.array_parallelism else "")
+    log(f"submit {len(stages)} stage(s) as {how}; logs in {executor.folder}")
+    failed: dict[str, str] = {}
+    ended: list[str] = []
+    try:
+        with contextlib.closing(run_jobs(executor, [runs[s] for s in stages], env, limit=limit,
+                                         poll_s=poll_s or (1.0 if settings.executor == "local" else 15.0),
+                                         log=log)) as events:
+            for r, job, error in events:
+                ended.append(r.name)
+                log(f"{'done' if error is None else f'FAILED ({error})'} {r.name} "
+                    f"[{len(ended)}/{len(stages)}] (job {job.job_id})")
+                if error is not None:
+                    failed[r.name] = (f"--- {r.name} (job {job.job_id}: {error})\n"
+                                      f"{job.paths.stdout}:\n{_tail(job.paths.stdout)}\n"
+                                      f"{job.paths.stderr}:\n{_tail(job.paths.stderr)}")
+    except KeyboardInterrupt:
+        done = [s for s in ended if s not in failed]
+        if done:
+            _dvc(repo, "commit", "--force", *done)
+        log(f"interrupted: {len(done)} finished stage(s) recorded in dvc.lock")
+        raise
+    return _commit_and_report(repo, [], failed)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    r = sub.add_parser("run", help="run the stale training stages here, N at a time, and record "
+                                   "them in dvc.lock")
+    s = sub.add_parser("slurm", help="run them as Slurm jobs (submitit), wait, and record them "
+                                     "in dvc.lock")
+    for p in (r, s):
+        p.add_argument("--set", dest="stage_set", choices=sorted(STAGE_SETS), default="study",
+                       help="which training stages: the study's (default), the extra seeds of "
+                            "its val-bests (after `dvc repro select`) or the imbalance sweep's")
+        p.add_argument("--all", action="store_true", help="every training stage of the set, not "
+                                                          "only stale ones")
+        p.add_argument("--stages", metavar="GLOB", help="only stages matching, e.g. 'train_focal@*'")
+        p.add_argument("--threads", type=int, metavar="N",
+                       help="intra-op threads per training (OMP_NUM_THREADS), e.g. 1 on a CPU machine")
+    r.add_argument("--jobs", "-j", type=int, metavar="N", help="trainings side by side (default 1)")
+    r.add_argument("--gpus", metavar="IDS", help=f"device pool, e.g. 0,1,2,3 (sets {POOL_ENV})")
+    def env(dest: str, default: str | None = None) -> str:
+        return f" ({f'default {default}; ' if default else ''}env {SLURM_ENV[dest]})"
+
+    s.add_argument("--executor", choices=EXECUTORS,
+                   help="slurm, or local: the same jobs as processes of this machine"
+                        + env("executor", "slurm"))
+    s.add_argument("--partition", help="Slurm partition" + env("partition"))
+    s.add_argument("--time", metavar="MIN", help="time limit per job, minutes" + env("time", "60"))
+    s.add_argument("--gpus-per-job", metavar="N", help="GPUs per job" + env("gpus_per_job"))
+    s.add_argument("--cpus-per-job", metavar="N", help="CPUs per job" + env("cpus_per_job", "--threads"))
+    s.add_argument("--mem-gb", metavar="GB", help="memory per job" + env("mem_gb"))
+    s.add_argument("--array-parallelism", metavar="N",
+                   help="jobs running at once" + env("array_parallelism", "256 on Slurm; local: CPUs / --threads"))
+    s.add_argument("--slurm-option", action="append", metavar="KEY=VALUE",
+                   help="adds `#SBATCH --KEY=VALUE`; repeatable" + env("slurm_option")
+                        + "; the variable: KEY=VALUE items separated by spaces")
+    s.add_argument("--log-dir", metavar="DIR",
+                   help="submitit's folder: jobs and logs" + env("log_dir", str(SLURM_LOGS)))
+    parser.add_argument("--repo", default=".", help="repository root (default: current folder)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.threads is not None and args.threads < 1:
+            raise QueueError(f"--threads must be >= 1, got {args.threads}")
+        if args.action == "run":
+            if args.jobs is not None and args.jobs < 1:
+                raise QueueError(f"--jobs must be >= 1, got {args.jobs}")
+            if args.gpus and args.jobs and args.jobs > len(parse_pool(args.gpus)):
+                raise QueueError(f"--jobs {args.jobs} > {len(parse_pool(args.gpus))} devices in "
+                                 f"--gpus {args.gpus}: trainings would wait for a GPU")
+            run_here(Path(args.repo), jobs=args.jobs or 1, stage_set=args.stage_set, threads=args.threads,
+                     gpus=args.gpus, all_stages=args.all, pattern=args.stages)
+        else:
+            run_slurm(Path(args.repo), slurm_settings(args), stage_set=args.stage_set,
+                      threads=args.threads, all_stages=args.all, pattern=args.stages)
+    except (QueueError, ValueError) as e:
+        print(f"lossbench queue: error: {e}", file=sys.stderr)
+        return 2
+    return 0
