@@ -12,7 +12,9 @@ same way.
 from __future__ import annotations
 
 import ast
+import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -35,7 +37,7 @@ def stages():
         for st in repo.index.stages:
             cmds = st.cmd if isinstance(st.cmd, list) else [st.cmd]
             deps = [d.def_path for d in st.deps if not isinstance(d, ParamsDependency)]
-            out.append((st.addressing, cmds, deps))
+            out.append((st.addressing, cmds, deps, [o.def_path for o in st.outs]))
     assert len(out) > 50  # the study and the sweep, expanded
     return out
 
@@ -75,7 +77,7 @@ def config_chain(path: Path) -> list[Path]:
 
 def test_every_stage_depends_on_the_code_it_runs(stages):
     problems = []
-    for name, cmds, deps in stages:
+    for name, cmds, deps, _ in stages:
         mods = command_modules(cmds)
         assert mods, f"{name}: no `lossbench <command>` in {cmds}"
         files = [f.relative_to(REPO).as_posix() for f in codedeps.files(mods)]
@@ -91,7 +93,7 @@ def test_every_stage_depends_on_the_code_it_runs(stages):
 def test_training_stages_read_the_config_they_train_with(stages):
     params = load_params(REPO / "params.yaml")
     checked = 0
-    for name, cmds, deps in stages:
+    for name, cmds, deps, _ in stages:
         opts = options(cmds)
         if COMMANDS["train"] not in command_modules(cmds):
             continue
@@ -110,7 +112,7 @@ def test_generator_stages_read_their_anchor_config(stages):
 
     params = load_params(REPO / "params.yaml")
     checked = 0
-    for name, cmds, deps in stages:
+    for name, cmds, deps, _ in stages:
         if COMMANDS["fetch"] not in command_modules(cmds):
             continue
         data = params["profiles"][options(cmds)["--profile"]]["data"]
@@ -130,7 +132,7 @@ def test_resume_hashes_the_train_stages_code(stages):
     from lossbench.training.resume import code_files
 
     files = {f.relative_to(REPO).as_posix() for f in code_files()}
-    for name, cmds, deps in stages:
+    for name, cmds, deps, _ in stages:
         if COMMANDS["train"] in command_modules(cmds):
             src = [d for d in deps if d.startswith("src/")]
             on_disk = {p.relative_to(REPO).as_posix() for d in src
@@ -155,3 +157,26 @@ def test_closure_follows_imports_of_a_fabricated_package(tmp_path):
     assert got["pkg.c"] == pkg / "c" / "__init__.py"
     with pytest.raises(ValueError, match="pkg.nope: no such module"):
         codedeps.closure(["pkg.nope"], root=pkg)
+
+
+def _tracked(*paths: str) -> list[str]:
+    return subprocess.run(["git", "ls-files", "-z", "--", *paths], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout.split("\0")[:-1]
+
+
+def test_every_committed_run_file_is_a_stage_output(stages):
+    """runs/ holds nothing that no stage declares: what `dvc status` checks is what is committed."""
+    outs = [o for *_, stage_outs in stages for o in stage_outs]
+    stray = [f for f in _tracked("runs") if not covered(f, outs)]
+    assert not stray, f"committed under runs/ but no stage's output: {stray[:10]} ({len(stray)} in all)"
+
+
+MACHINE_PATH = re.compile(rb"/tmp/|/home/|/root/")
+
+
+def test_no_machine_paths_in_committed_results():
+    """Runs and reports hold no absolute path of the machine that made them."""
+    files = _tracked("runs", "reports")
+    assert len(files) > 100
+    found = [f for f in files if MACHINE_PATH.search((REPO / f).read_bytes())]
+    assert not found, f"absolute paths in {found[:10]}"

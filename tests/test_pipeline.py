@@ -53,16 +53,39 @@ def test_smoke_pipeline(tmp_path):
     # nothing changed: nothing runs
     assert _ran(_dvc(repo, "repro", "report")) == []
 
+    # a grid run's val mAP50 moves (say, retrained on another CPU) without changing a choice:
+    # select and the report rerun, no training reads the val means
+    def pending(prefixes):
+        return {k: v for k, v in json.loads(_dvc(repo, "status", "--json")).items() if k.startswith(prefixes)}
+
+    trainers = ("best_extra", "train_sweep")
+    before = pending(trainers)  # train_sweep never ran on the smoke profile
+    assert not [s for s in before if s.startswith("best_extra")]
+    metrics = repo / "runs/smoke/ohem/ratio3/seed0/metrics.json"  # the one ohem setting: always chosen
+    rec = json.loads(metrics.read_text())
+    rec["metrics"]["val"]["mAP50"] += 0.01
+    rec["val_curve"][-1]["mAP50"] = rec["metrics"]["val"]["mAP50"]
+    metrics.write_text(json.dumps(rec))
+    _dvc(repo, "commit", "--force", "train_ohem@3-0")
+    assert pending(trainers) == before
+    assert {"select", "report"} <= set(pending(("select", "report")))
+    assert sorted(_ran(_dvc(repo, "repro", "report"))) == ["report", "select"]
+
     # one knob value changed: that run, and no other grid run
     set_params(repo, sse={"lambda_noobj": [0.25], "default": 0.25})
     ran = _ran(_dvc(repo, "repro", "report"))
     assert "train_sse@0.25-0" in ran and ran[-1] == "report"
     assert not [s for s in ran if s.startswith(("train_focal", "train_ohem"))], ran
 
-    # curves are DVC plots
-    plots = json.loads(_dvc(repo, "plots", "show", "--json"))
-    assert not plots.get("errors"), plots.get("errors")
-    assert any("sse/lambda0.25/seed0/dvclive/plots/metrics/loss_cls.tsv" in k for k in plots["data"])
+    # the report's figures are DVC plots, the val means DVC metrics (dvc.yaml, top level)
+    plots = json.loads(dvc(repo, "plots", "show", "--json").stdout)
+    assert any(k.endswith("reports/smoke/figures/ablation_mAP50.png") for k in plots["data"]), plots
+    # the only plot missing is the imbalance sweep's, which the smoke study does not run
+    assert {e["name"].split("/")[1] for e in plots.get("errors", [])} <= {"sweep"}, plots["errors"]
+    shown = json.loads(dvc(repo, "metrics", "show", "--json").stdout)
+    means = shown[""]["data"]["runs/smoke/val_means.json"]["data"]
+    assert means["families"]["sse"] == {"lambda0.25": pytest.approx(
+        json.loads((repo / "runs/smoke/sse/lambda0.25/seed0/metrics.json").read_text())["metrics"]["val"]["mAP50"])}
 
 
 def test_killed_stage_resumes_under_dvc_repro_with_whole_curves(tmp_path):

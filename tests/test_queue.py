@@ -301,6 +301,23 @@ def test_an_interrupted_wait_cancels_the_unfinished_jobs(tmp_path):
     assert not (tmp_path / "slow.done").exists()
 
 
+def test_a_job_at_its_time_limit_is_reported_and_its_training_ended(tmp_path):
+    """submitit signals a job near its time limit; the stage's whole process group is ended and
+    the job is reported as timed out (its training resumes from its checkpoint on a rerun)."""
+    import submitit
+
+    executor = submitit.LocalExecutor(folder=tmp_path / "jobs")
+    executor.update_parameters(timeout_min=0.1, signal_delay_s=3)  # the signal after 3 s
+    runs = [StageRun("slow", "(sleep 5; touch slow.done) & wait", str(tmp_path)),
+            StageRun("bad", "exit 3", str(tmp_path))]
+    ended = {r.name: error for r, _, error in run_jobs(executor, runs, {}, limit=2, poll_s=0.1)}
+    assert ended["bad"] == "exit 3"
+    assert ended["slow"].endswith("UncompletedJobError: Job not requeued because: timed-out and "
+                                  "not checkpointable."), ended
+    time.sleep(3)
+    assert not (tmp_path / "slow.done").exists()
+
+
 @pytest.mark.slow
 def test_tiny_stages_through_the_local_executor(tmp_path):
     """`queue slurm --executor local` on a tiny DVC repository: the failing stage stays stale,

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from lossbench import __version__
 
-# command name -> module implementing it
-COMMANDS: dict[str, str] = {"env": "lossbench.training.envinfo", **{
-    name: f"lossbench.stages.{name}" for name in ("synth", "fetch", "prepare", "train", "select", "report")},
-    "sweep-report": "lossbench.stages.sweep_report", "queue": "lossbench.queue"}
+# command name -> module implementing it: the DVC stages (lossbench.stages), then the helpers
+COMMANDS: dict[str, str] = {
+    **{name: f"lossbench.stages.{name}" for name in ("fetch", "prepare", "train", "select", "report")},
+    "sweep-report": "lossbench.stages.sweep_report",
+    "queue": "lossbench.queue", "synth": "lossbench.data.synth.cli", "env": "lossbench.training.envinfo"}
 
 
 def _available() -> dict[str, str]:
@@ -34,9 +35,7 @@ def _available() -> dict[str, str]:
 def build_parser(expand: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the sub-command named ``expand`` imports its module."""
     parser = argparse.ArgumentParser(
-        prog="lossbench",
-        description="One-stage detector imbalance-loss study (YOLO SSE, SSD OHEM, RetinaNet focal).",
-    )
+        prog="lossbench", description="One-stage detector imbalance-loss study (YOLO SSE, SSD OHEM, RetinaNet focal).")
     parser.add_argument("--version", action="version", version=f"lossbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in _available().items():

@@ -1,17 +1,14 @@
 """Which source files a command executes: the modules of ``lossbench`` it imports, transitively.
 
-Read from the source with :mod:`ast` (nothing is imported): every ``import`` and ``from ...
-import`` statement of a module, at top level or inside a function, that names a module of
-the package, plus the ``__init__.py`` of every package on the way (importing
-``lossbench.models.losses.functional`` runs ``lossbench/__init__.py``,
-``lossbench/models/__init__.py`` and ``lossbench/models/losses/__init__.py`` first). A
-function-level import counts although it may not run: the set is an upper bound, never short.
+Read from the source with :mod:`ast` (nothing is imported): every ``import`` and ``from ... import`` statement of a
+module, at top level or inside a function, that names a module of the package, plus the ``__init__.py`` of every package
+on the way (importing ``lossbench.models.losses.functional`` runs ``lossbench/__init__.py``,
+``lossbench/models/__init__.py`` and ``lossbench/models/losses/__init__.py`` first). A function-level import counts
+although it may not run: the set is an upper bound, never short.
 
-Two users: ``tests/test_dvc_deps.py`` checks that every DVC stage's ``deps`` cover the files
-its command executes, and :mod:`lossbench.training.resume` hashes the training code
-(:data:`TRAIN_MODULE`'s files) into a run's fingerprint, so a checkpoint of other code is
-never resumed. The command dispatcher ``lossbench.cli`` is not followed: it maps a command
-name to its module (:data:`lossbench.cli.COMMANDS`) and computes nothing.
+Two users: ``tests/test_dvc_deps.py`` checks that every DVC stage's ``deps`` cover the files its command executes, and
+:mod:`lossbench.training.resume` hashes the training code (:data:`TRAIN_MODULE`'s files) into a run's fingerprint. The
+command dispatcher ``lossbench.cli`` is not followed: it maps a command name to its module and computes nothing.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """The loss families of the study, defined once: :data:`FAMILIES`.
 
-Each :class:`Family` says what the rest of the package needs to know about a remedy for the
-foreground/background imbalance: its knobs (name, range, paper default, how a folder and a
-table spell them, the CLI flag), the knob its ablation sweeps, the registered loss module
-that implements it, and how ``params.yaml`` writes its grid and paper default. Naming
-(:func:`run_name`), validation (:func:`validate_imbalance`), the train CLI, selection,
-collection and the report read it; adding a family is one entry here plus its loss module.
+Each :class:`Family` says what the rest of the package needs to know about a remedy for the foreground/background
+imbalance: its knobs (name, range, paper default, how a folder and a table spell them, the CLI flag), the knob its
+ablation sweeps, the registered loss module that implements it, and how ``params.yaml`` writes its grid and paper
+default. Naming (:func:`run_name`), validation (:func:`validate_imbalance`), the train CLI, selection, collection and
+the report read it; adding a family is one entry here plus its loss module.
 
 Pure Python (no torch, no MMDetection), so configs and ``params.yaml`` can be checked before
 anything is built. Every error names the key and the allowed range.
@@ -26,28 +25,15 @@ class ImbalanceConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Knob:
-    """One knob of a family.
+    """One knob of a family."""
 
-    Attributes:
-        name: key in the ``imbalance`` dict, ``params.yaml`` and ``metrics.json``; the CLI flag
-            is ``--`` + ``name`` with dashes.
-        default: the paper's value.
-        rule: ``">= 0"``, ``"in [0, 1]"``, ``"> 0 or all"`` (None / ``'all'``: every negative),
-            or a tuple of allowed strings.
-        slug: how a run's folder spells it (``ratio3``); None: not part of a setting's identity
-            (a documented switch, such as SSE's objectness target).
-        symbol: the knob in prose (``γ``, ``neg:pos ratio``).
-        label: a value in tables, ``{}`` standing for the value (``all`` prints as ``all``).
-        help: the CLI help.
-    """
-
-    name: str
-    default: Any
-    rule: str | tuple[str, ...]
-    slug: str | None
-    symbol: str = ""
-    label: str = "{}"
-    help: str = ""
+    name: str  # key in the imbalance dict, params.yaml and metrics.json; CLI flag: --name with dashes
+    default: Any  # the paper's value
+    rule: str | tuple[str, ...]  # ">= 0", "in [0, 1]", "> 0 or all" (None / 'all': every negative) or allowed strings
+    slug: str | None  # how a run's folder spells it (ratio3); None: a switch outside a setting's identity (obj_target)
+    symbol: str = ""  # the knob in prose (γ, neg:pos ratio)
+    label: str = "{}"  # a value in tables, {} standing for the value ('all' prints as all)
+    help: str = ""  # the CLI help
 
     @property
     def flag(self) -> str:
@@ -56,23 +42,15 @@ class Knob:
 
 @dataclass(frozen=True)
 class Family:
-    """One remedy: its knobs (the first is the one its ablation sweeps), its loss and names.
+    """One remedy: its knobs (the first is the one its ablation sweeps), its loss and names."""
 
-    Attributes:
-        name: the family's key (``--family``, folders, ``params.yaml``).
-        label: its name in tables and figures.
-        loss_type: the registered loss module (``lossbench.models.losses.modules``).
-        knobs: the knobs, the swept one first.
-        knob_label: the setting's column header.
-        grid_key: where ``params.yaml`` lists the grid under ``<family>``: the swept knob's name
-            (a list of its values) or ``settings`` (a list of ``{knob: value}``).
-    """
-
-    name: str
-    label: str
-    loss_type: str
-    knobs: tuple[Knob, ...]
-    knob_label: str
+    name: str  # the family's key (--family, folders, params.yaml)
+    label: str  # its name in tables and figures
+    loss_type: str  # the registered loss module (lossbench.models.losses.modules)
+    knobs: tuple[Knob, ...]  # the swept one first
+    knob_label: str  # the setting's column header
+    # where params.yaml lists the grid under <family>: the swept knob's name (a list of its values) or
+    # "settings" (a list of {knob: value})
     grid_key: str
 
     @property
@@ -101,8 +79,7 @@ _FAMILIES = (
     Family("sse", "YOLO v1 sum-squared error", "YOLOSSELoss",
            (Knob("lambda_noobj", 0.5, ">= 0", "lambda", "λ_noobj", "λ {}", "sse: no-object weight, >= 0"),
             Knob("obj_target", "iou", ("iou", "one"), None, help="sse: objectness target")),
-           knob_label="λ_noobj", grid_key="lambda_noobj"),
-)
+           knob_label="λ_noobj", grid_key="lambda_noobj"))
 #: family name -> its definition, in the report's order
 FAMILIES: dict[str, Family] = {f.name: f for f in _FAMILIES}
 FAMILY_ORDER: tuple[str, ...] = tuple(FAMILIES)
@@ -167,11 +144,9 @@ def validate_imbalance(cfg: dict, key: str = "model.bbox_head.imbalance") -> dic
 
 
 def loss_cfg(imbalance: dict, key: str = "model.bbox_head.imbalance") -> dict:
-    """The ``loss_cls`` config of the registered module implementing ``imbalance`` (its numeric
-    knobs; a switch such as SSE's objectness target is the head's, not the loss's)."""
+    """The ``loss_cls`` config of the registered module implementing ``imbalance``: its type and every knob."""
     cfg = validate_imbalance(imbalance, key)
-    fam = FAMILIES[cfg["type"]]
-    return {"type": fam.loss_type, **{k.name: cfg[k.name] for k in fam.knobs if not isinstance(k.rule, tuple)}}
+    return {"type": FAMILIES[cfg["type"]].loss_type, **{k: v for k, v in cfg.items() if k != "type"}}
 
 
 # ------------------------------------------------------------------ settings and names

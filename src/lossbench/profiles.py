@@ -1,16 +1,8 @@
 """Profiles: one pipeline, four scales (``params.yaml`` → ``profiles.<name>``).
 
-A profile names the config every run of the study trains with and the data it
-generates or downloads::
-
-    profiles:
-      synth:
-        config: configs/synth/retinanet_r18n_fpn_synth.py   # model, batch, lr, schedule
-        dataset: synth                 # synth | voc2007 | voc0712 | coco2017
-        data: {n_train: 800, ...}      # synth: generator options; real data: fetch options
-        prepare: {subset: null}        # optional N images per split
-
-Every error names the file and the key.
+A profile names the config every run of the study trains with (``config``: model, batch, lr, schedule) and the data
+it generates or downloads (``dataset``: one of :data:`DATASETS`; ``data``: generator or fetch options; ``prepare``:
+options of ``lossbench prepare``). Every error names the file and the key.
 """
 
 from __future__ import annotations
@@ -79,9 +71,7 @@ def load_profile(path: str | os.PathLike, name: str) -> Profile:
 def resolve_dataset(params: str | os.PathLike, name: str, given: str | None,
                     flag: str = "--dataset") -> tuple[Profile, str]:
     """The profile ``name`` and where it lives, checking it agrees with a dataset given on the CLI.
-
-    Raises ``ValueError`` (``ProfileError`` is one) naming the params file and key.
-    """
+    Raises ``ValueError`` (``ProfileError`` is one) naming the params file and key."""
     prof = load_profile(params, name)
     where = f"{params}: profiles.{name}"
     if given is not None and given != prof.dataset:

@@ -1,49 +1,15 @@
 """Train a set's stale stages and record them in dvc.lock: `run` here, `slurm` as Slurm jobs.
 
-Both actions take the same stages: the training stages of a set (--set) that `dvc status`
-lists as not up to date (--all: every one; --stages GLOB: only those matching). The sets:
-`study` (default), the current profile's trainings that need no val selection
-(train_focal/ohem/sse, train_default, train_prior_off); `extra`, the extra seeds of each
-family's val-selected best (best_extra, after `dvc repro select`); and `sweep`, the imbalance
-sweep's train_sweep stages. The stages they read must be up to date first (`dvc repro
-prepare`; for `extra`, `dvc repro select`; for `sweep`, `dvc repro --glob 'prepare_sweep@*'`):
-both actions check.
-
-Each stage runs as `dvc repro` would run it (`run_stage`): its command from DVC's own stage
-index, in its folder, with DVC_ROOT and DVC_STAGE set, its non-persistent outputs removed
-first. Checkpoints go to this repository's work_dirs/ (LOSSBENCH_WORK_ROOT); --threads T gives
-each training T intra-op threads (OMP_NUM_THREADS, MKL_NUM_THREADS). The stages that succeed
-are recorded with `dvc commit --force`, so `dvc status` sees them as done and `dvc repro`
-does not train them again; a failed one is reported with the end of its log and stays stale,
-so running the same command again runs it, and only it, again.
-
-`run` (what `make repro` and `make sweep` use) runs them in this workspace, --jobs N side by
-side (the stages of a set write disjoint folders), one log per stage in
-.dvc/tmp/lossbench-run/. On a CPU machine two 1-thread trainings side by side outrun one
-2-thread training. --gpus 0,1,... gives each training a free GPU of that pool
-(LOSSBENCH_GPUS, lossbench.training.devices).
-
-`slurm` submits one job per stage, all in one Slurm job array, through submitit; each job runs
-its stage as above, its output in submitit's log files (--log-dir). It waits for the jobs,
-then records the ones that succeeded; Ctrl-C cancels the unfinished jobs and records the
-finished ones. The jobs run this Python (the project's .venv) in this repository, so both
-must be on a filesystem the nodes share. Each job setting is a flag or, when the flag is not
-given, an environment variable:
-
-  --executor slurm|local     LOSSBENCH_SLURM_EXECUTOR           default slurm
-  --partition NAME           LOSSBENCH_SLURM_PARTITION          default: the cluster's
-  --time MIN                 LOSSBENCH_SLURM_TIME               default 60 (minutes per job)
-  --gpus-per-job N           LOSSBENCH_SLURM_GPUS_PER_JOB
-  --cpus-per-job N           LOSSBENCH_SLURM_CPUS_PER_JOB       default --threads, if given
-  --mem-gb GB                LOSSBENCH_SLURM_MEM_GB
-  --array-parallelism N      LOSSBENCH_SLURM_ARRAY_PARALLELISM  jobs running at once
-  --slurm-option KEY=VALUE   LOSSBENCH_SLURM_OPTIONS            "KEY=VALUE KEY=VALUE ..."
-  --log-dir DIR              LOSSBENCH_SLURM_LOG_DIR            default .dvc/tmp/lossbench-slurm
-
---slurm-option (repeatable) adds `#SBATCH --KEY=VALUE` (submitit's slurm_additional_parameters;
-a KEY alone adds `#SBATCH --KEY`). --executor local runs the same jobs as processes of this
-machine through submitit's local executor (no Slurm; the tests): --array-parallelism at a time
-(default: the CPUs / --threads), --time as each job's time limit.
+Both actions take the training stages of a set (--set) that `dvc status` lists as not up to
+date (--all: every one; --stages GLOB: only those matching): `study` (default), the current
+profile's trainings that need no val selection; `extra`, the extra seeds of each family's
+val-selected best (after `dvc repro select`); `sweep`, the imbalance sweep's train_sweep stages.
+The stages they read must be up to date first (both actions check). Each stage runs as `dvc
+repro` would run it; those that succeed are recorded with `dvc commit --force`, a failed one is
+reported with the end of its log and stays stale, so the same command runs it, and only it,
+again. `run` runs them in this workspace (--jobs N side by side, --gpus a device pool); `slurm`
+submits one Slurm job array through submitit (--executor local: processes of this machine), each
+job setting a flag or its LOSSBENCH_SLURM_* variable. Details: docs/scaling.md.
 
 Examples:
   dvc repro prepare
@@ -76,27 +42,18 @@ from lossbench.training.devices import POOL_ENV, parse_pool
 
 RUN_LOGS = Path(".dvc/tmp/lossbench-run")  # run_here: one log per stage
 SLURM_LOGS = Path(".dvc/tmp/lossbench-slurm")  # run_slurm: submitit's folder (jobs, logs)
-#: the training stages of each set: the study (`make repro`: first the trainings that need no
-#: val selection, then, after `dvc repro select`, the extra seeds of the val-bests) and the
-#: imbalance sweep
-STAGE_SETS = {"study": re.compile(r"^train_(focal|ohem|sse|default|prior_off)@"),
-              "extra": re.compile(r"^best_extra@"),
+#: the training stages of each set (`make repro`: study, then extra after `dvc repro select`)
+STAGE_SETS = {"study": re.compile(r"^train_(focal|ohem|sse|default|prior_off)@"), "extra": re.compile(r"^best_extra@"),
               "sweep": re.compile(r"^train_sweep@")}
-#: the stages a set's trainings read (they must be up to date first), and the command that
-#: brings them up to date
+#: the stages a set's trainings read (up to date first), and the command that updates them
 UPSTREAM = {"study": (("fetch", "prepare"), "dvc repro prepare"),
             "extra": (("fetch", "prepare", "select"), "dvc repro select"),
             "sweep": (("fetch_sweep", "prepare_sweep"), "dvc repro --glob 'prepare_sweep@*'")}
-#: `queue slurm`'s job settings: argparse dest -> the environment variable read when the flag
-#: is not given
-SLURM_ENV = {"executor": "LOSSBENCH_SLURM_EXECUTOR",
-             "partition": "LOSSBENCH_SLURM_PARTITION",
-             "time": "LOSSBENCH_SLURM_TIME",
-             "gpus_per_job": "LOSSBENCH_SLURM_GPUS_PER_JOB",
-             "cpus_per_job": "LOSSBENCH_SLURM_CPUS_PER_JOB",
-             "mem_gb": "LOSSBENCH_SLURM_MEM_GB",
-             "array_parallelism": "LOSSBENCH_SLURM_ARRAY_PARALLELISM",
-             "slurm_option": "LOSSBENCH_SLURM_OPTIONS",
+#: `queue slurm`'s job settings: argparse dest -> the environment variable read without the flag
+SLURM_ENV = {"executor": "LOSSBENCH_SLURM_EXECUTOR", "partition": "LOSSBENCH_SLURM_PARTITION",
+             "time": "LOSSBENCH_SLURM_TIME", "gpus_per_job": "LOSSBENCH_SLURM_GPUS_PER_JOB",
+             "cpus_per_job": "LOSSBENCH_SLURM_CPUS_PER_JOB", "mem_gb": "LOSSBENCH_SLURM_MEM_GB",
+             "array_parallelism": "LOSSBENCH_SLURM_ARRAY_PARALLELISM", "slurm_option": "LOSSBENCH_SLURM_OPTIONS",
              "log_dir": "LOSSBENCH_SLURM_LOG_DIR"}
 EXECUTORS = ("slurm", "local")
 LOG_TAIL = 1500  # characters of a failed stage's log in the error
@@ -110,18 +67,20 @@ class StageFailed(RuntimeError):
     """A stage's command ended with a non-zero exit status (raised inside its job)."""
 
 
+def _path_env() -> dict[str, str]:
+    """This Python's scripts (the project's venv) first on PATH."""
+    return {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 def _dvc(repo: Path, *args: str) -> str:
-    """Run the ``dvc`` next to this Python (the project's venv, else PATH's) with its scripts on
-    PATH; its stdout, or QueueError with its output."""
-    bindir = Path(sys.executable).parent
-    exe = bindir / "dvc"
+    """Run the ``dvc`` next to this Python (the project's venv, else PATH's) with its scripts on PATH; its stdout,
+    or QueueError with its output."""
+    exe = Path(sys.executable).parent / "dvc"
     cmd = [str(exe) if exe.is_file() else "dvc", *args]
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    p = subprocess.run(cmd, cwd=repo, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                       text=True, errors="replace")
+    p = subprocess.run(cmd, cwd=repo, env={**os.environ, **_path_env()}, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, errors="replace")
     if p.returncode != 0:
-        raise QueueError(f"`{' '.join(cmd)}` failed (exit {p.returncode}):\n"
-                         f"{(p.stdout + p.stderr).strip()[-2000:]}")
+        raise QueueError(f"`{' '.join(cmd)}` failed (exit {p.returncode}):\n{(p.stdout + p.stderr).strip()[-2000:]}")
     return p.stdout
 
 
@@ -138,8 +97,7 @@ def profile_of(repo: Path) -> str:
 
 
 def train_stages(repo: Path, stage_set: str = "study") -> list[str]:
-    return [n for n in _dvc(repo, "stage", "list", "--name-only").split()
-            if STAGE_SETS[stage_set].match(n)]
+    return [n for n in _dvc(repo, "stage", "list", "--name-only").split() if STAGE_SETS[stage_set].match(n)]
 
 
 def data_dirs(repo: Path, stage_set: str) -> list[Path]:
@@ -152,8 +110,7 @@ def data_dirs(repo: Path, stage_set: str) -> list[Path]:
     return [Path("data") / p for p in profiles]
 
 
-def stale_stages(repo: Path, stage_set: str, *, all_stages: bool = False,
-                 pattern: str | None = None) -> list[str]:
+def stale_stages(repo: Path, stage_set: str, *, all_stages: bool = False, pattern: str | None = None) -> list[str]:
     """The set's training stages that are not up to date (``all_stages``: every one), matching
     ``pattern``; raises when a stage they rely on (``UPSTREAM``) is stale or its output missing."""
     status = json.loads(_dvc(repo, "status", "--json").strip() or "{}")
@@ -168,8 +125,7 @@ def stale_stages(repo: Path, stage_set: str, *, all_stages: bool = False,
 
 
 def worker_env(repo: Path, threads: int | None, gpus: str | None = None) -> dict[str, str]:
-    """What the trainings' environment adds: DVC_ROOT, checkpoints under ``repo``, ``threads``
-    intra-op threads, the GPU pool."""
+    """What the trainings' environment adds: DVC_ROOT, checkpoints under ``repo``, threads, GPU pool."""
     env = {"DVC_ROOT": str(repo), WORK_ROOT_ENV: str(repo)}
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -203,29 +159,21 @@ def stage_runs(repo: Path, stages: list[str]) -> dict[str, StageRun]:
     return runs
 
 
-def run_stage(stage: StageRun, env: Mapping[str, str], out: IO[bytes] | None = None, *,
-              own_group: bool = False) -> int:
+def run_stage(stage: StageRun, env: Mapping[str, str], out: IO[bytes] | None = None, *, own_group: bool = False) -> int:
     """Run ``stage`` here as `dvc repro` would: remove its non-persistent outputs, then run its
-    command with the shell in its folder, with this process's environment plus ``env``,
-    DVC_STAGE and this Python's scripts first on PATH. Output goes to ``out`` (stdout and
-    stderr), else to this process's. Returns the exit status. Both `run` (a thread per stage)
-    and `slurm` (inside each job) run stages with it.
+    command with the shell in its folder, with this environment plus ``env``, DVC_STAGE and this
+    Python's scripts first on PATH; output to ``out``, else this process's. Returns the exit status.
 
-    ``own_group``: the command runs in a process group of its own, and when waiting for it is
-    interrupted (a cancelled job, submitit's time-limit signal) the whole group is ended, the
-    training under the shell included."""
+    ``own_group``: the command gets a process group of its own, ended as a whole (the training
+    under the shell included) when waiting is interrupted (a cancelled job, a time-limit signal)."""
     for path in map(Path, stage.outs):
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
-    bindir = Path(sys.executable).parent
-    full_env = {**os.environ, **env, "DVC_STAGE": stage.name,
-                "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    shell = os.environ.get("SHELL") or "/bin/sh"
-    proc = subprocess.Popen([shell, "-c", stage.cmd], cwd=stage.wdir, env=full_env,
-                            stdin=subprocess.DEVNULL, stdout=out,
-                            stderr=subprocess.STDOUT if out is not None else None,
+    full_env = {**os.environ, **env, "DVC_STAGE": stage.name, **_path_env()}
+    proc = subprocess.Popen([os.environ.get("SHELL") or "/bin/sh", "-c", stage.cmd], cwd=stage.wdir, env=full_env,
+                            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT if out is not None else None,
                             start_new_session=own_group)
     try:
         return proc.wait()
@@ -264,12 +212,18 @@ def _end_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
     proc.wait()
 
 
-def _commit_and_report(repo: Path, stages: list[str], failed: dict[str, str]) -> list[str]:
-    """Record the stages that did not fail in dvc.lock; raise naming the failed ones with
-    ``failed``'s text (stage -> the end of its log). Returns the recorded stages."""
+def _commit(repo: Path, stages: list[str], failed: dict[str, str]) -> list[str]:
+    """Record ``stages`` less ``failed`` in dvc.lock; returns them."""
     done = [s for s in stages if s not in failed]
     if done:
         _dvc(repo, "commit", "--force", *done)
+    return done
+
+
+def _commit_and_report(repo: Path, stages: list[str], failed: dict[str, str]) -> list[str]:
+    """Record the stages that did not fail in dvc.lock; raise naming the failed ones with
+    ``failed``'s text (stage -> the end of its log). Returns the recorded stages."""
+    done = _commit(repo, stages, failed)
     if failed:
         raise QueueError(f"{len(failed)} of {len(stages)} stage(s) failed: {', '.join(failed)} "
                          f"({len(done)} recorded in dvc.lock)\n" + "\n".join(list(failed.values())[:3]))
@@ -283,26 +237,25 @@ def _tail(path: Path, n: int = LOG_TAIL) -> str:
         return f"(no log: {e})"
 
 
-def run_here(repo: Path, *, jobs: int = 1, stage_set: str = "study", threads: int | None = None,
-             gpus: str | None = None, all_stages: bool = False, pattern: str | None = None,
-             log=print) -> list[str]:
-    """Run a set's stale training stages in this workspace, ``jobs`` at a time, and record them
-    in dvc.lock (``dvc commit --force``). Returns the stages that ran.
-
-    Each stage runs as ``dvc repro`` would run it (``run_stage``). `dvc repro` itself runs one
-    stage at a time; the stages of a set write disjoint folders, so they can run side by side.
-    A stage that fails is reported with its log (``RUN_LOGS``); the ones that succeeded are
-    recorded.
-    """
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
-    repo = Path(repo).resolve()
+def _stale_runs(repo: Path, stage_set: str, all_stages: bool, pattern: str | None, log) -> dict[str, StageRun]:
     stages = stale_stages(repo, stage_set, all_stages=all_stages, pattern=pattern)
     if not stages:
         log("nothing to run")
+    return stage_runs(repo, stages) if stages else {}
+
+
+def run_here(repo: Path, *, jobs: int = 1, stage_set: str = "study", threads: int | None = None,
+             gpus: str | None = None, all_stages: bool = False, pattern: str | None = None, log=print) -> list[str]:
+    """Run a set's stale training stages in this workspace, ``jobs`` at a time, and record them in dvc.lock (``dvc
+    commit --force``). Returns the stages that ran. The stages of a set write disjoint folders, so they can run side
+    by side; a failed one is reported with its log (``RUN_LOGS``)."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    repo = Path(repo).resolve()
+    runs = _stale_runs(repo, stage_set, all_stages, pattern, log)
+    if not runs:
         return []
-    runs = stage_runs(repo, stages)
-    env = worker_env(repo, threads, gpus)
+    stages, env = list(runs), worker_env(repo, threads, gpus)
     logs = repo / RUN_LOGS
     logs.mkdir(parents=True, exist_ok=True)
 
@@ -317,10 +270,8 @@ def run_here(repo: Path, *, jobs: int = 1, stage_set: str = "study", threads: in
         for fut in as_completed(futures):
             name = futures[fut]
             rc[name] = fut.result()
-            log(f"{'done' if rc[name] == 0 else f'FAILED (exit {rc[name]})'} {name} "
-                f"[{len(rc)}/{len(stages)}]")
-    failed = {s: f"--- {s} ({logs / (log_name(s) + '.log')}):\n{_tail(logs / (log_name(s) + '.log'))}"
-              for s in stages if rc[s] != 0}
+            log(f"{'done' if rc[name] == 0 else f'FAILED (exit {rc[name]})'} {name} [{len(rc)}/{len(stages)}]")
+    failed = {s: f"--- {s} ({f}):\n{_tail(f)}" for s in stages if rc[s] != 0 for f in [logs / f"{log_name(s)}.log"]}
     return _commit_and_report(repo, stages, failed)
 
 
@@ -328,7 +279,7 @@ def run_here(repo: Path, *, jobs: int = 1, stage_set: str = "study", threads: in
 
 @dataclass(frozen=True)
 class SlurmSettings:
-    """The job settings of `queue slurm` (see the module docstring)."""
+    """The job settings of `queue slurm` (docs/scaling.md)."""
 
     executor: str = "slurm"
     partition: str | None = None
@@ -361,16 +312,14 @@ def _number(dest: str, value: str, source: str) -> int | float:
     try:
         number = kind(value)
     except ValueError:
-        raise QueueError(f"{source}: expected {'an integer' if kind is int else 'a number'}, "
-                         f"got {value!r}") from None
+        raise QueueError(f"{source}: expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None
     if number < least:
         raise QueueError(f"{source}: must be {'> 0' if kind is float else f'>= {least}'}, got {value}")
     return number
 
 
 def slurm_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> SlurmSettings:
-    """``args``' job settings; each one not given as a flag is read from its environment variable
-    (``SLURM_ENV``), else left at its default."""
+    """``args``' job settings; one not given as a flag is read from its ``SLURM_ENV`` variable, else default."""
     values: dict[str, Any] = {}
     for dest, var in SLURM_ENV.items():
         value, source = getattr(args, dest, None), "--" + dest.replace("_", "-")
@@ -394,11 +343,9 @@ def slurm_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.env
 
 
 def executor_parameters(settings: SlurmSettings, threads: int | None, name: str) -> dict[str, Any]:
-    """The settings as submitit's ``update_parameters`` keywords: one node and one task per
-    job; the CPUs are --cpus-per-job, else --threads; ``slurm_``-prefixed ones apply to Slurm
-    only (the local executor ignores them)."""
-    params: dict[str, Any] = {"name": name, "timeout_min": settings.time, "nodes": 1,
-                              "tasks_per_node": 1}
+    """The settings as submitit's ``update_parameters`` keywords: one node and one task per job;
+    CPUs: --cpus-per-job, else --threads; ``slurm_`` ones apply to Slurm only."""
+    params: dict[str, Any] = {"name": name, "timeout_min": settings.time, "nodes": 1, "tasks_per_node": 1}
     if settings.gpus_per_job is not None:
         params["gpus_per_node"] = settings.gpus_per_job
     if settings.cpus_per_job or threads:
@@ -431,8 +378,7 @@ def make_executor(repo: Path, settings: SlurmSettings, threads: int | None, name
 
 
 def stage_job(stage: StageRun, env: dict[str, str]) -> str:
-    """What one job runs: ``stage`` (``run_stage``), its output in the job's log files. A stage
-    that fails raises, so that its job ends as failed."""
+    """What one job runs: ``stage`` (``run_stage``); a stage that fails raises, so its job fails."""
     print(f"lossbench: {stage.name} in {stage.wdir}: {stage.cmd}", flush=True)
     rc = run_stage(stage, env, own_group=True)
     if rc != 0:
@@ -441,14 +387,20 @@ def stage_job(stage: StageRun, env: dict[str, str]) -> str:
 
 
 def job_error(job) -> str | None:
-    """None when ``job`` (finished) succeeded, else why not: ``exit N`` for a stage that failed,
-    else submitit's first line (a job killed at its time limit, cancelled, ...)."""
+    """None when ``job`` (finished) succeeded, else why not, in one line: ``exit N`` for a stage
+    that failed, else the last line of the job's traceback (a job stopped at its time limit:
+    ``...UncompletedJobError: Job not requeued because: timed-out and not checkpointable.``),
+    else submitit's first line (a job that left no result: killed, cancelled, out of memory)."""
     exc = job.exception()
     if exc is None:
         return None
     text = str(exc)
-    found = re.search(rf"{StageFailed.__name__}: (.+)", text)
-    return found.group(1).strip() if found else (text.strip().splitlines() or [type(exc).__name__])[0]
+    parts = text.split("-" * 22 + "\n")  # FailedJobError: the job's traceback between two rules
+    if len(parts) >= 3 and parts[1].strip():
+        last = parts[1].strip().splitlines()[-1]
+        found = re.match(rf"(?:[\w.]+\.)?{StageFailed.__name__}: (.+)", last)
+        return found.group(1) if found else last
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 def run_jobs(executor, runs: list[StageRun], env: dict[str, str], *, limit: int, poll_s: float,
@@ -484,17 +436,15 @@ def run_jobs(executor, runs: list[StageRun], env: dict[str, str], *, limit: int,
 def run_slurm(repo: Path, settings: SlurmSettings | None = None, *, stage_set: str = "study",
               threads: int | None = None, all_stages: bool = False, pattern: str | None = None,
               poll_s: float | None = None, log=print) -> list[str]:
-    """Run a set's stale training stages as submitit jobs (Slurm, or local processes), wait for
-    them, and record the ones that succeeded in dvc.lock (``dvc commit --force``); a failed one
-    is reported with the end of its job's stdout and stderr. Returns the recorded stages."""
+    """Run a set's stale training stages as submitit jobs (Slurm, or local processes), wait for them, and record the
+    ones that succeeded in dvc.lock (``dvc commit --force``); a failed one is reported with the end of its job's stdout
+    and stderr. Returns the recorded stages."""
     repo, settings = Path(repo).resolve(), settings or SlurmSettings()
     executor = make_executor(repo, settings, threads, name=f"lossbench-{stage_set}")
-    stages = stale_stages(repo, stage_set, all_stages=all_stages, pattern=pattern)
-    if not stages:
-        log("nothing to run")
+    runs = _stale_runs(repo, stage_set, all_stages, pattern, log)
+    if not runs:
         return []
-    runs = stage_runs(repo, stages)
-    env = worker_env(repo, threads)
+    stages, env = list(runs), worker_env(repo, threads)
     if settings.executor == "local":
         limit = settings.array_parallelism or max(1, (os.cpu_count() or 1) // (threads or 1))
         how = f"local jobs, {limit} at a time"
@@ -506,9 +456,9 @@ def run_slurm(repo: Path, settings: SlurmSettings | None = None, *, stage_set: s
     failed: dict[str, str] = {}
     ended: list[str] = []
     try:
-        with contextlib.closing(run_jobs(executor, [runs[s] for s in stages], env, limit=limit,
-                                         poll_s=poll_s or (1.0 if settings.executor == "local" else 15.0),
-                                         log=log)) as events:
+        poll_s = poll_s or (1.0 if settings.executor == "local" else 15.0)
+        events = run_jobs(executor, list(runs.values()), env, limit=limit, poll_s=poll_s, log=log)
+        with contextlib.closing(events):
             for r, job, error in events:
                 ended.append(r.name)
                 log(f"{'done' if error is None else f'FAILED ({error})'} {r.name} "
@@ -518,28 +468,22 @@ def run_slurm(repo: Path, settings: SlurmSettings | None = None, *, stage_set: s
                                       f"{job.paths.stdout}:\n{_tail(job.paths.stdout)}\n"
                                       f"{job.paths.stderr}:\n{_tail(job.paths.stderr)}")
     except KeyboardInterrupt:
-        done = [s for s in ended if s not in failed]
-        if done:
-            _dvc(repo, "commit", "--force", *done)
-        log(f"interrupted: {len(done)} finished stage(s) recorded in dvc.lock")
+        log(f"interrupted: {len(_commit(repo, ended, failed))} finished stage(s) recorded in dvc.lock")
         raise
-    return _commit_and_report(repo, [], failed)
+    return _commit_and_report(repo, stages, failed)
 
 
 # --- command line ------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    r = sub.add_parser("run", help="run the stale training stages here, N at a time, and record "
-                                   "them in dvc.lock")
-    s = sub.add_parser("slurm", help="run them as Slurm jobs (submitit), wait, and record them "
-                                     "in dvc.lock")
+    r = sub.add_parser("run", help="run the stale training stages here, N at a time, and record them in dvc.lock")
+    s = sub.add_parser("slurm", help="run them as Slurm jobs (submitit), wait, and record them in dvc.lock")
     for p in (r, s):
         p.add_argument("--set", dest="stage_set", choices=sorted(STAGE_SETS), default="study",
                        help="which training stages: the study's (default), the extra seeds of "
                             "its val-bests (after `dvc repro select`) or the imbalance sweep's")
-        p.add_argument("--all", action="store_true", help="every training stage of the set, not "
-                                                          "only stale ones")
+        p.add_argument("--all", action="store_true", help="every training stage of the set, not only stale ones")
         p.add_argument("--stages", metavar="GLOB", help="only stages matching, e.g. 'train_focal@*'")
         p.add_argument("--threads", type=int, metavar="N",
                        help="intra-op threads per training (OMP_NUM_THREADS), e.g. 1 on a CPU machine")
@@ -549,8 +493,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         return f" ({f'default {default}; ' if default else ''}env {SLURM_ENV[dest]})"
 
     s.add_argument("--executor", choices=EXECUTORS,
-                   help="slurm, or local: the same jobs as processes of this machine"
-                        + env("executor", "slurm"))
+                   help="slurm, or local: the same jobs as processes of this machine" + env("executor", "slurm"))
     s.add_argument("--partition", help="Slurm partition" + env("partition"))
     s.add_argument("--time", metavar="MIN", help="time limit per job, minutes" + env("time", "60"))
     s.add_argument("--gpus-per-job", metavar="N", help="GPUs per job" + env("gpus_per_job"))
@@ -573,9 +516,9 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "run":
             if args.jobs is not None and args.jobs < 1:
                 raise QueueError(f"--jobs must be >= 1, got {args.jobs}")
-            if args.gpus and args.jobs and args.jobs > len(parse_pool(args.gpus)):
-                raise QueueError(f"--jobs {args.jobs} > {len(parse_pool(args.gpus))} devices in "
-                                 f"--gpus {args.gpus}: trainings would wait for a GPU")
+            if args.gpus and args.jobs and args.jobs > (n := len(parse_pool(args.gpus))):
+                raise QueueError(f"--jobs {args.jobs} > {n} devices in --gpus {args.gpus}: "
+                                 "trainings would wait for a GPU")
             run_here(Path(args.repo), jobs=args.jobs or 1, stage_set=args.stage_set, threads=args.threads,
                      gpus=args.gpus, all_stages=args.all, pattern=args.stages)
         else:

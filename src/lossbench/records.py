@@ -1,13 +1,11 @@
-"""Per-detection records of one run's test evaluation, and the VOC mAP@0.5 they give on any
-resample of the test images.
+"""Per-detection records of one run's test evaluation, and the VOC mAP@0.5 they give on any resample of the test images.
 
-A run's test evaluation (:class:`lossbench.training.evaluation.DetectionRecords`, an MMEngine
-metric) writes its :class:`Records` with :func:`save_records`; the report reads them back with
-:func:`load_records` and recomputes VOC mAP on the full test set (:func:`voc_map`) and on bootstrap
-resamples of the test images shared by every run (:func:`bootstrap_map`).
+A run's test evaluation (:class:`lossbench.training.evaluation.DetectionRecords`, an MMEngine metric) writes its
+:class:`Records` with :func:`save_records`; the report reads them back with :func:`load_records` and recomputes VOC mAP
+on the full test set (:func:`voc_map`) and on bootstrap resamples of the test images shared by every run
+(:func:`bootstrap_map`).
 
-This module needs numpy and the standard library only: reading and scoring records loads neither
-MMDetection nor torch.
+This module needs numpy and the standard library only: reading and scoring records loads neither MMDetection nor torch.
 """
 
 from __future__ import annotations
@@ -31,28 +29,18 @@ RECORD_KEYS = ("image", "label", "score", "state", "num_gts", "image_ids", "iou_
 class Records:
     """One run's evaluation of ``N`` test images, ``C`` classes and ``D`` detections.
 
-    Detections are in evaluation order: by image, then by class, then in the model's output order
-    within a class. This is the order in which mmdet's ``eval_map`` concatenates a class's
-    detections before its (unstable) sort by score, so sorting the same float32 scores the same
-    way reproduces its order of tied scores.
-
-    Attributes:
-        image: ``(D,)`` int32, the detection's image, an index into ``image_ids``.
-        label: ``(D,)`` int16, the predicted class in ``[0, C)``.
-        score: ``(D,)`` float32, the detection score.
-        state: ``(D,)`` int8, ``TP`` (1), ``FP`` (0) or ``IGNORED`` (-1: matched an ignored gt).
-        num_gts: ``(N, C)`` int32, counted (not ignored) gts per image and class.
-        image_ids: ``(N,)`` str, the dataset's ``img_id`` of each image, in evaluation order.
-        iou_thr: the IoU threshold of a match.
+    Detections are in evaluation order: by image, then by class, then in the model's output order within a class. This
+    is the order in which mmdet's ``eval_map`` concatenates a class's detections before its (unstable) sort by score, so
+    sorting the same float32 scores the same way reproduces its order of tied scores.
     """
 
-    image: np.ndarray
-    label: np.ndarray
-    score: np.ndarray
-    state: np.ndarray
-    num_gts: np.ndarray
-    image_ids: np.ndarray
-    iou_thr: float
+    image: np.ndarray  # (D,) int32, the detection's image, an index into image_ids
+    label: np.ndarray  # (D,) int16, the predicted class in [0, C)
+    score: np.ndarray  # (D,) float32
+    state: np.ndarray  # (D,) int8, TP (1), FP (0) or IGNORED (-1: matched an ignored gt)
+    num_gts: np.ndarray  # (N, C) int32, counted (not ignored) gts per image and class
+    image_ids: np.ndarray  # (N,) str, the dataset's img_id of each image, in evaluation order
+    iou_thr: float  # the IoU threshold of a match
 
     def __post_init__(self) -> None:
         d = len(self.image)
@@ -154,11 +142,10 @@ class _VocMap:
     def fp_increments(self, weights: np.ndarray) -> np.ndarray:
         """``(B, K)``: ``fp_k`` of each row of ``weights`` (``(B, N)`` image counts).
 
-        The fps in front of each tp are gathered from ``weights.T`` (one image's weights
-        contiguous) and summed by ``np.add.reduceat``, at most about :data:`_GATHER_FLOATS` values
-        at a time. The result is a transposed view of a ``(K, B)`` array: numpy sums floats in the
-        order of their memory layout, so keeping this layout fixes the last bits of the sums in
-        :meth:`__call__`."""
+        The fps in front of each tp are gathered from ``weights.T`` (one image's weights contiguous) and summed by
+        ``np.add.reduceat``, at most about :data:`_GATHER_FLOATS` values at a time. The result is a transposed view of a
+        ``(K, B)`` array: numpy sums floats in the order of their memory layout, so keeping this layout fixes the last
+        bits of the sums in :meth:`__call__`."""
         n_rows = weights.shape[0]
         out = np.zeros((self.n_tp, n_rows))
         if self.gap_img.size:
@@ -199,17 +186,13 @@ def _image_counts(images: np.ndarray | Sequence[int], n_images: int) -> np.ndarr
 
 
 def voc_map(records: Records, images: np.ndarray | Sequence[int] | None = None) -> float:
-    """VOC mAP (area under the monotone precision envelope) of one run, as mmdet's ``eval_map``
-    computes it, on the test images ``images``.
+    """VOC mAP (area under the monotone precision envelope) of one run, as mmdet's ``eval_map`` computes it, on the
+    test images ``images``. ``images``: indices, repeats allowed (an image listed twice counts its detections and its
+    gts twice, as a bootstrap resample does); None: every image once.
 
-    Args:
-        records: one run's :class:`Records`.
-        images: image indices, repeats allowed (an image listed twice counts its detections and
-            its gts twice, as a bootstrap resample does); None: every image once.
-
-    Classes with no counted gt among ``images`` are left out of the mean (mmdet). Detections are
-    ordered as ``eval_map`` orders the full test set (``np.argsort(-score)`` per class); on a
-    resample, ties in score between different detections keep that order.
+    Classes with no counted gt among ``images`` are left out of the mean (mmdet). Detections are ordered as
+    ``eval_map`` orders the full test set (``np.argsort(-score)`` per class); on a resample, ties in score between
+    different detections keep that order.
     """
     n_images = records.num_gts.shape[0]
     w = np.ones(n_images) if images is None else _image_counts(images, n_images)
@@ -218,21 +201,12 @@ def voc_map(records: Records, images: np.ndarray | Sequence[int] | None = None) 
 
 def bootstrap_map(records_list: Sequence[Records], n_boot: int = 1000, seed: int = 0) -> np.ndarray:
     """mAP of each run on ``n_boot`` bootstrap resamples of the test images, shared by all runs.
+    Returns ``(n_boot, R)``: ``out[b, r] = voc_map(records_list[r], resample b)`` for ``R`` runs' records over the same
+    test images in the same order (else a ValueError).
 
-    Resample ``b`` is ``np.random.default_rng(seed).integers(0, N, size=(n_boot, N))[b]``: ``N``
-    test images drawn with replacement. Every run is evaluated on the same resamples, so the
-    columns of a paired difference share the test-set noise.
-
-    Args:
-        records_list: ``R`` runs' records over the same test images in the same order.
-        n_boot: number of resamples.
-        seed: seed of the resampling.
-
-    Returns:
-        ``(n_boot, R)`` array: ``out[b, r] = voc_map(records_list[r], resample b)``.
-
-    Raises:
-        ValueError: when the runs' image ids (or their per-class gt counts) differ.
+    Resample ``b`` is ``np.random.default_rng(seed).integers(0, N, size=(n_boot, N))[b]``: ``N`` test images drawn with
+    replacement. Every run is evaluated on the same resamples, so the columns of a paired difference share the test-set
+    noise.
     """
     if not records_list:
         return np.zeros((n_boot, 0))

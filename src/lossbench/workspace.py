@@ -20,8 +20,7 @@ SMOKE_PARAMS: dict[str, Any] = {
     "profile": "smoke", "seeds": [0], "extra_seeds": [1],
     "focal": {"settings": [{"gamma": 2.0, "alpha": 0.25}, {"gamma": 0.0, "alpha": 0.25}],
               "default": {"gamma": 2.0, "alpha": 0.25}},
-    "ohem": {"neg_pos_ratio": [3], "default": 3}, "sse": {"lambda_noobj": [0.5], "default": 0.5},
-}
+    "ohem": {"neg_pos_ratio": [3], "default": 3}, "sse": {"lambda_noobj": [0.5], "default": 0.5}}
 
 
 def copy_repo(dst: Path, src: Path = REPO) -> Path:
@@ -50,5 +49,4 @@ def dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
     """Run this environment's ``dvc`` in ``repo`` with the environment's scripts on PATH."""
     bindir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run([str(bindir / "dvc"), *args], cwd=repo, env=env, capture_output=True,
-                          text=True)
+    return subprocess.run([str(bindir / "dvc"), *args], cwd=repo, env=env, capture_output=True, text=True)

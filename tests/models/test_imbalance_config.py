@@ -39,6 +39,6 @@ def test_all_negatives_spellings():
 
 def test_loss_cfg_maps_family_to_registered_loss():
     assert loss_cfg(dict(type="sse", lambda_noobj=0.1, obj_target="one")) == \
-        dict(type="YOLOSSELoss", lambda_noobj=0.1)
+        dict(type="YOLOSSELoss", lambda_noobj=0.1, obj_target="one")
     assert loss_cfg(dict(type="ohem", neg_pos_ratio="all")) == \
         dict(type="HardNegativeCELoss", neg_pos_ratio=None)

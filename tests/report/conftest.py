@@ -153,41 +153,38 @@ def built(tmp_path_factory) -> dict[str, Any]:
 
 SWEEP_PARAMS: dict[str, Any] = {
     **PARAMS,
-    "sweep": {"profiles": ["sweep96", "sweep192", "sweep384"], "seeds": [0, 1, 2],
+    "sweep": {"profiles": ["sweep_o12", "sweep_o4", "sweep_o1"], "seeds": [0, 1, 2],
               "runs": [{"family": f, "choose": c} for f in ("focal", "ohem", "sse") for c in ("default", "best")]},
 }
-# profile -> (image size, measured share of positive anchors, batch, objects per image[, test
-# images]); true positives fall with the share. Two designs: growing canvases at one object count
-# (pixels per step held by the batch), or fewer objects per image on one canvas and batch (each
-# point with a test set of its own size).
-SWEEP_CANVAS = {"sweep96": (96, 0.02, 16, 3.0), "sweep192": (192, 0.005, 4, 3.0),
-                "sweep384": (384, 0.00125, 1, 3.0)}
-SWEEP_OBJECTS = {"sweep_o12": (192, 0.014, 4, 12.0, 220), "sweep_o4": (192, 0.0048, 4, 4.0, 200),
-                 "sweep_o1": (192, 0.0012, 4, 1.0, 180)}
+# The sweep's points: fewer labelled objects per image on one canvas and batch. profile ->
+# (measured share of positive anchors, objects per image, test images: each point has a test
+# set of its own size); true positives fall with the share.
+SWEEP_SIZE, SWEEP_BATCH = 192, 4
+SWEEP_POINTS = {"sweep_o12": (0.014, 12.0, 220), "sweep_o4": (0.0048, 4.0, 200), "sweep_o1": (0.0012, 1.0, 180)}
 SWEEP_TP = {("focal", "default"): 150, ("focal", "best"): 140, ("ohem", "default"): 120,
             ("ohem", "best"): 125, ("sse", "default"): 100, ("sse", "best"): 100}
 
 
-def sweep_params(points: dict[str, tuple]) -> dict[str, Any]:
-    """``SWEEP_PARAMS`` with the profiles of ``points`` (``SWEEP_CANVAS`` or ``SWEEP_OBJECTS``)."""
-    return {**SWEEP_PARAMS, "sweep": {**SWEEP_PARAMS["sweep"], "profiles": list(points)}}
+def sweep_params(profiles: list[str]) -> dict[str, Any]:
+    """``SWEEP_PARAMS`` with only ``profiles`` (of ``SWEEP_POINTS``) as the sweep's points."""
+    return {**SWEEP_PARAMS, "sweep": {**SWEEP_PARAMS["sweep"], "profiles": list(profiles)}}
 
 
-def make_sweep(base: Path, points: dict[str, tuple] = SWEEP_CANVAS) -> tuple[Path, Path]:
-    """``(runs/sweep, data)`` under ``base`` for ``sweep_params(points)`` and the selection of
+def make_sweep(base: Path) -> tuple[Path, Path]:
+    """``(runs/sweep, data)`` under ``base`` for ``SWEEP_PARAMS`` and the selection of
     :func:`make_study` (focal val-best γ 1, ohem 'all', sse the paper default: its default and
     best runs are the same runs, trained twice)."""
     runs, data = base / "runs" / "sweep", base / "data"
-    for i, (profile, (size, share, batch, objects, *n)) in enumerate(points.items()):
+    for i, (profile, (share, objects, n_images)) in enumerate(SWEEP_POINTS.items()):
         (data / profile / "raw").mkdir(parents=True)
         (data / profile / "raw" / "stats.json").write_text(
-            json.dumps({"anchors": {"image_size": size, "positive_share": share},
+            json.dumps({"anchors": {"image_size": SWEEP_SIZE, "positive_share": share},
                         "splits": {"train": {"objects_per_image": {"mean": objects}}}}))
         for fam in ("focal", "ohem", "sse"):
             for role, s in (("default", DEFAULT[fam]), ("best", BEST[fam])):
                 for seed in SWEEP_PARAMS["sweep"]["seeds"]:
                     # OHEM's clipped share grows point by point (1%, 2%, 3%, +0.3% per seed)
                     write_run(runs / profile / role / fam / f"seed{seed}", fam, s, seed, role, 0.5,
-                              tp_of(SWEEP_TP[fam, role] - 20 * i, seed), batch=batch, n_images=n[0] if n else N_IMAGES,
+                              tp_of(SWEEP_TP[fam, role] - 20 * i, seed), batch=SWEEP_BATCH, n_images=n_images,
                               clipped=(0.01 * (i + 1) + 0.003 * seed) if fam == "ohem" else 0.0)
     return runs, data

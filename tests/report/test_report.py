@@ -317,7 +317,7 @@ def test_the_synth_report_shows_the_sweep_figure_and_links_its_tables(study, tmp
     assert {Path(x).name for x in links} == {"README.md", "sweep.md", "sweep_mAP50_vs_positive_share.png"}
     for link in links:
         assert (reports / "synth" / link).resolve().is_file(), link
-    assert "(`params.yaml: sweep.profiles`: sweep96, sweep192, sweep384)" in section
+    assert "(`params.yaml: sweep.profiles`: sweep_o12, sweep_o4, sweep_o1)" in section
     build_report(study, fab.SWEEP_PARAMS, "voc", tmp_path / "voc", study / "selection.json")
     build_report(study, fab.PARAMS, "synth", tmp_path / "plain", study / "selection.json")
     for out in ("voc", "plain"):

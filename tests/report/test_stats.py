@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from lossbench.report.stats import paired_difference, t_interval
+from lossbench.report.stats import t_interval
 
 
 def test_t_interval_hand_worked():
@@ -27,13 +27,6 @@ def test_single_and_missing_values():
     assert all(math.isnan(v) for v in t_interval([]))
 
 
-def test_paired_difference_uses_common_seeds_only():
-    # seeds 0, 1 common: diffs 0.1, 0.3 -> mean 0.2; seed 2 only in a
-    mean, lo, hi, n = paired_difference({0: 0.5, 1: 0.7, 2: 0.9}, {0: 0.4, 1: 0.4})
-    assert n == 2 and mean == pytest.approx(0.2)
-    assert lo < 0.2 < hi
-
-
 def test_holm_by_hand():
     from lossbench.report.stats import holm
 
@@ -55,25 +48,17 @@ def test_holm_by_hand():
 def test_holm_intervals_exclude_zero_exactly_when_holm_rejects():
     """Property: the interval at Holm's level excludes 0 iff the adjusted p-value <= alpha."""
     import numpy as np
+    from scipy import stats as st
 
-    from lossbench.report.stats import holm, paired_t_pvalue, t_interval
+    from lossbench.report.stats import holm, t_interval
 
     rng = np.random.default_rng(0)
     for _ in range(200):
         diffs = [rng.normal(rng.uniform(-1, 1), 1, size=5) for _ in range(4)]
-        adj, lev = holm([paired_t_pvalue(d) for d in diffs])
+        adj, lev = holm([st.ttest_1samp(d, 0.0).pvalue for d in diffs])
         for d, a, c in zip(diffs, adj, lev):
             _, _, lo, hi = t_interval(d, confidence=c)
             assert (lo > 0 or hi < 0) == (a <= 0.05 + 1e-12)
-
-
-def test_paired_t_pvalue_matches_scipy():
-    from scipy import stats as st
-
-    from lossbench.report.stats import paired_t_pvalue
-
-    a, b = [0.31, 0.29, 0.35, 0.30], [0.28, 0.27, 0.30, 0.31]
-    assert paired_t_pvalue([x - y for x, y in zip(a, b)]) == pytest.approx(st.ttest_rel(a, b).pvalue)
 
 
 # --- the combined interval (seeds + test images) -------------------------------------------------

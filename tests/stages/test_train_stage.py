@@ -39,7 +39,7 @@ def reference(synth_prepared, tmp_path_factory):
     return out
 
 
-def test_run_writes_its_records(reference):
+def test_run_writes_its_records(reference, synth_prepared):
     rec = json.loads((reference / "metrics.json").read_text())
     assert rec["family"] == "ohem" and rec["imbalance"] == {"type": "ohem", "neg_pos_ratio": 3.0}
     assert rec["iters"] == 8 and rec["resumed_from_iter"] == 0
@@ -56,7 +56,18 @@ def test_run_writes_its_records(reference):
     assert rec["timing"]["train_images_per_s"] > 0
     env = json.loads((reference / "env.json").read_text())
     assert env["packages"]["mmdet"] == "3.3.0" and env["CUDA available"] is False
-    assert "neg_pos_ratio=3.0" in (reference / "config.py").read_text()
+    # the resolved config is the work dir's (MMEngine writes it), not the run folder's; the run
+    # records its digest and data paths, and --print-config shows the same config from the code
+    assert not (reference / "config.py").exists()
+    assert "neg_pos_ratio=3.0" in (reference / "work" / CONFIG.name).read_text()
+    assert rec["data"] == {"data_root": str(synth_prepared["root"]), "ann_dir": str(synth_prepared["ann_dir"])}
+    shown = subprocess.run(train_cmd(synth_prepared, reference, "--print-config"), check=True,
+                           capture_output=True, text=True, cwd=REPO).stdout
+    assert "neg_pos_ratio=3.0" in shown and "type='RunDVCLiveVisBackend'" in shown
+    assert shown.rstrip().endswith(f"# config_digest: {rec['config_digest']}")
+    params = (reference / "dvclive" / "params.yaml").read_text()
+    assert f"config_digest: {rec['config_digest']}" in params and "run: " in params
+    assert "data_root" not in params  # the run's identity, not its config
     # DVCLive curves, one row per logged iteration
     tsv = reference / "dvclive" / "plots" / "metrics" / "loss_cls.tsv"
     assert len(tsv.read_text().strip().splitlines()) == 1 + 8
@@ -108,21 +119,23 @@ def test_checkpoints_are_tied_to_code_and_annotations(tmp_path):
 
     from lossbench.training.resume import code_digest, code_files, fingerprint
 
-    repo = tmp_path / "repo"
-    for rel in ("src/pkg/models/losses/functional.py", "src/pkg/stages/train.py",
-                "src/pkg/report/figures.py"):
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        (repo / rel).write_text(f"# {rel}\n")
-    # the file list is the train stages' src/ deps in dvc.yaml
-    (repo / "dvc.yaml").write_text("stages:\n  train_x:\n    cmd: x\n    deps: [data, src/pkg/models, "
-                                   "src/pkg/stages/train.py]\n  report:\n    cmd: y\n"
-                                   "    deps: [src/pkg/report]\n")
-    assert {p.name for p in code_files(repo)} == {"functional.py", "train.py"}
-    before = code_digest(repo)
-    (repo / "src/pkg/report/figures.py").write_text("# not training code\n")
-    assert code_digest(repo) == before
-    (repo / "src/pkg/models/losses/functional.py").write_text("# changed loss\n")
-    assert code_digest(repo) != before
+    # a package whose train stage imports a loss; the report is not training code
+    pkg = tmp_path / "src" / "lossbench"
+    files = {"__init__.py": "", "stages/__init__.py": "",
+             "stages/train.py": "from lossbench.models.losses import functional\n",
+             "models/__init__.py": "", "models/losses/__init__.py": "", "models/losses/functional.py": "# loss\n",
+             "report/__init__.py": "", "report/figures.py": "# figures\n"}
+    for rel, text in files.items():
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(text)
+    assert {p.relative_to(pkg).as_posix() for p in code_files(pkg)} == {
+        "__init__.py", "stages/__init__.py", "stages/train.py", "models/__init__.py",
+        "models/losses/__init__.py", "models/losses/functional.py"}
+    before = code_digest(pkg)
+    (pkg / "report/figures.py").write_text("# not training code\n")
+    assert code_digest(pkg) == before
+    (pkg / "models/losses/functional.py").write_text("# changed loss\n")
+    assert code_digest(pkg) != before
 
     ann = tmp_path / "train.json"
     ann.write_text('{"images": []}')
@@ -165,8 +178,8 @@ def kill_after_checkpoint(cmd, work: Path, at: tuple[str, ...] = ("iter_2.pth", 
 
 
 def test_moved_repository_resumes(reference, synth_prepared, tmp_path):
-    """Data, run folder and work dir all move (a DVC queue runs each experiment in a
-    temporary copy of the repository): the run still resumes and matches."""
+    """Data, run folder and work dir all move (a clone elsewhere, or a repository copied to
+    another filesystem): the run still resumes and matches."""
     data = {k: tmp_path / "a" / "data" / k for k in ("root", "ann_dir")}
     for k in data:
         shutil.copytree(synth_prepared[k], data[k])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lossbench.queue import exp_name
+from lossbench.queue import log_name
 from lossbench.training.devices import (
     DevicePoolError,
     acquire_device,
@@ -210,7 +210,7 @@ def test_devices_imports_nothing_that_touches_cuda():
     assert out.stdout.strip() == "[]"
 
 
-def test_experiment_names_are_git_ref_safe():
-    assert exp_name("train_sse@0.5-0") == "train_sse-0_5-0"
-    assert exp_name("train_focal@setting1-1") == "train_focal-setting1-1"
-    assert exp_name("train_ohem@all-0") == "train_ohem-all-0"
+def test_stage_log_names_are_file_safe():
+    assert log_name("train_sse@0.5-0") == "train_sse-0_5-0"
+    assert log_name("train_focal@setting1-1") == "train_focal-setting1-1"
+    assert log_name("train_ohem@all-0") == "train_ohem-all-0"

@@ -173,10 +173,14 @@ def test_the_11_point_key_the_engine_reads_is_the_one_the_voc_config_emits():
     be the 11-point evaluator's ``<prefix>/mAP``, whatever that prefix is."""
     from pathlib import Path
 
-    from mmdet.registry import METRICS
+    from mmdet.evaluation import VOCMetric
     from mmengine import Config
 
     from lossbench.training.engine import collect_metrics, evaluated_prefixes, optional_metric_keys
+
+    def build(ev: dict) -> VOCMetric:  # as the registry builds it, whatever scope earlier tests left
+        assert ev["type"] == "VOCMetric"
+        return VOCMetric(**{k: v for k, v in ev.items() if k != "type"})
 
     repo = Path(__file__).resolve().parents[2]
     cfg = Config.fromfile(str(repo / "configs" / "voc" / "retinanet_r50_fpn_voc0712.py"))
@@ -185,12 +189,12 @@ def test_the_11_point_key_the_engine_reads_is_the_one_the_voc_config_emits():
     assert set(keys) == {"mAP50_11pt"}
     eleven = [ev for ev in evs if ev["type"] == "VOCMetric" and ev.get("eval_mode") == "11points"]
     assert len(eleven) == 1
-    emitted = _evaluate(METRICS.build(dict(eleven[0])), _hand_samples())  # what this evaluator logs
+    emitted = _evaluate(build(dict(eleven[0])), _hand_samples())  # what this evaluator logs
     maps = [k for k in emitted if k.endswith("/mAP")]
     assert len(maps) == 1 and keys["mAP50_11pt"] == maps[0]
     # beside the area metric (whose keys must not collide with it), the engine keeps its value
     area = [ev for ev in evs if ev["type"] == "VOCMetric" and ev.get("eval_mode", "area") == "area"]
-    results = {**_evaluate(METRICS.build(dict(area[0])), _hand_samples()), **emitted}
+    results = {**_evaluate(build(dict(area[0])), _hand_samples()), **emitted}
     assert len(results) == len(emitted) + 2  # AP50 and mAP of each, no key shared
     metrics, _ = collect_metrics(results, evaluated_prefixes(evs), keys)
     assert metrics["mAP50_11pt"] == round(emitted[maps[0]], 6)

@@ -59,8 +59,7 @@ def build_anchor_tools(config: str | os.PathLike | None = None):
         ag_cfg = cfg.model.bbox_head.anchor_generator
         as_cfg = cfg.model.train_cfg.assigner
     except AttributeError as e:
-        raise KeyError(f"{path}: expected model.bbox_head.anchor_generator and "
-                       f"model.train_cfg.assigner ({e})") from e
+        raise KeyError(f"{path}: expected model.bbox_head.anchor_generator and model.train_cfg.assigner ({e})") from e
     pad = int(cfg.model.get("data_preprocessor", {}).get("pad_size_divisor", 1) or 1)
     return TASK_UTILS.build(ag_cfg), TASK_UTILS.build(as_cfg), pad
 
@@ -69,11 +68,10 @@ def anchor_statistics(samples: Sequence[tuple[np.ndarray, np.ndarray]], image_si
                       config: str | os.PathLike | None = None) -> dict[str, Any]:
     """Positive / ignored / negative anchors per image under the study's assigner.
 
-    ``samples``: one ``(boxes (N, 4) [x0, y0, x1, y1] px, labels (N,))`` per square image
-    of ``image_size`` px. Returns ``anchors_per_image`` (A); per-image means
-    ``positives_per_image`` etc.; ``positive_share`` etc. = totals / (A x images);
-    ``objects_below_pos_iou`` (share of boxes whose best anchor IoU is below the positive
-    threshold, positive only through ``min_pos_iou``); ``positives_by_level``.
+    ``samples``: one ``(boxes (N, 4) [x0, y0, x1, y1] px, labels (N,))`` per square image of ``image_size`` px. Returns
+    ``anchors_per_image`` (A); per-image means ``positives_per_image`` etc.; ``positive_share`` etc. = totals / (A x
+    images); ``objects_below_pos_iou`` (share of boxes whose best anchor IoU is below the positive threshold, positive
+    only through ``min_pos_iou``); ``positives_by_level``.
     """
     import torch
     from mmengine.structures import InstanceData
@@ -105,23 +103,15 @@ def anchor_statistics(samples: Sequence[tuple[np.ndarray, np.ndarray]], image_si
     total = A * n_img
     n_neg = total - n_pos - n_ign
     return {
-        "image_size": int(image_size),
-        "featmap_sizes": [list(s) for s in sizes],
-        "strides": strides,
+        "image_size": int(image_size), "featmap_sizes": [list(s) for s in sizes], "strides": strides,
         "anchors_per_image": A,
         "assigner": {"pos_iou_thr": pos_thr, "neg_iou_thr": float(assigner.neg_iou_thr)
                      if not isinstance(assigner.neg_iou_thr, tuple) else list(assigner.neg_iou_thr),
                      "min_pos_iou": float(assigner.min_pos_iou)},
-        "images": len(samples),
-        "objects": n_obj,
-        "positives_per_image": round(n_pos / n_img, 4),
-        "ignored_per_image": round(n_ign / n_img, 4),
-        "negatives_per_image": round(n_neg / n_img, 4),
-        "positive_share": round(n_pos / total, 6),
-        "ignored_share": round(n_ign / total, 6),
-        "negative_share": round(n_neg / total, 6),
-        "negatives_per_positive": round(n_neg / n_pos, 2) if n_pos else None,
+        "images": len(samples), "objects": n_obj, "positives_per_image": round(n_pos / n_img, 4),
+        "ignored_per_image": round(n_ign / n_img, 4), "negatives_per_image": round(n_neg / n_img, 4),
+        "positive_share": round(n_pos / total, 6), "ignored_share": round(n_ign / total, 6),
+        "negative_share": round(n_neg / total, 6), "negatives_per_positive": round(n_neg / n_pos, 2) if n_pos else None,
         "positives_per_object": round(n_pos / n_obj, 4) if n_obj else 0.0,
         "objects_below_pos_iou": round(n_low / n_obj, 4) if n_obj else 0.0,
-        "positives_by_level": [round(int(v) / n_pos, 4) if n_pos else 0.0 for v in by_level],
-    }
+        "positives_by_level": [round(int(v) / n_pos, 4) if n_pos else 0.0 for v in by_level]}

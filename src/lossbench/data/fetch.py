@@ -1,20 +1,13 @@
 """Download PASCAL VOC and COCO 2017 from their official addresses, verified.
 
-- **Resumable**: downloads go to ``ROOT/downloads/NAME.part`` and continue with a ``Range``
-  request (a server that ignores it makes the file start over, cleanly).
-- **Retries** with back-off ``backoff * 2**k`` s (at least ``Retry-After``) on connection
-  errors, time-outs, 408, 429, 5xx and short bodies; only bytes beyond the furthest reached
-  count as progress, so a server that ignores ``Range`` and keeps dropping makes it give up.
-- **Verified before extraction**: every archive, one already downloaded included, is
-  md5-checked before any is opened; a mismatch is a ``ChecksumError`` naming the file and
-  both digests, the file is renamed ``NAME.bad`` and nothing is extracted.
-- **Atomic, idempotent**: archives are unpacked into ``ROOT/.lossbench-tmp-*``, then the
-  dataset folder is renamed into place and ``ROOT/.lossbench-fetch-DATASET.json`` marks it;
-  fetching it again does no network work.
-- **Disk space** is checked up front; a shortfall is a ``DiskSpaceError``.
+Downloads resume (``ROOT/downloads/NAME.part``, a ``Range`` request) and retry with back-off (:func:`download`); every
+archive, one already downloaded included, is md5-checked before any is opened (a mismatch: ``ChecksumError``, the file
+renamed ``NAME.bad``, nothing extracted); archives are unpacked into ``ROOT/.lossbench-tmp-*``, the dataset folder
+renamed into place and marked by ``ROOT/.lossbench-fetch-DATASET.json``, so fetching again does no network work; disk
+space is checked up front (``DiskSpaceError``). Details and their tests: docs/reliability.md.
 
-A mirror (``LOSSBENCH_MIRROR``) replaces each file's base address and keeps its relative
-path. The file tables are arguments of every function here (tests pass their own).
+A mirror (``LOSSBENCH_MIRROR``) replaces each file's base address and keeps its relative path.
+The file tables are arguments of every function here (tests pass their own).
 """
 
 from __future__ import annotations
@@ -84,8 +77,8 @@ class DatasetSpec:
     name: str
     files: tuple[RemoteFile, ...]
     target: str  # the folder it occupies, relative to the data root
-    # sub-folder of the temporary folder the archives are extracted into: VOC tars
-    # carry ``VOCdevkit/VOC2007/`` themselves, COCO zips ``train2017/``, ``annotations/``...
+    # sub-folder of the temporary folder the archives are extracted into: VOC tars carry
+    # ``VOCdevkit/VOC2007/`` themselves, COCO zips ``train2017/``, ``annotations/``...
     extract_to: str = ""
 
 
@@ -101,8 +94,7 @@ DATASETS: dict[str, DatasetSpec] = {
         RemoteFile("zips/train2017.zip", "cced6f7f71b7629ddf16f17bbcfab6b2", 19_336_861_798, COCO_BASE),
         RemoteFile("zips/val2017.zip", "442b8da7639aecaf257c1dceb8ba8c80", 815_585_330, COCO_BASE),
         RemoteFile("annotations/annotations_trainval2017.zip", "f4bbac642086de4f52a3fdda2de5fa2c", 252_907_541, COCO_BASE),
-    ), target="coco", extract_to="coco"),
-}
+    ), target="coco", extract_to="coco")}
 #: names that stand for several datasets.
 ALIASES: dict[str, tuple[str, ...]] = {"voc0712": ("voc2007", "voc2012")}
 NAMES: tuple[str, ...] = (*DATASETS, *ALIASES)
@@ -187,22 +179,19 @@ def remote_size(url: str, session=None, timeout: float = 30.0) -> int | None:
 
 def download(url: str, dest: str | os.PathLike, md5: str, *, session=None, retries: int = 5,
              backoff: float = 1.0, timeout: float = 60.0, progress: bool = True,
-             sleep: Callable[[float], None] = time.sleep,
-             log: Callable[[str], None] = print) -> Path:
+             sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] = print) -> Path:
     """Download ``url`` to ``dest`` (resuming ``dest.part``) and verify its md5; return ``dest``.
 
-    ``retries``: failed attempts in a row allowed after the first; one that takes
-    ``dest.part`` beyond the furthest byte reached so far resets the count.
-    ``backoff``: first wait, s, doubling; an answer's ``Retry-After`` (up to 600 s)
-    is waited at least. ``timeout``: connect / read, s. An existing ``dest`` with
-    the md5 is kept (no request); one with another md5 is renamed ``dest.bad``.
+    ``retries``: failed attempts in a row allowed after the first (connection errors, time-outs, 408, 429, 5xx, short
+    bodies); one that takes ``dest.part`` beyond the furthest byte reached so far resets the count. ``backoff``: first
+    wait, s, doubling; an answer's ``Retry-After`` (up to 600 s) is waited at least. ``timeout``: connect / read, s. An
+    existing ``dest`` with the md5 is kept (no request); one with another md5 is renamed ``dest.bad``.
 
     Raises:
-        ChecksumError: the complete download has another md5 (``dest.part`` is
-            renamed ``dest.bad``; nothing else changes).
+        ChecksumError: the complete download has another md5 (``dest.part`` is renamed
+            ``dest.bad``; nothing else changes).
         HTTPStatusError: the server answered 4xx other than 408 / 429 (no retry).
-        FetchError: it failed ``retries + 1`` times in a row; ``dest.part`` is
-            kept for a later resume.
+        FetchError: it failed ``retries + 1`` times in a row; ``dest.part`` is kept for a resume.
     """
     import requests
     import urllib3
@@ -261,9 +250,8 @@ def download(url: str, dest: str | os.PathLike, md5: str, *, session=None, retri
     if actual != md5:
         bad = dest.with_name(dest.name + ".bad")
         part.replace(bad)
-        raise ChecksumError(f"{dest.name}: md5 mismatch: expected {md5}, got {actual} "
-                            f"(from {url}; moved to {bad}; nothing was extracted; "
-                            "run fetch again to download it afresh)")
+        raise ChecksumError(f"{dest.name}: md5 mismatch: expected {md5}, got {actual} (from {url}; moved to {bad}; "
+                            "nothing was extracted; run fetch again to download it afresh)")
     part.replace(dest)
     return dest
 
@@ -293,8 +281,8 @@ def _retry_after(r) -> float:
 
 
 def _body_chunks(r) -> Iterator[bytes]:
-    """The body as it arrives: ``read1`` hands over every byte received before
-    a drop (``iter_content`` would lose the last, partly read chunk)."""
+    """The body as it arrives: ``read1`` hands over every byte received before a drop
+    (``iter_content`` would lose the last, partly read chunk)."""
     raw = r.raw
     if not hasattr(raw, "read1"):  # urllib3 < 2.1
         yield from r.iter_content(CHUNK)
@@ -306,10 +294,9 @@ def _body_chunks(r) -> Iterator[bytes]:
 def extract(archive: str | os.PathLike, into: str | os.PathLike, progress: bool = True) -> None:
     """Unpack a ``.tar`` / ``.tar.gz`` / ``.zip`` into ``into`` (no path escapes).
 
-    Tar members pass tarfile's ``filter='data'`` (no absolute or escaping
-    paths or links, no device files); a zip member with an absolute or ``..``
-    path is refused. Any failure, a full disk included, is a ``FetchError``
-    naming the archive and the member.
+    Tar members pass tarfile's ``filter='data'`` (no absolute or escaping paths or links, no device
+    files); a zip member with an absolute or ``..`` path is refused. Any failure, a full disk
+    included, is a ``FetchError`` naming the archive and the member.
     """
     archive, into = Path(archive), Path(into)
     into.mkdir(parents=True, exist_ok=True)
@@ -335,8 +322,7 @@ def extract(archive: str | os.PathLike, into: str | os.PathLike, progress: bool 
         else:
             raise FetchError(f"{archive}: neither a tar nor a zip archive")
     except (tarfile.TarError, zipfile.BadZipFile, OSError) as e:
-        raise FetchError(f"{archive.name}: cannot extract member {name!r} into {into}: "
-                         f"{type(e).__name__}: {e}") from e
+        raise FetchError(f"{archive.name}: cannot extract member {name!r} into {into}: {type(e).__name__}: {e}") from e
 
 
 def fetch(name: str, root: str | os.PathLike, mirror: str | None = None, *,
@@ -345,11 +331,9 @@ def fetch(name: str, root: str | os.PathLike, mirror: str | None = None, *,
           keep_archives: bool = False, sleep: Callable[[float], None] = time.sleep,
           log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Fetch dataset ``name`` (or an alias such as ``voc0712``) under ``root``; archives go to
-    ``root/downloads`` and are deleted after extraction unless ``keep_archives``.
-
-    ``mirror`` defaults to ``$LOSSBENCH_MIRROR``, else the official address. Returns one dict
-    per dataset: ``name``, ``status`` (``"fetched"`` or ``"already present"``), ``target``.
-    """
+    ``root/downloads`` and are deleted after extraction unless ``keep_archives``. ``mirror`` defaults
+    to ``$LOSSBENCH_MIRROR``, else the official address. Returns one dict per dataset: ``name``,
+    ``status`` (``"fetched"`` or ``"already present"``), ``target``."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     if mirror is None:
@@ -368,17 +352,16 @@ def fetch(name: str, root: str | os.PathLike, mirror: str | None = None, *,
     return results
 
 
-def _fetch_one(spec: DatasetSpec, root: Path, mirror: str | None, keep_archives: bool,
-               dl: dict[str, Any]) -> None:
+def _fetch_one(spec: DatasetSpec, root: Path, mirror: str | None, keep_archives: bool, dl: dict[str, Any]) -> None:
     progress, log = dl["progress"], dl["log"]
     downloads = root / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     tmp = root / f".lossbench-tmp-{spec.name}"
     if tmp.exists():
         shutil.rmtree(tmp)  # left by an interrupted run; its space is free for the check below
-    # -- disk space: what is left to download + the extracted copy (~ archive size). An archive
-    # already downloaded counts only once its md5 matches (else it is set aside and fetched
-    # again); the unverified old folder is deleted only after extraction, so it frees nothing.
+    # -- disk space: what is left to download + the extracted copy (~ archive size). An archive already downloaded
+    # counts only once its md5 matches (else it is set aside and fetched again); the unverified old folder is deleted
+    # only after extraction, so it frees nothing.
     need_dl = need_x = 0
     kept = set()  # archives already downloaded and verified
     for f in spec.files:

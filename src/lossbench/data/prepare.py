@@ -1,49 +1,29 @@
 """Turn a fetched or generated set into the COCO-format splits that training reads.
 
-Three disjoint splits: settings are chosen on ``val``, results are reported on ``test``
-(``_sources``, ``lossbench prepare --help``):
+Three disjoint splits: settings are chosen on ``val``, results are reported on ``test``; what each dataset's splits
+hold: ``_sources`` and ``lossbench prepare --help`` (coco2017's val: the ``val_holdout`` train2017 images with the
+smallest ``md5(f"coco-val-holdout:{file_name}")``, :data:`HOLDOUT_RULE`). Disjointness (:data:`DISJOINT_RULE`) is
+checked before anything is written. ``out`` (replaced atomically as a whole) receives ``{train,val,test}.json``, loaded
+back with pycocotools before they are kept, ``summary.json`` (per split counts, ``splits_disjoint``, the hold-out's size
+and rule) and, for coco2017, ``val_holdout.txt`` (the held-out ``file_name`` values, sorted, one a line). Contract of
+the JSON files:
 
-- ``synth``: the generator's ``annotations/{train,val,test}.json``;
-- ``voc2007``: train = VOC2007 ``train``, val = VOC2007 ``val``, test = VOC2007 ``test``
-  (``ImageSets/Main/{train,val,test}.txt``; the official trainval is train + val);
-- ``voc0712``: train = VOC2007 ``train`` + VOC2012 ``trainval``, val = VOC2007 ``val``,
-  test = VOC2007 ``test``;
-- ``coco2017``: test = ``val2017``; val = ``val_holdout`` images (default ``VAL_HOLDOUT``
-  = 5000) held out of ``train2017``: those with the smallest
-  ``md5(f"coco-val-holdout:{file_name}")`` hex digest, ``file_name`` as in
-  ``instances_train2017.json`` (fixed, whatever the file order); train = the rest of train2017.
+- ``images[].file_name`` is relative to ``--root``; COCO image and annotation ids are kept, VOC ids are ``1..n``;
+  ``segmentation`` is dropped;
+- ``categories`` have ids ``1..C`` in the order of ``lossbench.data.classes.class_names`` (MMDetection's orders);
+  input categories are matched by name (COCO's 1..90 become 1..80);
+- ``annotations[].bbox`` is ``[x, y, w, h]`` px. VOC corners, 1-based inclusive, become ``[xmin - 1, ymin - 1,
+  xmax - xmin + 1, ymax - ymin + 1]``, as the generated set's do (MMDetection's ``XMLDataset`` reads them 1 px
+  narrower); fractional coordinates are kept to 0.001 px, never truncated; image sizes must be positive whole numbers;
+- VOC ``difficult`` objects are kept with ``iscrowd: 1`` and ``difficult: 1`` (COCO evaluation ignores crowd boxes as
+  the VOC protocol ignores difficult ones).
 
-Disjointness is checked before anything is written: no ``file_name`` and no image content
-(md5 of the file's bytes, hashed where two splits hold files of one size) may be in two
-splits, else a ``PrepareError`` names both splits and a few examples.
-
-``out`` (replaced atomically as a whole) receives ``{train,val,test}.json``, loaded back
-with pycocotools before they are kept, ``summary.json`` (per split counts,
-``splits_disjoint``, the hold-out's size and rule) and, for coco2017, ``val_holdout.txt``
-(the held-out ``file_name`` values of instances_train2017.json, sorted, one a line).
-Contract of the JSON files:
-
-- ``images[].file_name`` is relative to ``--root``; COCO image and annotation ids are kept,
-  VOC ids are ``1..n``; ``segmentation`` is dropped;
-- ``categories`` have ids ``1..C`` in the order of ``lossbench.data.classes.class_names``
-  (MMDetection's orders); input categories are matched by name (COCO's 1..90 become 1..80);
-- ``annotations[].bbox`` is ``[x, y, w, h]`` px. VOC corners, 1-based inclusive, become
-  ``[xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1]``, as the generated set's do
-  (MMDetection's ``XMLDataset`` reads them 1 px narrower); fractional coordinates are kept
-  to 0.001 px, never truncated; image sizes must be positive whole numbers;
-- VOC ``difficult`` objects are kept with ``iscrowd: 1`` and ``difficult: 1`` (COCO
-  evaluation ignores crowd boxes as the VOC protocol ignores difficult ones).
-
-Malformed input is an error naming the file: XML that does not parse, a missing or
-non-finite size, box or area, a fractional image size, an unknown class, an empty box or
-one entirely outside the image, a listed image without its annotation or JPEG, a JPEG
-whose size differs from the annotation's. Boxes partly outside are clipped and counted
-in ``summary.json`` (``strict=True``: an error); COCO boxes under 1 px after clipping are
-dropped and counted, as MMDetection does. The JSON written is strict (no ``NaN``).
-
-``subset=N`` keeps N images per split, the first by ``md5(f"{seed}:{file_name}")``:
-deterministic and nested; it applies to each split once the splits are formed (after the
-COCO hold-out, after the disjointness check).
+Malformed input is an error naming the file: XML that does not parse, a missing or non-finite size, box or area, a
+fractional image size, an unknown class, an empty box or one entirely outside the image, a listed image without its
+annotation or JPEG, a JPEG whose size differs from the annotation's. Boxes partly outside are clipped and counted in
+``summary.json`` (``strict=True``: an error); COCO boxes under 1 px after clipping are dropped and counted, as
+MMDetection does. The JSON written is strict (no ``NaN``). ``subset=N`` keeps N images per split, the first by
+``md5(f"{seed}:{file_name}")``: deterministic and nested, applied once the splits are formed.
 """
 
 from __future__ import annotations
@@ -144,8 +124,7 @@ def parse_voc_xml(path: Path, classes: Sequence[str], report: Report, strict: bo
     for k, obj in enumerate(ann.findall("object")):
         name = (obj.findtext("name") or "").strip()
         if name not in classes:
-            raise PrepareError(f"{path}: object {k}: unknown class {name!r} "
-                               f"(expected one of: {', '.join(classes)})")
+            raise PrepareError(f"{path}: object {k}: unknown class {name!r} (expected one of: {', '.join(classes)})")
         try:
             x1, y1, x2, y2 = (_num(obj, f"bndbox/{t}") for t in ("xmin", "ymin", "xmax", "ymax"))
         except ValueError as e:
@@ -167,8 +146,7 @@ def parse_voc_xml(path: Path, classes: Sequence[str], report: Report, strict: bo
             raise PrepareError(f"{path}: object {k} ({name}): <difficult> must be 0 or 1, got {text!r}")
         difficult = text == "1"
         w, h = x2 - x1 + 1, y2 - y1 + 1
-        anns.append({"category_id": classes.index(name) + 1,
-                     "bbox": [_tidy(x1 - 1), _tidy(y1 - 1), _tidy(w), _tidy(h)],
+        anns.append({"category_id": classes.index(name) + 1, "bbox": [_tidy(x1 - 1), _tidy(y1 - 1), _tidy(w), _tidy(h)],
                      "area": _tidy(w * h), "iscrowd": int(difficult), "difficult": int(difficult)})
     return W, H, anns
 
@@ -217,9 +195,8 @@ def _check_image(path: Path, W: int, H: int, ann_file: Path | str, check_size: b
             raise PrepareError(f"{path}: image is {size[0]}x{size[1]} but {ann_file} says {W}x{H}")
 
 
-def read_coco(root: Path, ann_file: Path, image_dir: Path, classes: Sequence[str],
-              report: Report, strict: bool = False,
-              check_images: bool = True, keep_ids: bool = True,
+def read_coco(root: Path, ann_file: Path, image_dir: Path, classes: Sequence[str], report: Report,
+              strict: bool = False, check_images: bool = True, keep_ids: bool = True,
               extra_keys: Sequence[str] = ()) -> list[Entry]:
     """Images of ``ann_file`` (``file_name`` relative to ``image_dir``; output paths relative to
     ``root``) with their boxes, categories matched by name to ``classes`` (ids 1..C); with
@@ -323,20 +300,19 @@ def holdout_key(file_name: str) -> str:
 
 def hold_out(entries: Sequence[Entry], n: int, root: Path, image_dir: Path,
              listing: Path) -> tuple[list[Entry], list[Entry]]:
-    """``(rest, held)``: ``held`` = the ``n`` entries with the smallest ``holdout_key`` of their
-    name relative to ``image_dir``, ``rest`` the others; both in their original order.
-    ``listing`` (the annotation file) is named when fewer than ``n + 1`` entries are given."""
+    """``(rest, held)``: ``held`` = the ``n`` entries with the smallest ``holdout_key`` of their name
+    relative to ``image_dir``, ``rest`` the others, both in their original order; too few entries are
+    an error naming ``listing``."""
     if len(entries) < n + 1:
         raise PrepareError(f"{listing}: val_holdout = {n} needs at least {n + 1} train2017 images "
                            f"(train keeps the rest), found {len(entries)}")
     order = sorted(range(len(entries)), key=lambda i: holdout_key(_name_in(entries[i], root, image_dir)))
     held = set(order[:n])
-    return ([e for i, e in enumerate(entries) if i not in held],
-            [e for i, e in enumerate(entries) if i in held])
+    return ([e for i, e in enumerate(entries) if i not in held], [e for i, e in enumerate(entries) if i in held])
 
 
 def _sources(dataset: str, root: Path, val_holdout: int = VAL_HOLDOUT) -> dict[str, list[Source]]:
-    """split -> the sources it is made of (module docstring)."""
+    """split -> the sources it is made of."""
     def voc(year, imageset):
         name = f"VOC{year} {imageset}"
         return Source(name, name, partial(read_voc, root, year, imageset))
@@ -377,9 +353,9 @@ def _md5_file(path: Path) -> str:
 
 
 def check_disjoint(splits: Mapping[str, Sequence[Entry]], root: Path) -> int:
-    """Raise ``PrepareError`` naming both splits and a few examples if two splits share an image:
-    the same ``file_name``, or files with the same bytes (md5, computed only for files whose size
-    occurs in two splits). Returns the number of files hashed."""
+    """Raise ``PrepareError`` naming both splits and a few examples if two splits share an image: the
+    same ``file_name``, or the same bytes (md5 of files whose size occurs in two splits). Returns the
+    number of files hashed."""
     names = {s: sorted({e.file_name for e in es}) for s, es in splits.items()}
     for a, b in combinations(splits, 2):
         common = sorted(set(names[a]) & set(names[b]))
@@ -466,11 +442,9 @@ def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, subse
     """Write ``out/{train,val,test}.json``, ``out/summary.json`` and, for coco2017,
     ``out/val_holdout.txt``; return the summary.
 
-    ``val_holdout``: train2017 images held out as coco2017's val split (None: ``VAL_HOLDOUT``);
-    other datasets have their own val split and refuse it. The splits are read, formed and
-    checked disjoint before anything is written; ``out`` is built in a temporary folder
-    beside it and renamed into place; an existing non-empty ``out`` without a
-    ``summary.json`` is refused.
+    ``val_holdout``: train2017 images held out as coco2017's val split (None: ``VAL_HOLDOUT``); other
+    datasets have their own val split and refuse it. ``out`` is built in a temporary folder beside it
+    and renamed into place; an existing non-empty ``out`` without a ``summary.json`` is refused.
     """
     root, out = Path(root), Path(out)
     classes = class_names(dataset)  # KeyError for an unknown dataset
@@ -500,8 +474,7 @@ def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, subse
     log(f"  splits disjoint by file_name and by content ({hashed} files of a size shared by two splits hashed)")
     holdout = None
     if dataset == "coco2017":
-        image_dir = _coco_dir(root) / "train2017"
-        held = sorted(_name_in(e, root, image_dir) for e in full["val"])
+        held = sorted(_name_in(e, root, _coco_dir(root) / "train2017") for e in full["val"])
         holdout = {"images": n_held, "rule": HOLDOUT_RULE, "listed_in": "val_holdout.txt"}
     summary: dict[str, Any] = {"dataset": dataset, "classes": list(classes), "subset": subset, "seed": seed,
                                "box_policy": ("partly outside the image: error" if strict else

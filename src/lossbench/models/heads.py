@@ -1,8 +1,7 @@
 """The common head: RetinaNet with a swappable classification loss.
 
-:class:`ImbalanceRetinaHead` keeps everything of MMDetection's
-:class:`~mmdet.models.dense_heads.RetinaHead` (towers, anchors, assigner, L1
-box loss, NMS) and changes only the classification output layer and loss:
+:class:`ImbalanceRetinaHead` keeps everything of MMDetection's :class:`~mmdet.models.dense_heads.RetinaHead`
+(towers, anchors, assigner, L1 box loss, NMS) and changes only the classification output layer and loss:
 
 ========  ===========================  ================================  =================
 family    outputs per anchor           classification loss               test-time score
@@ -12,11 +11,11 @@ ohem      C + 1 softmax (bg last)      CE, per-image hard neg. mining    softmax
 sse       C class + 1 objectness last  YOLO v1 SSE terms 3-5             σ(o)·σ(x_c)
 ========  ===========================  ================================  =================
 
-Every family's classification loss is normalised by the number of positive
-anchors in the batch (MMDetection's ``avg_factor``). The prior-probability bias
-init of Lin et al. (2017, Sec. 4.1), π = ``prior_prob``, goes only to the logits
-that face the foreground/background imbalance: focal's class logits, OHEM's
-background, SSE's objectness (``prior_prob=None``: every bias starts at 0).
+Every family's classification loss is normalised by the number of positive anchors in the batch
+(MMDetection's ``avg_factor``). The prior-probability bias init of Lin et al. (2017, Sec. 4.1),
+π = ``prior_prob``, goes only to the logits that face the foreground/background imbalance: focal's
+class logits (start at π), OHEM's softmax background (at 1 - π), SSE's objectness (at π; its class
+logits, trained on positives only, start at 0). ``prior_prob=None``: every bias starts at 0.
 """
 
 from __future__ import annotations
@@ -30,9 +29,8 @@ from torch import Tensor
 
 from lossbench.families import loss_cfg, validate_imbalance
 
-# An anchor is an *easy* negative when its background probability, defined
-# for every family as 1 - (its highest test-time foreground score), exceeds
-# this value. Used by the diagnostics of all three families alike.
+# An anchor is an *easy* negative when its background probability, 1 - (its highest test-time
+# foreground score) for every family, exceeds this value (the diagnostics of all three families).
 EASY_BG_PROB = 0.9
 
 
@@ -43,20 +41,14 @@ class ImbalanceRetinaHead(RetinaHead):
     Args:
         num_classes: number of foreground classes C.
         in_channels: channels of the FPN features.
-        imbalance: the family and its knobs, e.g. ``dict(type='focal',
-            gamma=2.0, alpha=0.25)``, ``dict(type='ohem', neg_pos_ratio=3)``
-            or ``dict(type='sse', lambda_noobj=0.5, obj_target='iou')``; see
-            :func:`lossbench.families.validate_imbalance`.
-            ``obj_target`` is YOLO's objectness target on positives: ``'iou'``
-            (the IoU of the decoded prediction with its assigned box, as in
-            the paper) or ``'one'``.
-        prior_prob: π of the prior bias init (Lin et al. 2017), applied only to the
-            logits that face the foreground/background imbalance: focal's sigmoid
-            class logits start at probability π, OHEM's softmax background at 1 - π,
-            SSE's objectness at π (its class logits, trained on positives only,
-            start at 0). ``None`` turns the prior init off: every bias starts at 0.
-        **kwargs: everything else goes to :class:`RetinaHead`; ``loss_cls``
-            must not be given (it follows from ``imbalance``).
+        imbalance: the family and its knobs, e.g. ``dict(type='focal', gamma=2.0, alpha=0.25)``,
+            ``dict(type='ohem', neg_pos_ratio=3)`` or ``dict(type='sse', lambda_noobj=0.5,
+            obj_target='iou')`` (:func:`lossbench.families.validate_imbalance`). ``obj_target`` is
+            YOLO's objectness target on positives: ``'iou'`` (the IoU of the decoded prediction with
+            its assigned box, as in the paper) or ``'one'``.
+        prior_prob: π of the prior bias init (module docstring); ``None``: every bias starts at 0.
+        **kwargs: everything else goes to :class:`RetinaHead`; ``loss_cls`` must not be given (it
+            follows from ``imbalance``).
     """
 
     def __init__(self, num_classes: int, in_channels: int,
@@ -66,8 +58,7 @@ class ImbalanceRetinaHead(RetinaHead):
             raise ValueError("ImbalanceRetinaHead builds loss_cls from `imbalance`; "
                              "remove model.bbox_head.loss_cls from the config")
         if prior_prob is not None and not 0.0 < prior_prob < 1.0:
-            raise ValueError(f"model.bbox_head.prior_prob must be in (0, 1) or None (no prior "
-                             f"init), got {prior_prob}")
+            raise ValueError(f"model.bbox_head.prior_prob must be in (0, 1) or None (no prior init), got {prior_prob}")
         self.imbalance = validate_imbalance(dict(imbalance))
         self.prior_prob = None if prior_prob is None else float(prior_prob)
         super().__init__(num_classes, in_channels, loss_cls=loss_cfg(self.imbalance), **kwargs)
@@ -94,30 +85,25 @@ class ImbalanceRetinaHead(RetinaHead):
     # ------------------------------------------------------------------ loss
     def _flatten(self, maps: list[Tensor], channels: int) -> Tensor:
         """Level maps ``(B, A*K, H, W)`` -> ``(B, sum_l H_l*W_l*A, K)``, levels in order."""
-        return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels)
-                          for m in maps], dim=1)
+        return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels) for m in maps], dim=1)
 
-    def loss_by_feat(self, cls_scores: list[Tensor], bbox_preds: list[Tensor],
-                     batch_gt_instances, batch_img_metas,
-                     batch_gt_instances_ignore=None) -> dict:
+    def loss_by_feat(self, cls_scores: list[Tensor], bbox_preds: list[Tensor], batch_gt_instances,
+                     batch_img_metas, batch_gt_instances_ignore=None) -> dict:
         """Losses and imbalance diagnostics of a batch.
 
-        Targets come from :meth:`AnchorHead.get_targets` (assigner, ignore
-        band, PseudoSampler) as in the stock head. All FPN levels of an image
-        are flattened together so that OHEM mines across levels, per image.
+        Targets come from :meth:`AnchorHead.get_targets` (assigner, ignore band, PseudoSampler) as in the stock head.
+        All FPN levels of an image are flattened together so that OHEM mines across levels, per image.
 
         Returns:
-            dict with ``loss_cls``, ``loss_bbox`` and the diagnostics
-            ``diag_*`` (see :meth:`diagnostics`), which are logged but not
-            optimised (their names do not contain "loss").
+            dict with ``loss_cls``, ``loss_bbox`` and the diagnostics ``diag_*`` (:meth:`diagnostics`),
+            logged but not optimised (their names do not contain "loss").
         """
         featmap_sizes = [m.size()[-2:] for m in cls_scores]
         device = cls_scores[0].device
         anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, batch_img_metas, device=device)
-        (labels_list, label_weights_list, bbox_targets_list, bbox_weights_list,
-         avg_factor) = self.get_targets(anchor_list, valid_flag_list, batch_gt_instances,
-                                        batch_img_metas,
-                                        batch_gt_instances_ignore=batch_gt_instances_ignore)
+        (labels_list, label_weights_list, bbox_targets_list, bbox_weights_list, avg_factor) = self.get_targets(
+            anchor_list, valid_flag_list, batch_gt_instances, batch_img_metas,
+            batch_gt_instances_ignore=batch_gt_instances_ignore)
         labels = torch.cat(labels_list, dim=1)  # (B, A)
         weights = torch.cat(label_weights_list, dim=1)  # (B, A)
         bbox_targets = torch.cat(bbox_targets_list, dim=1)  # (B, A, 4)
@@ -126,15 +112,14 @@ class ImbalanceRetinaHead(RetinaHead):
         deltas = self._flatten(bbox_preds, self.bbox_coder.encode_size)  # (B, A, 4)
         num_imgs, num_anchors = labels.shape
 
-        if self.family == "ohem":  # mining is per image
-            per_anchor = self.loss_cls(cls, labels, weights, reduction_override="none")
-        elif self.family == "sse":
-            obj_target = self._objectness_target(anchor_list, deltas, bbox_targets, labels)
-            per_anchor = self.loss_cls(cls.flatten(0, 1), labels.flatten(), weights.flatten(),
-                                       reduction_override="none", obj_target=obj_target)
+        extra = {}
+        if self.loss_cls.needs_iou_target:
+            extra["iou_target"] = self._iou_target(anchor_list, deltas, bbox_targets, labels)
+        if self.loss_cls.per_image:  # e.g. SSD's mining ranks the anchors of each image
+            per_anchor = self.loss_cls(cls, labels, weights, reduction_override="none", **extra)
         else:
             per_anchor = self.loss_cls(cls.flatten(0, 1), labels.flatten(), weights.flatten(),
-                                       reduction_override="none")
+                                       reduction_override="none", **extra)
         per_anchor = per_anchor.reshape(num_imgs, num_anchors)  # (B, A)
         loss_cls = weight_reduce_loss(per_anchor, None, "mean", avg_factor)
         loss_bbox = self.loss_bbox(deltas.reshape(-1, 4), bbox_targets.reshape(-1, 4),
@@ -143,12 +128,10 @@ class ImbalanceRetinaHead(RetinaHead):
         losses.update(self.diagnostics(cls.detach(), labels, weights, per_anchor.detach()))
         return losses
 
-    def _objectness_target(self, anchor_list, deltas: Tensor, bbox_targets: Tensor,
-                           labels: Tensor) -> Tensor:
-        """YOLO's objectness target per anchor ``(B*A,)``: IoU(pred, gt) on positives, or 1."""
+    def _iou_target(self, anchor_list, deltas: Tensor, bbox_targets: Tensor, labels: Tensor) -> Tensor:
+        """Per anchor ``(B*A,)``: the IoU of a positive's decoded box with its gt (no gradient),
+        1 elsewhere (e.g. YOLO's objectness target)."""
         target = deltas.new_ones(labels.numel())
-        if self.imbalance["obj_target"] == "one":
-            return target
         pos = (labels < self.num_classes).flatten()
         if pos.any():
             anchors = torch.stack([get_box_tensor(cat_boxes(a)) for a in anchor_list])  # (B, A, 4)
@@ -169,14 +152,10 @@ class ImbalanceRetinaHead(RetinaHead):
             per_anchor: the per-anchor classification loss ``(B, A)``.
 
         Returns:
-            ``diag_anchors_per_img`` (anchors of an image),
-            ``diag_pos_per_img`` (positive anchors per image),
-            ``diag_share_pos`` / ``diag_share_hard_neg`` /
-            ``diag_share_easy_neg`` (shares of the classification loss; they
-            sum to 1) and ``diag_easy_neg_frac`` (share of the negatives that
-            are easy). A negative is easy when its background probability,
-            1 - max_c score_c with the family's test-time scores, exceeds
-            :data:`EASY_BG_PROB`.
+            ``diag_anchors_per_img`` (anchors of an image), ``diag_pos_per_img`` (positive anchors per
+            image), ``diag_share_pos`` / ``diag_share_hard_neg`` / ``diag_share_easy_neg`` (shares of
+            the classification loss; they sum to 1) and ``diag_easy_neg_frac`` (share of the negatives
+            that are easy: background probability 1 - max_c score_c above :data:`EASY_BG_PROB`).
         """
         num_imgs, num_anchors = labels.shape
         pos = (labels < self.num_classes) & (weights > 0)
@@ -188,10 +167,7 @@ class ImbalanceRetinaHead(RetinaHead):
         total = per_anchor.sum().clamp(min=torch.finfo(per_anchor.dtype).tiny)
         one = per_anchor.new_tensor
         return dict(
-            diag_anchors_per_img=one(float(num_anchors)),
-            diag_pos_per_img=pos.sum().to(per_anchor.dtype) / num_imgs,
-            diag_share_pos=per_anchor[pos].sum() / total,
-            diag_share_hard_neg=per_anchor[hard].sum() / total,
+            diag_anchors_per_img=one(float(num_anchors)), diag_pos_per_img=pos.sum().to(per_anchor.dtype) / num_imgs,
+            diag_share_pos=per_anchor[pos].sum() / total, diag_share_hard_neg=per_anchor[hard].sum() / total,
             diag_share_easy_neg=per_anchor[easy].sum() / total,
-            diag_easy_neg_frac=easy.sum().to(per_anchor.dtype) / neg.sum().clamp(min=1),
-        )
+            diag_easy_neg_frac=easy.sum().to(per_anchor.dtype) / neg.sum().clamp(min=1))

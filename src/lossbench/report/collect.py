@@ -6,11 +6,10 @@ Layout under ``runs/<profile>/`` (folder names from :func:`lossbench.families.ru
     extra/{default,best}/<family>/seed<k>/    the paper default and the val-best, ``extra_seeds``
     prior_off/<family>/seed<k>/               the paper default, prior-probability init off, ``seeds``
 
-A missing run, or one whose ``metrics.json`` contradicts its folder (family, seed, role,
-setting, prior init), is an error naming the folder: no table averages over fewer seeds
-than the design asks for. When the val-best setting is the paper default, ``extra/best`` and
-``extra/default`` train the same (family, setting, seed): one of each pair is kept, after
-checking that the two agree.
+A missing run, or one whose ``metrics.json`` contradicts its folder (family, seed, role, setting, prior init), is an
+error naming the folder: no table averages over fewer seeds than the design asks for. When the val-best setting is the
+paper default, ``extra/best`` and ``extra/default`` train the same (family, setting, seed): one of each pair is kept,
+after checking that the two agree.
 """
 
 from __future__ import annotations
@@ -23,24 +22,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lossbench.families import (
-    FAMILY_ORDER,
-    default_of,
-    grid_of,
-    knob_value,
-    run_name,
-    setting_key,
-    setting_label,
-    slug,
-)
+from lossbench.families import FAMILY_ORDER, default_of, grid_of, knob_value, run_name, setting_key, setting_label, slug
 from lossbench.utils import read_json
 
 METRICS = ("mAP50", "AP", "AP50", "AP75", "APs", "APm", "APl")
 ROLES = ("default", "best")
 #: two duplicate runs (extra/default and extra/best of one setting and seed) must agree to this
 DUPLICATE_TOLERANCE = 1e-9
-#: a run's test mAP50 recomputed from its records must match metrics.json to this (the train
-#: stage checks the records against VOCMetric to 1e-6, metrics.json rounds to 6 decimals)
+#: a run's test mAP50 from its records must match metrics.json to this (the train stage checks the records against
+#: VOCMetric to 1e-6, metrics.json rounds to 6 decimals)
 RECORDS_TOLERANCE = 2e-6
 
 
@@ -101,9 +91,7 @@ def _number(x: Any) -> float:
 def read_run(d: Path, family: str, seed: int, role: str, setting: Mapping[str, Any] | None,
              prior: bool) -> dict[str, Any]:
     """One run's fields, checked against what its folder says it is.
-
-    ``setting`` None: read it from the file (the extra runs' folders do not name it).
-    """
+    ``setting`` None: read it from the file (the extra runs' folders do not name it)."""
     mfile = d / "metrics.json"
     if not mfile.is_file():
         raise ReportError(f"missing run: {d} has no metrics.json")
@@ -136,8 +124,7 @@ def read_run(d: Path, family: str, seed: int, role: str, setting: Mapping[str, A
         "iters": rec.get("iters"), "batch_size": rec.get("batch_size"),
         "test_no_detections": bool(nodet.get("test") if isinstance(nodet := rec.get("no_detections"), Mapping)
                                    else nodet),
-        "obj_target": (rec.get("imbalance") or {}).get("obj_target"),
-    }
+        "obj_target": (rec.get("imbalance") or {}).get("obj_target")}
     row.update({f"val_{m}": _number(val.get(m)) for m in METRICS})
     row.update({f"test_{m}": _number(test.get(m)) for m in METRICS})
     row.update({f"final_{k}": v for k, v in (rec.get("final") or {}).items() if isinstance(v, int | float)})
@@ -168,16 +155,26 @@ def grid_runs(runs: str | Path, params: Mapping[str, Any]) -> pd.DataFrame:
     return _frame(rows, root, params)
 
 
-def collect(runs: str | Path, params: Mapping[str, Any],
-            best: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+def keep_once(kept: dict[tuple, dict[str, Any]], key: tuple, row: dict[str, Any], d: Path, fam: str,
+              seed: int) -> dict[str, Any] | None:
+    """Keep ``row`` under ``key``, or return the run kept there already after checking that the two
+    agree (the val-best is the paper default: both roles train the same setting and seed)."""
+    other = kept.setdefault(key, row)
+    if other is row:
+        return None
+    if not abs(other["test_mAP50"] - row["test_mAP50"]) <= DUPLICATE_TOLERANCE:
+        raise ReportError(f"{other['run_dir']} and {d} train the same {fam} setting and seed {seed} "
+                          f"but disagree: test mAP50 {other['test_mAP50']!r} vs {row['test_mAP50']!r}")
+    return other
+
+
+def collect(runs: str | Path, params: Mapping[str, Any], best: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """Every run of the design, one row per (family, setting, prior init, seed).
 
-    ``best``: family -> the val-best setting (:func:`lossbench.report.select.select`); the
-    ``extra/best`` runs must have trained it and ``extra/default`` the paper default.
-    Columns: ``run`` (path under ``runs``), ``family``, ``setting``, ``slug``, ``label``,
-    ``order`` (grid index), ``seed``, ``role``, ``prior``, ``condition``, ``val_<metric>``,
-    ``test_<metric>`` (fractions), ``val_curve`` [(iter, mAP50)], ``clip_*``, ``records``,
-    ``final_*`` and timings.
+    ``best``: family -> the val-best setting (:func:`lossbench.report.select.select`); the ``extra/best`` runs must have
+    trained it and ``extra/default`` the paper default. Columns: ``run`` (path under ``runs``), ``family``, ``setting``,
+    ``slug``, ``label``, ``order`` (grid index), ``seed``, ``role``, ``prior``, ``condition``, ``val_<metric>``,
+    ``test_<metric>`` (fractions), ``val_curve`` [(iter, mAP50)], ``clip_*``, ``records``, ``final_*`` and timings.
     """
     root = Path(runs)
     rows = grid_runs(root, params).to_dict("records")
@@ -188,16 +185,8 @@ def collect(runs: str | Path, params: Mapping[str, Any],
             want = (defaults if role == "default" else best)[fam]
             for seed in seeds(params, "extra_seeds"):
                 d = root / "extra" / role / fam / f"seed{seed}"
-                row = read_run(d, fam, seed, role, want, prior=True)
-                key = (fam, setting_key(fam, want), seed)
-                if key in kept:
-                    other = kept[key]
-                    if not abs(other["test_mAP50"] - row["test_mAP50"]) <= DUPLICATE_TOLERANCE:
-                        raise ReportError(
-                            f"{other['run_dir']} and {d} train the same {fam} setting and seed {seed} "
-                            f"but disagree: test mAP50 {other['test_mAP50']!r} vs {row['test_mAP50']!r}")
-                    continue
-                kept[key] = row
+                keep_once(kept, (fam, setting_key(fam, want), seed), read_run(d, fam, seed, role, want, prior=True),
+                          d, fam, seed)
     rows += list(kept.values())
     rows += [read_run(root / "prior_off" / fam / f"seed{seed}", fam, seed, "prior_off", defaults[fam],
                       prior=False) for fam in FAMILY_ORDER for seed in seeds(params)]
@@ -205,11 +194,9 @@ def collect(runs: str | Path, params: Mapping[str, Any],
 
 
 def bootstrap(df: pd.DataFrame, n_boot: int, seed: int) -> np.ndarray:
-    """Test mAP50 of every run of ``df`` on ``n_boot`` resamples of the test images,
-    ``(n_boot, len(df))``, one shared resample per replicate (so differences are paired).
-
-    Each run's records are read afresh and must reproduce its metrics.json test mAP50.
-    """
+    """Test mAP50 of every run of ``df`` on ``n_boot`` resamples of the test images, ``(n_boot, len(df))``,
+    one shared resample per replicate (so differences are paired). Each run's records are read afresh
+    and must reproduce its metrics.json test mAP50."""
     from lossbench.records import bootstrap_map, load_records, voc_map
 
     records = []

@@ -34,8 +34,7 @@ def _save(fig, out: Path, name: str) -> list[Path]:
 
 def _setting_ticks(g: pd.DataFrame) -> list[str]:
     """Tick labels of a family's settings: the label, ★ val-best, † paper default."""
-    return [lab + (" ★" if b else "") + (" †" if d else "")
-            for lab, b, d in zip(g["label"], g["best"], g["default"])]
+    return [lab + (" ★" if b else "") + (" †" if d else "") for lab, b, d in zip(g["label"], g["best"], g["default"])]
 
 
 def ablation(summary: pd.DataFrame, out: Path, grid_seeds: list[int]) -> list[Path]:
@@ -58,8 +57,7 @@ def ablation(summary: pd.DataFrame, out: Path, grid_seeds: list[int]) -> list[Pa
                    label=f"val, seeds {','.join(map(str, grid_seeds))} (t 95%)"),
         plt.Line2D([], [], marker="o", ls="", color="0.3",
                    label="test, every seed (seeds + images 95%)")], fontsize=8, loc="lower left")
-    fig.suptitle("Grid of each family: val chooses (★ val-best), test reports; † paper default",
-                 fontsize=11)
+    fig.suptitle("Grid of each family: val chooses (★ val-best), test reports; † paper default", fontsize=11)
     fig.tight_layout()
     return _save(fig, out, "ablation_mAP50")
 
@@ -87,10 +85,9 @@ def cross_family(df: pd.DataFrame, summary: pd.DataFrame, out: Path) -> list[Pat
 
 
 def calibration(df: pd.DataFrame, summary: pd.DataFrame, out: Path, target: float) -> list[Path]:
-    """val mAP50 against iteration for each family's paper default (solid) and val-best
-    (dashed, when it differs), over the seeds whose val curve has the most points (every seed
-    when all were validated alike): their mean, and the range over those seeds as a band (two
-    seeds give no useful t band); the study's target as a dotted line."""
+    """val mAP50 against iteration for each family's paper default (solid) and val-best (dashed, when it differs), over
+    the seeds whose val curve has the most points (every seed when all were validated alike): their mean, and the range
+    over those seeds as a band (two seeds give no useful t band); the study's target as a dotted line."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     rows = summary[summary.prior & (summary.default | summary.best)]
     for r in rows.itertuples():
@@ -100,13 +97,11 @@ def calibration(df: pd.DataFrame, summary: pd.DataFrame, out: Path, target: floa
                                for s, c in zip(dense["seed"], dense["val_curve"]) for it, v in c])
         m = curves.groupby("iter")["v"].agg(["mean", "min", "max"]).reset_index()
         role = "paper default" if r.default else "val-best"
-        ax.plot(m["iter"], m["mean"], marker="o", ms=3, color=PALETTE[r.family],
-                ls="-" if r.default else "--",
+        ax.plot(m["iter"], m["mean"], marker="o", ms=3, color=PALETTE[r.family], ls="-" if r.default else "--",
                 label=f"{r.family} {r.label}, {role} (seeds {','.join(map(str, dense['seed']))})")
         ax.fill_between(m["iter"], m["min"], m["max"], color=PALETTE[r.family], alpha=0.15)
     ax.axhline(100 * target, color="0.4", ls=":", lw=1, label=f"target {100 * target:g}%")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("val mAP@0.5 (%)")
+    ax.set(xlabel="iteration", ylabel="val mAP@0.5 (%)")
     ax.set_title("Calibration: val mAP50 during training (mean; band: range over seeds)", fontsize=10)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
@@ -137,9 +132,8 @@ def training_curves(df: pd.DataFrame, best: pd.DataFrame, out: Path) -> list[Pat
         plt.close(fig)
         return []
     for ax, title in zip(axes, ("classification loss (per positive)", "box loss (L1, per positive)")):
-        ax.set_xlabel("iteration")
+        ax.set(xlabel="iteration", yscale="log")
         ax.set_title(title, fontsize=11)
-        ax.set_yscale("log")
     axes[0].legend(fontsize=8)
     fig.suptitle("Training losses of each family's val-best setting, every seed", fontsize=11)
     fig.tight_layout()
@@ -165,15 +159,13 @@ def loss_shares(df: pd.DataFrame, best: pd.DataFrame, out: Path) -> list[Path]:
             ax.stackplot(mean["step"], *[mean[k] for k, _ in DIAG_SHARES], colors=colors,
                          labels=[lab for _, lab in DIAG_SHARES], alpha=0.85)
         ax.set_title(f"{r.family} {r.label} (val-best, mean over seeds)", fontsize=10)
-        ax.set_xlabel("iteration")
-        ax.set_ylim(0, 1)
+        ax.set(xlabel="iteration", ylim=(0, 1))
     if not drawn:
         plt.close(fig)
         return []
     axes[0][0].set_ylabel("share of classification loss")
     axes[0][0].legend(loc="lower left", fontsize=8, framealpha=0.9)
-    fig.suptitle("Where the classification loss comes from (easy negative: background prob. > 0.9)",
-                 fontsize=11)
+    fig.suptitle("Where the classification loss comes from (easy negative: background prob. > 0.9)", fontsize=11)
     fig.tight_layout()
     return _save(fig, out, "loss_shares")
 
@@ -182,9 +174,8 @@ def sweep(table: pd.DataFrame, out: Path) -> list[Path]:
     """Test mAP50 against the measured share of positive anchors (log x): one colour per family,
     solid = paper default, dashed = val-best, error bars = combined 95% intervals.
 
-    ``table``: one row per (profile, family, role) with ``point`` (how the profile's data differs),
-    ``positive_share``, ``mean``, ``lo``, ``hi``; role ``both``: the val-best is the paper
-    default (drawn solid).
+    ``table``: one row per (profile, family, role) with ``point`` (how the profile's data differs), ``positive_share``,
+    ``mean``, ``lo``, ``hi``; role ``both``: the val-best is the paper default (drawn solid).
     """
     fig, ax = plt.subplots(figsize=(7, 4.5))
     offsets = {"default": 0.985, "both": 0.985, "best": 1.015}  # side by side on the log axis
@@ -202,10 +193,8 @@ def sweep(table: pd.DataFrame, out: Path) -> list[Path]:
     ax.minorticks_off()
     ax.set_xticks(100 * ticks["positive_share"],
                   [f"{100 * s:.3g}%\n({p})" for s, p in zip(ticks["positive_share"], ticks["point"], strict=True)])
-    ax.set_xlabel("positive anchors (% of all anchors, measured; log scale)")
-    ax.set_ylabel("test mAP@0.5 (%)")
-    ax.set_title("Foreground share sweep: mean over seeds, 95% interval (seeds + test images)",
-                 fontsize=10)
+    ax.set(xlabel="positive anchors (% of all anchors, measured; log scale)", ylabel="test mAP@0.5 (%)")
+    ax.set_title("Foreground share sweep: mean over seeds, 95% interval (seeds + test images)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, out, "sweep_mAP50_vs_positive_share")
@@ -219,8 +208,7 @@ def _grad_weight(kind: str, p_t: torch.Tensor, positive: bool, **kw) -> np.ndarr
     if kind == "focal":
         loss = focal_loss(x[:, None], label, kw["gamma"], 0.5)
     else:  # sse
-        loss = sse_loss(x, torch.full((len(x), 1), 20.0, dtype=x.dtype), label,
-                        torch.ones_like(x), kw["lambda_noobj"])
+        loss = sse_loss(x, torch.full((len(x), 1), 20.0, dtype=x.dtype), label, torch.ones_like(x), kw["lambda_noobj"])
     (g,) = torch.autograd.grad(loss.sum(), x)
     ce_grad = 1.0 - p_t.double()  # |d CE / dx| = 1 - p_t
     scale = 2.0 if kind == "focal" else 1.0  # undo alpha = 0.5
@@ -235,9 +223,7 @@ def focal_figure(out: Path, gammas=(0.0, 0.5, 1.0, 2.0, 5.0)) -> list[Path]:
     for c, g in zip(cmap, gammas):
         fl = (-(1 - p) ** g * torch.log(p)).numpy()
         a.plot(p.numpy(), fl, color=c, label=f"γ = {g:g}")
-    a.set_xlabel("probability of ground truth class $p_t$")
-    a.set_ylabel("loss")
-    a.set_ylim(0, 5)
+    a.set(xlabel="probability of ground truth class $p_t$", ylabel="loss", ylim=(0, 5))
     a.set_title("Focal loss FL = −(1 − $p_t$)$^γ$ log $p_t$ (Lin et al. 2017, Fig. 1)", fontsize=10)
     a.legend(fontsize=8)
     a.axvspan(0.6, 1.0, color="0.9", zorder=0)
@@ -256,9 +242,7 @@ def focal_figure(out: Path, gammas=(0.0, 0.5, 1.0, 2.0, 5.0)) -> list[Path]:
     cut = 0.3  # illustrative: in training the cut is set per image by the k-th largest loss
     b.plot(pn, np.where(pn < cut, 1.0, 0.0), color=PALETTE["ohem"], drawstyle="steps-post",
            label=f"OHEM negative: kept if among top-k losses\n(cut $p_t$* = {cut}, illustrative)")
-    b.set_xlabel("probability of ground truth class $p_t$")
-    b.set_ylabel("|∂L/∂x| ÷ |∂CE/∂x|")
-    b.set_ylim(0, 1.3)
+    b.set(xlabel="probability of ground truth class $p_t$", ylabel="|∂L/∂x| ÷ |∂CE/∂x|", ylim=(0, 1.3))
     b.set_title("Effective weight of one example relative to cross-entropy", fontsize=10)
     b.legend(fontsize=7, loc="upper right")
     fig.tight_layout()

@@ -1,15 +1,13 @@
 """Choose each family's setting on the val split only; the test split never chooses.
 
-The val-best setting of a family is the grid setting with the highest mean val mAP50 over
-the grid seeds (``seeds`` of params.yaml, which every setting has; the extra seeds of the
-paper default and the val-best are left out, so every setting is compared on the same
-seeds). Means are exact sums (``math.fsum``), so a tie is a true tie; ties go to the paper
-default first, then to the earlier setting in grid order.
+The val-best setting of a family is the grid setting with the highest mean val mAP50 over the grid seeds (``seeds`` of
+params.yaml, which every setting has; the extra seeds of the paper default and the val-best are left out, so every
+setting is compared on the same seeds). Means are exact sums (``math.fsum``), so a tie is a true tie; ties go to the
+paper default first, then to the earlier setting in grid order.
 
-A grid edge: the best is the lowest or highest value of the swept knob on its line of the
-grid (focal: the γ values sharing the most common α, i.e. γ 0 or 5 at α 0.25), or a setting
-off that line (focal's γ 0, α 0.75 row). A best on the edge means the grid may not bracket
-the optimum.
+A grid edge: the best is the lowest or highest value of the swept knob on its line of the grid (focal: the γ values
+sharing the most common α, i.e. γ 0 or 5 at α 0.25), or a setting off that line (focal's γ 0, α 0.75 row). A best on the
+edge means the grid may not bracket the optimum.
 """
 
 from __future__ import annotations
@@ -31,10 +29,8 @@ METRIC = "val mAP50"
 
 def grid_edge(family: str, grid: list[dict[str, Any]], best: dict[str, Any]) -> str | None:
     """Why ``best`` is on the edge of ``grid``, or None when it is inside.
-
-    The line is the settings that share the other knobs' most common values (ties: the
-    first in grid order); the edge is its lowest and highest swept value (``all`` = +inf).
-    """
+    The line is the settings that share the other knobs' most common values (ties: the first in grid order); the edge
+    is its lowest and highest swept value (``all`` = +inf)."""
     knob = FAMILIES[family].swept
     others = [tuple(kv for kv in setting_key(family, s) if kv[0] != knob) for s in grid]
     line_key = Counter(others).most_common(1)[0][0]
@@ -72,8 +68,7 @@ def select_from(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
         best = grid[ranked[0]]
         note = grid_edge(fam, grid, best)
         out["families"][fam] = {"best": best, "default": defaults[fam],
-                                "best_on_grid_edge": note is not None, "grid_edge_note": note,
-                                "val_means": means}
+                                "best_on_grid_edge": note is not None, "grid_edge_note": note, "val_means": means}
     return out
 
 
@@ -108,13 +103,11 @@ def check_selection(selection: dict[str, Any], path: str | Path) -> None:
         raise ReportError(f"selection file {path} does not exist (run `lossbench select` first)")
     saved = read_json(path)
     if saved.get("seeds") != selection["seeds"]:
-        raise ReportError(f"{path}: seeds {saved.get('seeds')} but the runs and params give "
-                          f"{selection['seeds']}")
+        raise ReportError(f"{path}: seeds {saved.get('seeds')} but the runs and params give {selection['seeds']}")
     for fam in FAMILY_ORDER:
         got = ((saved.get("families") or {}).get(fam) or {}).get("best")
         want = selection["families"][fam]["best"]
         if not isinstance(got, dict) or setting_key(fam, got) != setting_key(fam, want):
             raise ReportError(
-                f"{path}: families.{fam}.best is {json.dumps(got)}, but the runs select "
-                f"{json.dumps(want)} (mean val mAP50 over seeds {selection['seeds']}); "
-                "rerun `lossbench select` and the runs that depend on it")
+                f"{path}: families.{fam}.best is {json.dumps(got)}, but the runs select {json.dumps(want)} (mean val "
+                f"mAP50 over seeds {selection['seeds']}); rerun `lossbench select` and the runs that depend on it")

@@ -28,39 +28,14 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
     return mean, std, mean - half, mean + half
 
 
-def paired_difference(a: dict[int, float], b: dict[int, float],
-                      confidence: float = CONFIDENCE) -> tuple[float, float, float, int]:
-    """``(mean, lo, hi, n)`` of ``a[s] - b[s]`` over the ``n`` seeds both have, with its t-interval
-    (runs of one seed share the data order and the init: pairing removes that shared noise)."""
-    common = sorted(set(a) & set(b))
-    diffs = [a[s] - b[s] for s in common]
-    mean, _, lo, hi = t_interval(diffs, confidence)
-    return mean, lo, hi, len(common)
-
-
-def paired_t_pvalue(diffs: Sequence[float]) -> float:
-    """Two-sided p-value of the paired t-test of mean(diffs) = 0 (NaN with fewer than 2 pairs,
-    0 when every difference is the same non-zero number, 1 when all are 0)."""
-    x = np.asarray(diffs, dtype=float)
-    if len(x) < 2:
-        return math.nan
-    sd = float(x.std(ddof=1))
-    if sd == 0:
-        return 1.0 if float(x.mean()) == 0 else 0.0
-    t = float(x.mean()) / (sd / math.sqrt(len(x)))
-    return float(2 * stats.t.sf(abs(t), df=len(x) - 1))
-
-
 def holm(pvalues: Sequence[float], alpha: float = 1 - CONFIDENCE) -> tuple[list[float], list[float]]:
     """Holm's step-down correction of ``m`` p-values (Holm 1979).
 
-    Returns ``(adjusted, levels)``: the Holm-adjusted p-values (reject where
-    ``adjusted <= alpha``) and, for each hypothesis, the confidence level of an
-    interval that excludes 0 exactly when Holm rejects it. The j-th smallest
-    p-value is tested at ``alpha / (m - j + 1)``, so its interval has level
-    ``1 - alpha / (m - j + 1)``; once a step accepts, every later hypothesis is
-    accepted and keeps that step's level. NaN p-values (no interval possible)
-    are left out of ``m`` and stay NaN.
+    Returns ``(adjusted, levels)``: the Holm-adjusted p-values (reject where ``adjusted <= alpha``) and, for each
+    hypothesis, the confidence level of an interval that excludes 0 exactly when Holm rejects it. The j-th smallest
+    p-value is tested at ``alpha / (m - j + 1)``, so its interval has level ``1 - alpha / (m - j + 1)``; once a step
+    accepts, every later hypothesis is accepted and keeps that step's level. NaN p-values (no interval possible) are
+    left out of ``m`` and stay NaN.
     """
     p = list(pvalues)
     valid = sorted((v, i) for i, v in enumerate(p) if not math.isnan(v))
@@ -82,11 +57,10 @@ def combined_interval(per_seed: Sequence[float] | np.ndarray, boot: np.ndarray,
     """``(mean, lo, hi, p)`` of a mean over ``n`` seeds with seed noise and test-set noise.
 
     Args:
-        per_seed: ``(n,)`` the metric of each seed on the full test set (or, for a paired
-            difference A - B, ``a - b`` seed by seed).
-        boot: ``(n_boot, n)`` the same per-seed values on bootstrap resamples of the test images
-            (for A - B, ``boot_a - boot_b`` on the same resamples, so the shared image noise
-            cancels), e.g. from :func:`lossbench.records.bootstrap_map`.
+        per_seed: ``(n,)`` the metric of each seed on the full test set (for a paired difference A - B: ``a - b``).
+        boot: ``(n_boot, n)`` the same per-seed values on bootstrap resamples of the test images (for A - B,
+            ``boot_a - boot_b`` on the same resamples, so the shared image noise cancels), e.g. from
+            :func:`lossbench.records.bootstrap_map`.
         confidence: interval level.
 
     With ``x = per_seed`` and ``m_b = mean_j boot[b, j]`` (the seed mean on resample ``b``),
@@ -97,10 +71,9 @@ def combined_interval(per_seed: Sequence[float] | np.ndarray, boot: np.ndarray,
         lo, hi = mean -/+ t_{n-1, (1+confidence)/2} * se
         p = 2 * P(T_{n-1} > |mean| / se)                 (two-sided, mean = 0)
 
-    With ``n = 1`` there is no seed term and the t has infinitely many degrees of freedom (a
-    normal interval on the test-set noise alone: it ignores the unmeasured seed noise). With
-    ``n = 0`` everything is NaN. When ``se = 0``: ``lo = hi = mean``, ``p`` = 1 if ``mean = 0``
-    else 0.
+    With ``n = 1`` there is no seed term and the t has infinitely many degrees of freedom (a normal interval on the
+    test-set noise alone: it ignores the unmeasured seed noise). With ``n = 0`` everything is NaN. When ``se = 0``:
+    ``lo = hi = mean``, ``p`` = 1 if ``mean = 0`` else 0.
     """
     x = np.asarray(per_seed, dtype=float)
     boot = np.asarray(boot, dtype=float)

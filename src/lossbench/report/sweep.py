@@ -1,22 +1,11 @@
 """The foreground-share sweep: each family's paper default and val-best retrained on synth
-profiles whose share of positive anchors differs at near-constant compute (fewer labelled
-objects per image on one canvas, or one object count on growing canvases), test mAP50 against
-the measured share of positive anchors.
+profiles whose share of positive anchors differs at constant compute (fewer labelled objects
+per image on one canvas and batch), test mAP50 against the measured share of positive anchors.
 
-params.yaml::
-
-    sweep:
-      profiles: [sweep_o12, sweep_o4, sweep_o1]   # one synth profile per point of the sweep
-      seeds: [0, 1, 2]
-      runs: [{family: focal, choose: default}, {family: focal, choose: best}, ...]
-
-Runs: ``RUNS/<profile>/<choose>/<family>/seed<k>/metrics.json`` (role ``default`` or
-``best``) with its test records; the ``default`` runs must have trained the paper default
-(``<family>.default``) and the ``best`` runs the main grid's val-best (``families.<family>.best``
-of the selection file). When the val-best is the paper default the two are the same runs:
-one of each pair is kept, after checking that they agree. Data: ``DATA/<profile>/raw/stats.json``
-with ``anchors.positive_share``, ``anchors.image_size`` and the mean objects per training image.
-Each profile is its own test set: its own bootstrap, its own row in the tables.
+Reads params.yaml's ``sweep`` (``profiles``: one synth profile per point; ``seeds``; ``runs``: ``{family, choose}``),
+the runs ``RUNS/<profile>/<choose>/<family>/seed<k>/`` (``default``: the paper default; ``best``: the main grid's
+val-best from the selection file; when the two are one setting, one of each pair is kept after checking that they agree)
+and ``DATA/<profile>/raw/stats.json``. Each profile is its own test set: its own bootstrap, its own row in the tables.
 """
 
 from __future__ import annotations
@@ -32,7 +21,7 @@ import pandas as pd
 from lossbench.families import FAMILY_ORDER, setting_key, setting_label, slug
 from lossbench.report import figures, tables
 from lossbench.report.build import comparison_sentence, provenance
-from lossbench.report.collect import DUPLICATE_TOLERANCE, ROLES, ReportError, bootstrap, paper_defaults, read_run
+from lossbench.report.collect import ROLES, ReportError, bootstrap, keep_once, paper_defaults, read_run
 from lossbench.utils import atomic_path, read_json
 
 ROLE_LABEL = {"default": "paper default", "best": "val-best", "both": "paper default = val-best"}
@@ -93,10 +82,9 @@ def objects_per_image(data: Path, profile: str) -> float | None:
 
 def collect_sweep(runs: str | Path, data: str | Path, params: Mapping[str, Any],
                   selection_path: str | Path) -> pd.DataFrame:
-    """One row per sweep run (duplicates of a val-best that is the paper default merged),
-    profile by profile: the :func:`lossbench.report.collect.read_run` fields plus ``profile``,
-    ``canvas``, ``objects_per_image``, ``positive_share``, ``condition``, ``label`` and ``role``
-    (``both`` when merged)."""
+    """One row per sweep run (duplicates of a val-best that is the paper default merged), profile by profile:
+    :func:`lossbench.report.collect.read_run`'s fields plus ``profile``, ``canvas``, ``objects_per_image``,
+    ``positive_share``, ``condition``, ``label`` and ``role`` (``both`` when merged)."""
     root, data = Path(runs), Path(data)
     if not Path(selection_path).is_file():
         raise ReportError(f"selection file {selection_path} does not exist")
@@ -120,38 +108,25 @@ def collect_sweep(runs: str | Path, data: str | Path, params: Mapping[str, Any],
                                  else f"the paper default ({fam}.default)")
                         raise ReportError(f"{d}/metrics.json: setting is {r['setting']}, but {where} "
                                           f"is {dict(setting)}")
-                    key = (fam, setting_key(fam, setting), seed)
-                    if key in kept:
-                        other = kept[key]
-                        if not abs(other["test_mAP50"] - r["test_mAP50"]) <= DUPLICATE_TOLERANCE:
-                            raise ReportError(f"{other['run_dir']} and {d} train the same {fam} setting "
-                                              f"and seed {seed} but disagree: test mAP50 "
-                                              f"{other['test_mAP50']!r} vs {r['test_mAP50']!r}")
+                    other = keep_once(kept, (fam, setting_key(fam, setting), seed), r, d, fam, seed)
+                    if other is not None:
                         other["role"] = "both"
                         continue
                     r.update(run=d.relative_to(root).as_posix(), profile=profile, canvas=size,
                              positive_share=share, objects_per_image=per_image, label=setting_label(fam, setting),
                              condition=f"{profile}/{fam}/{slug(fam, setting)}")
-                    kept[key] = r
         rows += kept.values()
     return pd.DataFrame(rows)
 
 
 def point_labels(summary: pd.DataFrame) -> dict[str, str]:
-    """profile -> how its point differs from the others: the canvas where canvases differ, the
-    objects per image where those differ, both where both do (e.g. ``4 objects/image``)."""
+    """profile -> how its point differs from the others: its objects per image (e.g. ``4
+    objects/image``), or its canvas where those do not differ or are not known."""
     prof = summary.drop_duplicates("profile")
-    canvases = prof["canvas"].nunique() > 1
-    objects = prof["objects_per_image"].dropna().nunique() > 1
-    out = {}
-    for r in prof.itertuples():
-        parts = []
-        if canvases or not objects:
-            parts.append(f"{r.canvas} px")
-        if objects and not pd.isna(r.objects_per_image):
-            parts.append(f"{r.objects_per_image:.3g} object{'' if r.objects_per_image == 1 else 's'}/image")
-        out[r.profile] = ", ".join(parts)
-    return out
+    differ = prof["objects_per_image"].dropna().nunique() > 1
+    return {r.profile: (f"{r.objects_per_image:.3g} object{'' if r.objects_per_image == 1 else 's'}/image"
+                        if differ and not pd.isna(r.objects_per_image) else f"{r.canvas} px")
+            for r in prof.itertuples()}
 
 
 def summarise_sweep(df: pd.DataFrame, boot: np.ndarray) -> pd.DataFrame:
@@ -189,49 +164,40 @@ def sweep_comparisons(df: pd.DataFrame, boot: np.ndarray, summary: pd.DataFrame)
     return tables.compare(pairs, df["test_mAP50"].to_numpy(dtype=float), boot)
 
 
-def _point_columns(summary: pd.DataFrame, last: dict[str, list[str]]) -> pd.DataFrame:
+def _point_table(summary: pd.DataFrame, name: str, column: list[str], cell) -> pd.DataFrame:
+    """One row per point: canvas, objects / image, batch, ``column`` (``name``), then one column per
+    family and role, ``cell(row)``."""
     prof = summary.drop_duplicates("profile")
-    cols = {"canvas (px)": prof["canvas"].astype(str).tolist(),
-            "objects / image": ["n/a" if pd.isna(v) else f"{v:.3g}" for v in prof["objects_per_image"]],
-            "batch": prof["batch"].astype(str).tolist()}
-    return pd.DataFrame({**cols, **last})
-
-
-def _family_cells(summary: pd.DataFrame, cell) -> dict[str, dict[str, str]]:
+    t = pd.DataFrame({"canvas (px)": prof["canvas"].astype(str).tolist(),
+                      "objects / image": ["n/a" if pd.isna(v) else f"{v:.3g}" for v in prof["objects_per_image"]],
+                      "batch": prof["batch"].astype(str).tolist(), name: column})
     cells: dict[str, dict[str, str]] = {}
     for r in summary.itertuples():
         cells.setdefault(f"{r.family} {r.label} ({ROLE_LABEL[r.role]})", {})[r.profile] = cell(r)
-    return cells
+    for col, by in cells.items():
+        t[col] = [by.get(p, "n/a") for p in prof["profile"]]
+    return t
 
 
 def sweep_tables(summary: pd.DataFrame) -> dict[str, str]:
     """``{suffix: text}``: one row per point of the sweep, one column per family and role."""
-    prof = summary.drop_duplicates("profile")
-    t = _point_columns(summary, {"positive anchors (%)": [f"{100 * s:.3g}" for s in prof["positive_share"]]})
-    for col, by in _family_cells(summary, lambda r: tables.ci_cell(r.mean, r.lo, r.hi)).items():
-        t[col] = [by.get(p, "n/a") for p in prof["profile"]]
-    caption = (f"Foreground-share sweep: test mAP50 per point, {tables.CAPTION} (combined: seeds + "
-               f"{tables.N_BOOT} test-image bootstrap replicates). positive anchors: measured share "
-               "of anchors assigned positive on the point's data; objects / image: mean labelled "
-               "objects per training image.")
+    shares = [f"{100 * s:.3g}" for s in summary.drop_duplicates("profile")["positive_share"]]
+    t = _point_table(summary, "positive anchors (%)", shares, lambda r: tables.ci_cell(r.mean, r.lo, r.hi))
+    caption = (f"Foreground-share sweep: test mAP50 per point, {tables.CAPTION} (combined: seeds + {tables.N_BOOT} "
+               "test-image bootstrap replicates). positive anchors: measured share of anchors assigned positive on the "
+               "point's data; objects / image: mean labelled objects per training image.")
     return tables.texts(t, 4, caption, summary.drop(columns="condition"))
 
 
 def conditions_tables(summary: pd.DataFrame) -> dict[str, str]:
-    """``{suffix: text}``: per point, the canvas, objects per image, batch, the objects per
-    training step and, per family and role, the share of clipped steps (mean over seeds, and
-    the largest)."""
-    prof = summary.drop_duplicates("profile")
-    t = _point_columns(summary, {"objects per step": ["n/a" if pd.isna(v) else f"{v:.3g}"
-                                                      for v in prof["objects_per_step"]]})
-    cells = _family_cells(summary, lambda r: "n/a" if pd.isna(r.clip_mean)
-                          else f"{100 * r.clip_mean:.1f} (max {100 * r.clip_max:.1f})")
-    for col, by in cells.items():
-        t[col] = [by.get(p, "n/a") for p in prof["profile"]]
+    """``{suffix: text}``: per point, the canvas, objects per image, batch, the objects per training
+    step and, per family and role, the share of clipped steps (mean over seeds, and the largest)."""
+    steps = ["n/a" if pd.isna(v) else f"{v:.3g}" for v in summary.drop_duplicates("profile")["objects_per_step"]]
+    t = _point_table(summary, "objects per step", steps, lambda r: "n/a" if pd.isna(r.clip_mean)
+                     else f"{100 * r.clip_mean:.1f} (max {100 * r.clip_max:.1f})")
     caption = ("Training conditions per point: canvas, labelled objects per training image, batch, "
                "labelled objects per training step (objects per image x batch) and, per family and "
-               "setting, the share of steps whose gradient norm was clipped, % (mean over seeds, "
-               "and the largest).")
+               "setting, the share of steps whose gradient norm was clipped, % (mean over seeds, and the largest).")
     return tables.texts(t, 4, caption, summary[["profile", "point", "canvas", "objects_per_image", "family",
                                                  "role", "label", "batch", "objects_per_step", "clip_mean",
                                                  "clip_max"]])
@@ -249,11 +215,10 @@ def build_sweep_report(runs: str | Path, data: str | Path, params: Mapping[str, 
     comp = sweep_comparisons(df, boot, summary)
     text = {f"sweep{sfx}": t for sfx, t in sweep_tables(summary).items()}
     text.update({f"sweep_conditions{sfx}": t for sfx, t in conditions_tables(summary).items()})
-    caption = ("Paired differences of test mAP50 (points) between the families' paper defaults at each "
-               f"point of the sweep, A − B over common seeds; interval: seeds + test images ({tables.N_BOOT} "
-               "bootstrap replicates shared by A and B) at the level Holm tests it at; every row of "
-               "the table is one Holm family (family-wise 95%). A > B or A < B only where that "
-               "interval excludes 0; otherwise not resolved.")
+    caption = ("Paired differences of test mAP50 (points) between the families' paper defaults at each point of the "
+               f"sweep, A − B over common seeds; interval: seeds + test images ({tables.N_BOOT} bootstrap replicates "
+               "shared by A and B) at the level Holm tests it at; every row of the table is one Holm family "
+               "(family-wise 95%). A > B or A < B only where that interval excludes 0; otherwise not resolved.")
     text.update({f"sweep_comparisons{sfx}": t for sfx, t in tables.comparison_tables(comp, caption).items()})
     prov = provenance(df, "sweep", {"n_boot": tables.N_BOOT, "seed": tables.BOOT_SEED})
     with atomic_path(out) as tmp:
@@ -270,22 +235,13 @@ def _conditions_text(summary: pd.DataFrame) -> str:
     """What changes with the share of positive anchors besides the share, in words."""
     prof = summary.drop_duplicates("profile")
     norms = sorted({f"{v:g}" for v in summary["clip_max_norm"].dropna()})
-    clip = ("the gradient-norm clip" + (f" (max_norm {', '.join(norms)})" if norms else "")
-            + " acts on a different share of steps")
-    if prof["batch"].nunique() > 1:
-        batches = ", ".join(f"{b} at {c} px" for c, b in zip(prof["canvas"], prof["batch"], strict=True))
-        return (f"The pixels per step are held constant, so the batch falls as the canvas grows ({batches}): "
-                "the backbone's BatchNorm statistics come from fewer images (from one, at batch 1), each "
-                f"step sees fewer labelled objects, and {clip}. These change together with the share of "
-                "positive anchors, so the sweep measures rarer foreground together with them, not "
-                "rarity alone.")
     steps = ", ".join("n/a" if pd.isna(v) else f"{v:.3g}" for v in prof["objects_per_step"])
-    canvas = "/".join(sorted({str(c) for c in prof["canvas"]}))
-    return (f"Canvas ({canvas} px), batch ({prof['batch'].iloc[0]}), network, schedule and lr are the same "
-            "at every point, so compute and BatchNorm's batch are too. What the share of positive "
+    return (f"Canvas ({prof['canvas'].iloc[0]} px), batch ({prof['batch'].iloc[0]}), network, schedule and lr "
+            "are the same at every point, so compute and BatchNorm's batch are too. What the share of positive "
             f"anchors brings with it: each training step sees fewer labelled objects ({steps} per step), "
-            f"so fewer positive anchors in absolute terms, not only as a share, and {clip}. At constant "
-            "compute the two cannot be separated; the sweep measures rarer foreground with fewer "
+            "so fewer positive anchors in absolute terms, not only as a share, and the gradient-norm clip"
+            + (f" (max_norm {', '.join(norms)})" if norms else "") + " acts on a different share of steps. At "
+            "constant compute the two cannot be separated; the sweep measures rarer foreground with fewer "
             "labelled examples, not rarity alone.")
 
 
@@ -295,18 +251,15 @@ def _readme(summary: pd.DataFrame, comp: pd.DataFrame, text: dict[str, str], pro
     parts = ["# lossbench report — foreground-share sweep", "",
              "Generated by `lossbench sweep-report` from the sweep runs' `metrics.json`, their test "
              "records and each profile's data statistics; do not edit by hand.", "",
-             "Each family's paper default and its val-best on the main grid (chosen on val, "
-             "`selection.json`) retrained at each point of the sweep: synth data whose share of "
-             f"positive anchors differs at near-constant compute. Seeds {sweep_seeds}. Test mAP50 "
-             "(VOC-style, area, %) with 95% intervals that add seed noise and test-image noise "
-             f"({prov['bootstrap']['n_boot']} bootstrap replicates, seed {prov['bootstrap']['seed']}, "
-             "per point: each has its own test set).", "",
+             "Each family's paper default and its val-best on the main grid (chosen on val, `selection.json`) "
+             "retrained at each point of the sweep: synth data whose share of positive anchors differs at "
+             f"near-constant compute. Seeds {sweep_seeds}. Test mAP50 (VOC-style, area, %) with 95% intervals that add "
+             f"seed noise and test-image noise ({prov['bootstrap']['n_boot']} bootstrap replicates, seed "
+             f"{prov['bootstrap']['seed']}, per point: each has its own test set).", "",
              "![sweep](figures/sweep_mAP50_vs_positive_share.png)", "", text["sweep.md"],
-             "## Paper defaults compared at each point", "",
-             "In words (verdicts verbatim from the table):", ""]
+             "## Paper defaults compared at each point", "", "In words (verdicts verbatim from the table):", ""]
     parts += [f"- {comparison_sentence(r)}" for _, r in comp.iterrows()]
     parts += ["", text["sweep_comparisons.md"], "## Training conditions per point", "",
               _conditions_text(summary), "", text["sweep_conditions.md"]]
-    parts += ["## Provenance", "", "```json",
-              json.dumps(prov, indent=2), "```", ""]
+    parts += ["## Provenance", "", "```json", json.dumps(prov, indent=2), "```", ""]
     return "\n".join(parts)

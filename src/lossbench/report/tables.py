@@ -1,11 +1,11 @@
-"""The report's numbers and tables: one row per condition, the Holm-corrected comparisons,
-calibration, clipping and the prior-off ablation. Cells are made once; Markdown by
-``DataFrame.to_markdown``, LaTeX (booktabs) by ``Styler.to_latex``, CSV holds the numbers.
+"""The report's numbers and tables: one row per condition, the Holm-corrected comparisons, calibration, clipping and
+the prior-off ablation. Cells are made once; Markdown by ``DataFrame.to_markdown``, LaTeX (booktabs) by
+``Styler.to_latex``, CSV holds the numbers.
 
 Intervals (95%): val mAP50 a Student-t interval over seeds; test mAP50 the combined interval of
-:func:`lossbench.report.stats.combined_interval`, which adds the seed noise (t over seeds) and
-the test-image noise (a bootstrap of the seed mean over test images, ``N_BOOT`` replicates,
-seed ``BOOT_SEED``, one image resample per replicate shared by every run of a test set).
+:func:`lossbench.report.stats.combined_interval`, which adds the seed noise (t over seeds) and the test-image noise (a
+bootstrap of the seed mean over test images, ``N_BOOT`` replicates, seed ``BOOT_SEED``, one image resample per replicate
+shared by every run of a test set).
 """
 
 from __future__ import annotations
@@ -26,17 +26,14 @@ BOOT_SEED = 0  # their resampling seed (fixed)
 CONFIDENCE = stats.CONFIDENCE
 PLATEAU_PTS = 1.5  # a mean val gain below this over the last 25% of iterations is a plateau
 TARGET_VAL = 0.5  # the study's target for the final val mAP50
-CAPTION = ("VOC-style mAP@0.5 (area under the interpolated precision-recall curve), %; "
-           "intervals 95%")
+CAPTION = "VOC-style mAP@0.5 (area under the interpolated precision-recall curve), %; intervals 95%"
 BEST, DEFAULT = "★", "†"
 
 
 def combined(per_seed: Sequence[float], boot: np.ndarray,
              confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
     """``(mean, lo, hi, p)`` over seeds with image noise: ``per_seed`` (n,), ``boot`` (n_boot, n)."""
-    mean, lo, hi, p = stats.combined_interval(np.asarray(per_seed, dtype=float),
-                                              np.asarray(boot, dtype=float), confidence=confidence)
-    return float(mean), float(lo), float(hi), float(p)
+    return tuple(map(float, stats.combined_interval(per_seed, boot, confidence=confidence)))
 
 
 def arm(df: pd.DataFrame, condition: str, only: Sequence[int] | None = None) -> dict[int, int]:
@@ -60,9 +57,9 @@ def ci_cell(mean: float, lo: float, hi: float) -> str:
 def summarise(df: pd.DataFrame, boot: np.ndarray, selection: Mapping[str, Any]) -> pd.DataFrame:
     """One row per condition (family x setting x prior init), report order.
 
-    ``val_*``: mean val mAP50 and its t-interval over the grid seeds (those the selection used);
-    ``test_*``: mean test mAP50 over every seed of the condition and its combined interval;
-    ``AP_mean``: mean test COCO AP; ``clip_mean`` / ``clip_max``: clipped-step fraction over seeds.
+    ``val_*``: mean val mAP50 and its t-interval over the grid seeds (those the selection used); ``test_*``: mean test
+    mAP50 over every seed of the condition and its combined interval; ``AP_mean``: mean test COCO AP; ``clip_mean`` /
+    ``clip_max``: clipped-step fraction over seeds.
     """
     grid_seeds = list(selection["seeds"])
     rows = []
@@ -89,8 +86,7 @@ def summarise(df: pd.DataFrame, boot: np.ndarray, selection: Mapping[str, Any]) 
 
 def arm_name(r: Mapping[str, Any]) -> str:
     """``focal γ 2, α 0.25 (default)`` from a summary row."""
-    tags = [t for t, on in (("val-best", r["best"]), ("default", r["default"]),
-                            ("prior off", not r["prior"])) if on]
+    tags = [t for t, on in (("val-best", r["best"]), ("default", r["default"]), ("prior off", not r["prior"])) if on]
     return f"{r['family']} {r['label']}" + (f" ({', '.join(tags)})" if tags else "")
 
 
@@ -101,20 +97,17 @@ def verdict(lo: float, hi: float) -> str:
     return "A > B" if lo > 0 else "A < B"
 
 
-COMPARISON_COLUMNS = ["group", "A", "B", "n", "seeds", "diff", "lo", "hi", "level", "p", "p_holm",
-                      "verdict"]
+COMPARISON_COLUMNS = ["group", "A", "B", "n", "seeds", "diff", "lo", "hi", "level", "p", "p_holm", "verdict"]
 
 
 def compare(pairs: Sequence[tuple[str, str, dict[int, int], str, dict[int, int]]],
             values: np.ndarray, boot: np.ndarray) -> pd.DataFrame:
     """Paired test-mAP50 differences A − B over common seeds, Holm-corrected together.
 
-    ``pairs``: ``(group, name_a, arm_a, name_b, arm_b)`` with arms seed -> run position;
-    ``values`` (n_runs,) the runs' test mAP50, ``boot`` (n_boot, n_runs) their bootstrap.
-    Per pair: per-seed differences and ``boot_a − boot_b`` (same replicates) go into the
-    combined interval; its p-values are Holm-corrected (family-wise 1 − CONFIDENCE) and each
-    interval is recomputed at the level Holm tests that pair at (``level``), so it excludes 0
-    exactly when Holm rejects.
+    ``pairs``: ``(group, name_a, arm_a, name_b, arm_b)`` with arms seed -> run position; ``values`` (n_runs,) the runs'
+    test mAP50, ``boot`` (n_boot, n_runs) their bootstrap. Per pair: per-seed differences and ``boot_a − boot_b`` (same
+    replicates) go into the combined interval; its p-values are Holm-corrected (family-wise 1 − CONFIDENCE) and each
+    interval is recomputed at the level Holm tests that pair at (``level``), so it excludes 0 exactly when Holm rejects.
     """
     prepared = []
     for group, na, a, nb, b in pairs:
@@ -128,21 +121,18 @@ def compare(pairs: Sequence[tuple[str, str, dict[int, int], str, dict[int, int]]
     adjusted, levels = stats.holm(pvalues, alpha=1 - CONFIDENCE) if prepared else ([], [])
     rows = []
     for (group, na, nb, common, d, bd), p, p_adj, level in zip(prepared, pvalues, adjusted, levels):
+        row = {"group": group, "A": na, "B": nb, "n": len(common), "seeds": ",".join(map(str, common))}
         if len(common) < 2:
-            rows.append({"group": group, "A": na, "B": nb, "n": len(common),
-                         "seeds": ",".join(map(str, common)), "diff": float(d.mean()),
-                         "lo": math.nan, "hi": math.nan, "level": math.nan, "p": math.nan,
-                         "p_holm": math.nan, "verdict": "not resolved (one seed)"})
+            rows.append({**row, "diff": float(d.mean()), "lo": math.nan, "hi": math.nan, "level": math.nan,
+                         "p": math.nan, "p_holm": math.nan, "verdict": "not resolved (one seed)"})
             continue
         mean, lo, hi, _ = combined(d, bd, confidence=level)
-        rows.append({"group": group, "A": na, "B": nb, "n": len(common),
-                     "seeds": ",".join(map(str, common)), "diff": mean, "lo": lo, "hi": hi,
-                     "level": level, "p": p, "p_holm": p_adj, "verdict": verdict(lo, hi)})
+        rows.append({**row, "diff": mean, "lo": lo, "hi": hi, "level": level, "p": p, "p_holm": p_adj,
+                     "verdict": verdict(lo, hi)})
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
-def comparisons(df: pd.DataFrame, boot: np.ndarray, summary: pd.DataFrame,
-                grid_seeds: Sequence[int]) -> pd.DataFrame:
+def comparisons(df: pd.DataFrame, boot: np.ndarray, summary: pd.DataFrame, grid_seeds: Sequence[int]) -> pd.DataFrame:
     """Every comparison of the study, one Holm family:
 
     - within each family, every other grid setting − the paper default (grid seeds);
@@ -179,10 +169,8 @@ def comparisons(df: pd.DataFrame, boot: np.ndarray, summary: pd.DataFrame,
 
 def gain_last_quarter(curve: Sequence[tuple[int, float]], final: float, where: str) -> float:
     """val mAP50 at the last point of the curve minus at the point nearest 75% of its iterations.
-
-    The last point must be the run's final val mAP50 (``final``, to 1e-6) and the 75% point
-    within 5% of the schedule of 0.75 x the last iteration; otherwise an error naming ``where``.
-    """
+    The last point must be the run's final val mAP50 (``final``, to 1e-6) and the 75% point within 5% of the schedule
+    of 0.75 x the last iteration; otherwise an error naming ``where``."""
     if len(curve) < 2:
         raise ReportError(f"{where}: val_curve has {len(curve)} point(s); the calibration needs 2")
     last_iter, last = curve[-1]
@@ -245,14 +233,12 @@ def family_tables(summary: pd.DataFrame, family: str, grid_seeds: Sequence[int])
         "seeds (val / test)": [f"{v} / {n}" for v, n in zip(g["val_n"], g["n"])],
         "val mAP50 [t]": [ci_cell(*x) for x in zip(g["val_mean"], g["val_lo"], g["val_hi"])],
         "test mAP50 [seeds + images]": [ci_cell(*x) for x in zip(g["test_mean"], g["test_lo"], g["test_hi"])],
-        "test AP": [_pct(x) for x in g["AP_mean"]],
-        "clipped steps": [_pct(x) for x in g["clip_mean"]]})
+        "test AP": [_pct(x) for x in g["AP_mean"]], "clipped steps": [_pct(x) for x in g["clip_mean"]]})
     seeds = ",".join(map(str, grid_seeds))
-    caption = (f"{FAMILIES[family].label}. {CAPTION}: val split over seeds {seeds} (t-interval; "
-               f"{BEST} = highest mean, the val-best), test split over every seed of the setting "
-               f"(combined interval: seeds + {N_BOOT} test-image bootstrap replicates); {DEFAULT} = "
-               "paper default. test AP: COCO-style AP@[.5:.95], mean over seeds. clipped steps: "
-               "share of steps whose gradient norm was clipped, mean over seeds.")
+    caption = (f"{FAMILIES[family].label}. {CAPTION}: val split over seeds {seeds} (t-interval; {BEST} = highest mean, "
+               f"the val-best), test split over every seed of the setting (combined interval: seeds + {N_BOOT} "
+               f"test-image bootstrap replicates); {DEFAULT} = paper default. test AP: COCO-style AP@[.5:.95], mean "
+               "over seeds. clipped steps: share of steps whose gradient norm was clipped, mean over seeds.")
     cols = ["label", "best", "default", "n", "seeds", "val_n", "val_mean", "val_lo", "val_hi",
             "test_mean", "test_lo", "test_hi", "AP_mean", "clip_mean", "clip_max", "max_norm"]
     return texts(t, 1, caption, g[cols])

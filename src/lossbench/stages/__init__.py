@@ -1,3 +1,2 @@
-"""The command-line modules: one per DVC stage (fetch, prepare, train, report) plus
-``synth`` (the generator on its own) and ``queue`` (the grid through DVC's queue).
-Each defines ``add_arguments(parser)`` and ``run(args) -> int``."""
+"""The DVC stages of ``dvc.yaml``, one command-line module each (fetch, prepare, train, select,
+report, sweep_report), each defining ``add_arguments(parser)`` and ``run(args) -> int``."""

@@ -17,17 +17,12 @@ Three disjoint splits: settings are chosen on val, results reported on test.
 Before anything is written, no image may be in two splits, by file_name or by
 content (md5 of the file's bytes): an overlap is an error naming both splits.
 
-Writes OUT/{train,val,test}.json (COCO detection format, checked with
-pycocotools; file_name relative to --root; category ids 1..C in the order of
-lossbench.data.classes), OUT/summary.json (counts, ignored, clipped boxes,
-splits_disjoint, the hold-out's size and rule) and, for coco2017,
-OUT/val_holdout.txt (the held-out file_names, sorted, one a line). --subset
-applies to each split after the splits are formed.
-
-VOC difficult objects are kept and marked ignored (iscrowd 1, difficult 1).
-Malformed annotations (bad XML/JSON, unknown class, empty box, box entirely
-outside its image, missing files) are errors naming the file; boxes partly
-outside their image are clipped and counted in summary.json (--strict: error).
+Writes OUT/{train,val,test}.json (COCO, checked with pycocotools; file_name
+relative to --root), OUT/summary.json (counts, clipped boxes, the hold-out's
+rule) and, for coco2017, OUT/val_holdout.txt; --subset applies to each split
+after the splits are formed. VOC difficult objects are kept as ignored. Bad
+annotations are errors naming the file; boxes partly outside their image are
+clipped and counted (--strict: error). Contract: lossbench/data/prepare.py.
 """
 
 from __future__ import annotations
@@ -80,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
         if dataset is None:
             raise ValueError("give --dataset or --profile")
         prepare(dataset, args.root, args.out, subset=opts["subset"], seed=int(opts["seed"]),
-                strict=bool(opts["strict"]), check_images=not args.no_check_images,
-                val_holdout=opts["val_holdout"])
+                strict=bool(opts["strict"]), check_images=not args.no_check_images, val_holdout=opts["val_holdout"])
     except (KeyError, ValueError, OSError) as e:  # PrepareError is a ValueError
         print(f"lossbench prepare: error: {e}", file=sys.stderr)
         return 2

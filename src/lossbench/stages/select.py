@@ -1,14 +1,11 @@
 """Choose each family's setting on the val split: the grid setting with the highest mean val mAP50.
 
 Reads RUNS/<family>/<setting>/seed<k>/metrics.json for every grid setting and every seed of
-`seeds` in the params file (the extra seeds are left out: every setting is compared on the
-same seeds; ties go to the paper default, then to grid order) and writes OUT atomically, the
-choices: {"metric": "val mAP50", "seeds": [...], "families": {<family>: {"best": {...},
-"default": {...}, "best_on_grid_edge": bool, "grid_edge_note": str | null}}}; and, with
---val-means, the mean of every setting apart from them: {"metric", "seeds", "families":
-{<family>: {<slug>: mean}}}. Runs trained from the choices depend on OUT only, so a moved
-mean that changes no choice retrains nothing. The test split is never read. A missing run,
-or one without val mAP50, is an error naming its folder.
+`seeds` in the params file (the extra seeds are left out; ties go to the paper default, then to
+grid order) and writes OUT atomically: per family its best, default, best_on_grid_edge and
+grid_edge_note; with --val-means, the mean of every setting apart from them, so a moved mean that
+changes no choice retrains nothing. The test split is never read. A missing run, or one without
+val mAP50, is an error naming its folder.
 """
 
 from __future__ import annotations

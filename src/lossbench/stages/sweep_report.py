@@ -1,13 +1,12 @@
 """Report the foreground-share sweep: test mAP50 of each family's paper default and val-best per point.
 
-Reads, for every profile of the params file's `sweep.profiles`, every {family, choose} of
-`sweep.runs` and every seed of `sweep.seeds`, RUNS/<profile>/<choose>/<family>/seed<k>/metrics.json
-with its test records (the `default` runs must have trained the paper default, the `best`
-runs SELECTION's `families.<family>.best`; when they are the same setting the duplicate runs
-are merged after checking they agree), and DATA/<profile>/raw/stats.json for the canvas size,
-the objects per image and the measured share of positive anchors. Writes OUT/README.md, OUT/tables/sweep*.{md,csv,tex},
-OUT/figures/sweep_mAP50_vs_positive_share.{png,pdf} and OUT/provenance.json; OUT is replaced
-as a whole. A missing or inconsistent run is an error naming its folder.
+Reads, for every profile of `sweep.profiles` in the params file, the runs
+RUNS/<profile>/<choose>/<family>/seed<k>/ of `sweep.runs` and `sweep.seeds` with their test
+records (checked against the paper default and SELECTION's val-best; duplicates merged after
+checking they agree) and DATA/<profile>/raw/stats.json (canvas, objects per image, measured share
+of positive anchors). Writes OUT/README.md, OUT/tables/sweep*.{md,csv,tex},
+OUT/figures/sweep_mAP50_vs_positive_share.{png,pdf} and OUT/provenance.json; OUT is replaced as a
+whole. A missing or inconsistent run is an error naming its folder.
 """
 
 from __future__ import annotations

@@ -34,9 +34,7 @@ from typing import Any
 
 from lossbench.families import FAMILIES, KNOBS, ImbalanceConfigError, run_name, validate_imbalance
 
-#: a relative --work-dir is taken relative to this folder when set (a DVC queue
-#: worker runs in a temporary copy of the repository: checkpoints land in the
-#: real one, e.g. LOSSBENCH_WORK_ROOT=$PWD)
+#: a relative --work-dir is taken relative to this folder when set (lossbench.queue sets it)
 WORK_ROOT_ENV = "LOSSBENCH_WORK_ROOT"
 
 
@@ -92,8 +90,8 @@ def cfg_options(items: list[str]) -> dict[str, Any]:
 
 
 def chosen_setting(args: argparse.Namespace) -> dict[str, str]:
-    """Knob values of ``--choose default`` (``<family>.default`` in the params file) or
-    ``--choose best`` (``families.<family>.best`` of the ``--selection`` file), as strings."""
+    """Knob values of ``--choose default`` (``<family>.default`` in the params file) or ``--choose best``
+    (``families.<family>.best`` of the ``--selection`` file), as strings."""
     from lossbench.utils import read_json
 
     knobs = [k.name for k in FAMILIES[args.family].setting_knobs]
@@ -149,8 +147,8 @@ def parse_prior(text: str) -> float | None:
 
 
 def set_validation(cfg, every: float | None, start: float | None) -> None:
-    """Validate every ``every`` of the schedule from ``start`` on (fractions in (0, 1]); the
-    last iteration / epoch is always validated (MMEngine's loops)."""
+    """Validate every ``every`` of the schedule from ``start`` on (fractions in (0, 1]); the last
+    iteration / epoch is always validated (MMEngine's loops)."""
     if every is None:
         if start is not None:
             raise ValueError("--val-from needs --val-every")
@@ -160,8 +158,7 @@ def set_validation(cfg, every: float | None, start: float | None) -> None:
         if not 0.0 < v <= 1.0:
             raise ValueError(f"{name} must be a fraction of the schedule in (0, 1], got {v}")
     total = cfg.train_cfg.get("max_iters") or cfg.train_cfg.get("max_epochs")
-    interval = max(1, round(every * total))
-    cfg.train_cfg.val_interval = interval
+    cfg.train_cfg.val_interval = max(1, round(every * total))
     cfg.train_cfg.val_begin = max(1, round(start * total))
 
 
@@ -169,8 +166,7 @@ def amp_options(amp: str) -> dict[str, Any]:
     """Config overrides for --amp: 'none' = full precision, 'fp16' / 'bf16' = MMEngine's AmpOptimWrapper."""
     if amp == "none":
         return {"optim_wrapper.type": "OptimWrapper"}
-    return {"optim_wrapper.type": "AmpOptimWrapper",
-            "optim_wrapper.dtype": "bfloat16" if amp == "bf16" else "float16"}
+    return {"optim_wrapper.type": "AmpOptimWrapper", "optim_wrapper.dtype": "bfloat16" if amp == "bf16" else "float16"}
 
 
 def check_precision(cfg, log=print) -> None:
@@ -218,12 +214,10 @@ def run(args: argparse.Namespace) -> int:
             parts = Path(args.out).parts
             name = ("/".join(parts[2:]) if len(parts) > 2 and parts[0] == "runs" else
                     f"{'prior_off' if role == 'prior_off' else 'extra/' + role}/{args.family}/seed{args.seed}")
-        cfg = load_config(config, data_root=args.data_root, ann_dir=args.ann_dir,
-                          imbalance=imbalance, seed=args.seed)
+        cfg = load_config(config, data_root=args.data_root, ann_dir=args.ann_dir, imbalance=imbalance, seed=args.seed)
         if args.prior_prob is not None:
             cfg.model.bbox_head.prior_prob = parse_prior(args.prior_prob)
-        cfg.merge_from_dict({**cfg_options(args.cfg_options),
-                             **(amp_options(args.amp) if args.amp else {})})
+        cfg.merge_from_dict({**cfg_options(args.cfg_options), **(amp_options(args.amp) if args.amp else {})})
         set_validation(cfg, args.val_every, args.val_from)
         check_precision(cfg, log)
         if args.launcher != "none" and not args.print_config:

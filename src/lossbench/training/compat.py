@@ -1,18 +1,16 @@
 """Fixes for the pinned OpenMMLab stack on current PyTorch, in one place.
 
-:func:`apply` (idempotent) is called by :mod:`lossbench.models.registry`, so every
-config that loads the study through ``custom_imports`` gets them; nothing in an
-installed package is edited. ``tests/test_compat.py`` fails without each.
+:func:`apply` (idempotent) is called by :mod:`lossbench.models.registry`, so every config that
+loads the study through ``custom_imports`` gets them; nothing in an installed package is edited.
+``tests/training/test_compat.py`` fails without each.
 
-1. **Checkpoints load with ``weights_only=True`` and mmengine's types only.**
-   Since torch 2.6 ``torch.load`` refuses the checkpoints mmengine 0.10.7's Runner
-   writes: their message hub pickles ``HistoryBuffer`` objects (numpy arrays;
-   ``HistoryBuffer.min/max/current/mean`` as ``getattr``) and numpy scalars. The
-   local-file scheme of mmengine's ``CheckpointLoader`` (its extension point) is
-   re-registered with :func:`load_local_checkpoint`, which allows exactly those
-   types during that load (:data:`CHECKPOINT_GLOBALS`, found with
-   ``torch.serialization.get_unsafe_globals_in_checkpoint``): ``resume``,
-   ``load_from`` and local ``Pretrained`` paths. A file holding any other object is
+1. **Checkpoints load with ``weights_only=True`` and mmengine's types only.** Since torch 2.6
+   ``torch.load`` refuses the checkpoints mmengine 0.10.7's Runner writes: their message hub
+   pickles ``HistoryBuffer`` objects (numpy arrays; ``HistoryBuffer.min/max/current/mean`` as
+   ``getattr``) and numpy scalars. The local-file scheme of mmengine's ``CheckpointLoader`` is
+   re-registered with :func:`load_local_checkpoint`, which allows exactly those types
+   (:data:`CHECKPOINT_GLOBALS`, found with ``torch.serialization.get_unsafe_globals_in_checkpoint``)
+   for ``resume``, ``load_from`` and local ``Pretrained`` paths; a file holding any other object is
    refused, naming it, before anything in it runs. Other schemes stay mmengine's.
 The version pins that avoid the stack's other breakages are in ``docs/study.md``.
 """
@@ -33,8 +31,7 @@ def _history_buffer_method(cls, name: str):
     """``getattr`` as checkpoints use it: HistoryBuffer's statistics methods, nothing else."""
     if cls is HistoryBuffer and name in ("min", "max", "current", "mean"):
         return getattr(cls, name)
-    raise pickle.UnpicklingError(f"getattr({cls!r}, {name!r}) is not a HistoryBuffer "
-                                 "statistics method")
+    raise pickle.UnpicklingError(f"getattr({cls!r}, {name!r}) is not a HistoryBuffer statistics method")
 
 
 # Everything beyond tensors that a checkpoint of mmengine's Runner holds (numeric numpy only).
@@ -52,13 +49,11 @@ def load_local_checkpoint(filename: str, map_location=None):
         with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
             return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        why = str(e).rpartition("WeightsUnpickler error:")[2].strip().partition("\n")[0]
-        why = why.partition(". ")[0]
+        why = str(e).rpartition("WeightsUnpickler error:")[2].strip().partition("\n")[0].partition(". ")[0]
         raise pickle.UnpicklingError(
-            f"refusing to load checkpoint {filename}: it holds objects other than tensors and "
-            f"mmengine's checkpoint types ({why}), and unpickling them could run "
-            "code; if you trust it, load it with torch.load(weights_only=False) and save its "
-            "state_dict") from None
+            f"refusing to load checkpoint {filename}: it holds objects other than tensors and mmengine's "
+            f"checkpoint types ({why}), and unpickling them could run code; if you trust it, load it with "
+            "torch.load(weights_only=False) and save its state_dict") from None
 
 
 def apply() -> None:

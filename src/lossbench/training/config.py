@@ -1,9 +1,8 @@
 """Load a profile's config and fill in what a run decides: data paths, classes, knob, seed.
 
-A config in ``configs/`` says how every run of a profile trains (model, batch,
-lr, schedule, pipeline). A run adds only where its data lives (``data_root``
-and the prepared ``ann_dir``, whose classes set ``num_classes``), its family
-and knob, its seed and its work dir. Nothing else is changed here.
+A config in ``configs/`` says how every run of a profile trains (model, batch, lr, schedule,
+pipeline). A run adds only where its data lives (``data_root`` and the prepared ``ann_dir``, whose
+classes set ``num_classes``), its family and knob, its seed and its work dir; nothing else.
 """
 
 from __future__ import annotations
@@ -42,10 +41,8 @@ def _set_data(cfg: Config, data_root: Path, ann_dir: Path, classes: tuple[str, .
             ds = cfg[f"{split}_dataloader"]["dataset"]
             while "dataset" in ds and ds.get("type") != "CocoDataset":  # Repeat/ClassBalanced wrappers
                 ds = ds["dataset"]
-            ds["data_root"] = str(data_root)
-            ds["ann_file"] = ann_file
-            ds["data_prefix"] = dict(img="")
-            ds["metainfo"] = dict(classes=classes)
+            ds.update(data_root=str(data_root), ann_file=ann_file, data_prefix=dict(img=""),
+                      metainfo=dict(classes=classes))
         evs = cfg.get(f"{split}_evaluator") or []
         for ev in evs if isinstance(evs, list) else [evs]:
             if ev.get("type") == "CocoMetric":
@@ -54,16 +51,14 @@ def _set_data(cfg: Config, data_root: Path, ann_dir: Path, classes: tuple[str, .
 
 
 def load_config(path: str | os.PathLike, *, data_root: str | os.PathLike | None = None,
-                ann_dir: str | os.PathLike | None = None,
-                imbalance: dict[str, Any] | None = None, seed: int | None = None,
-                work_dir: str | os.PathLike | None = None) -> Config:
+                ann_dir: str | os.PathLike | None = None, imbalance: dict[str, Any] | None = None,
+                seed: int | None = None, work_dir: str | os.PathLike | None = None) -> Config:
     """Read the config ``path`` and apply a run's settings.
 
-    ``ann_dir`` holds the prepared ``{train,val,test}.json`` (classes and ``num_classes``
-    come from ``train.json``), their ``file_name`` relative to ``data_root``;
-    ``imbalance`` replaces ``model.bbox_head.imbalance`` (validated); ``seed`` sets
-    ``randomness`` (seeded, deterministic algorithms). A missing config or prepared file
-    is a ``FileNotFoundError``, a setting out of range a ``ValueError`` naming the key.
+    ``ann_dir`` holds the prepared ``{train,val,test}.json`` (classes and ``num_classes`` come from ``train.json``),
+    their ``file_name`` relative to ``data_root``; ``imbalance`` replaces ``model.bbox_head.imbalance`` (validated);
+    ``seed`` sets ``randomness`` (seeded, deterministic algorithms). A missing config or prepared file is a
+    ``FileNotFoundError``, a setting out of range a ``ValueError`` naming the key.
     """
     path = Path(path)
     if not path.is_file():
@@ -78,8 +73,7 @@ def load_config(path: str | os.PathLike, *, data_root: str | os.PathLike | None 
         for split in SPLITS:
             loader = cfg.get(f"{split}_dataloader")
             if loader is not None and not (ann_dir / f"{split}.json").is_file():
-                raise FileNotFoundError(f"{ann_dir / f'{split}.json'} does not exist "
-                                        "(run `lossbench prepare` first)")
+                raise FileNotFoundError(f"{ann_dir / f'{split}.json'} does not exist (run `lossbench prepare` first)")
         classes = read_classes(ann_dir / "train.json")
         _set_data(cfg, Path(data_root or ann_dir).resolve(), ann_dir, classes)
     if seed is not None:
@@ -94,9 +88,8 @@ RUNTIME_KEYS = ("resume", "load_from")
 
 
 def portable(value: Any, root: str | os.PathLike | None = None) -> Any:
-    """``value`` (a config dict, list or string) with every path under ``root`` (default: the
-    working directory, the repository root under DVC) written relative to it: what a run's
-    config is on any machine."""
+    """``value`` (a config dict, list or string) with every path under ``root`` (default: the working
+    directory, the repository root under DVC) written relative to it: a run's config on any machine."""
     root = os.path.join(os.path.abspath(root or os.getcwd()), "")
     if isinstance(value, dict):
         return {k: portable(v, root) for k, v in value.items()}

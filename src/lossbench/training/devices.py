@@ -1,16 +1,10 @@
 """One GPU per concurrently running training: a lock-file device pool.
 
-``LOSSBENCH_GPUS=0,1,2,3`` names the pool. Each ``lossbench train`` process takes the first
-device nobody holds by ``flock``-ing ``<lock dir>/device<i>.lock``, sets
-``CUDA_VISIBLE_DEVICES`` before CUDA starts and holds the lock until it exits (the kernel
-drops it even on ``kill -9``), so ``dvc queue start -j 4`` over four GPUs gives every
-worker its own. The holder writes its pid and command line into the lock file; a run that
-finds every device busy for ``LOSSBENCH_GPU_WAIT`` s (default 3600, ``inf``: for ever)
-stops with an error naming the holders. ``LOSSBENCH_LOCK_DIR`` (default: a per-user
-temporary folder) is created with mode 700 and refused when it is a link, another user's or
-writable by others; lock files are opened without following links and written only when
-they are plain files of this user with one link. Under ``torchrun`` / ``srun`` each rank
-takes its local rank's GPU instead. Standard library only: it runs before CUDA may start.
+``LOSSBENCH_GPUS=0,1,2,3`` names the pool. Each ``lossbench train`` process takes the first device nobody holds by
+``flock``-ing ``<LOSSBENCH_LOCK_DIR>/device<i>.lock`` (its pid and command line inside), sets ``CUDA_VISIBLE_DEVICES``
+before CUDA starts and holds the lock until it exits (even on ``kill -9``); it waits up to ``LOSSBENCH_GPU_WAIT`` s
+(default 3600, ``inf``) for a free one. Under ``torchrun`` / ``srun`` each rank takes its local rank's GPU instead. The
+lock folder's safeguards: docs/reliability.md. Standard library only: it runs before CUDA may start.
 """
 
 from __future__ import annotations
@@ -72,8 +66,8 @@ def _open_lock(dir_fd: int, d: Path, dev: str) -> int:
     """Open (create) the lock file of ``dev``: never through a link, only a plain file of ours."""
     path = d / f"device{dev}.lock"
     try:
-        fd = os.open(path.name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
-                     | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+        fd = os.open(path.name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600,
+                     dir_fd=dir_fd)
     except OSError as e:
         why = ("is a symbolic link; remove it" if e.errno == errno.ELOOP else
                f"{e.strerror}; make {d} writable or set {LOCK_DIR_ENV} to a folder you can write")
@@ -81,17 +75,14 @@ def _open_lock(dir_fd: int, d: Path, dev: str) -> int:
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_nlink != 1:
         os.close(fd)
-        raise DevicePoolError(f"device lock file {path}: not a plain file of yours with one link; "
-                              "remove it")
+        raise DevicePoolError(f"device lock file {path}: not a plain file of yours with one link; remove it")
     return fd
 
 
 def acquire_device(pool: list[str], wait_s: float = float("inf"), poll_s: float = 1.0,
                    log: Callable[[str], None] = print) -> str:
     """Lock the first free device of ``pool`` for this process and return its index.
-
-    Raises :class:`DevicePoolError` (naming the holders) when none frees within ``wait_s``.
-    """
+    Raises :class:`DevicePoolError` (naming the holders) when none frees within ``wait_s``."""
     d = Path(os.environ.get(LOCK_DIR_ENV) or os.path.join(tempfile.gettempdir(), f"lossbench-devices-{os.getuid()}"))
     dir_fd = _open_lock_dir(d)
     try:
@@ -114,8 +105,7 @@ def acquire_device(pool: list[str], wait_s: float = float("inf"), poll_s: float 
                 return dev
             busy = f"{POOL_ENV}={','.join(pool)}: all held ({'; '.join(held_by)}; locks in {d})"
             if time.monotonic() >= deadline:
-                raise DevicePoolError(f"{busy}; no device freed within {wait_s:g} s; "
-                                      f"set {WAIT_ENV} to wait longer")
+                raise DevicePoolError(f"{busy}; no device freed within {wait_s:g} s; set {WAIT_ENV} to wait longer")
             if not told:
                 log(f"waiting for a free device: {busy}")
                 told = True
@@ -125,8 +115,8 @@ def acquire_device(pool: list[str], wait_s: float = float("inf"), poll_s: float 
 
 
 def pin_device_from_pool(log: Callable[[str], None] = print) -> str | None:
-    """If ``LOSSBENCH_GPUS`` is set (and this is not a multi-process run), take one
-    device of it and make it the only visible one. Returns the device or ``None``."""
+    """If ``LOSSBENCH_GPUS`` is set (and this is not a multi-process run), take one device of it and
+    make it the only visible one. Returns the device or ``None``."""
     value = os.environ.get(POOL_ENV)
     if not value or "RANK" in os.environ or "SLURM_PROCID" in os.environ:
         return None

@@ -1,9 +1,8 @@
 """Data-parallel training of one run under torchrun or Slurm, through MMEngine's launchers.
 
-On GPUs MMEngine does everything (NCCL, one device per local rank). Its launchers call
-``torch.cuda.set_device``, so on CPUs the gloo process group is started here from the
-launcher's environment (torchrun: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; srun:
-SLURM_PROCID, SLURM_NTASKS, SLURM_NODELIST) and the model is wrapped without device ids.
+On GPUs MMEngine does everything (NCCL, one device per local rank). Its launchers call ``torch.cuda.set_device``, so on
+CPUs the gloo process group is started here from the launcher's environment (torchrun: RANK, WORLD_SIZE, MASTER_ADDR,
+MASTER_PORT; srun: SLURM_PROCID, SLURM_NTASKS, SLURM_NODELIST) and the model is wrapped without device ids.
 """
 
 from __future__ import annotations
@@ -25,9 +24,8 @@ def _slurm_env(env) -> None:
     env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
     env.setdefault("MASTER_PORT", "29500")
     if "MASTER_ADDR" not in env:
-        hosts = subprocess.run(["scontrol", "show", "hostnames", env["SLURM_NODELIST"]],
-                               capture_output=True, text=True, check=True).stdout.split()
-        env["MASTER_ADDR"] = hosts[0]
+        env["MASTER_ADDR"] = subprocess.run(["scontrol", "show", "hostnames", env["SLURM_NODELIST"]],
+                                            capture_output=True, text=True, check=True).stdout.split()[0]
 
 
 def setup_distributed(cfg, launcher: str) -> None:
@@ -46,8 +44,7 @@ def setup_distributed(cfg, launcher: str) -> None:
         return
     if launcher == "slurm":
         _slurm_env(os.environ)
-    missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-               if k not in os.environ]
+    missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
         raise ValueError(f"--launcher {launcher}: {', '.join(missing)} not set "
                          "(run under torchrun / python -m torch.distributed.run)")

@@ -1,15 +1,11 @@
 """Train and test one resolved config with MMEngine's Runner; write the run's records.
 
-Only the main process writes the run folder OUT: ``env.json``
-(``lossbench.training.envinfo``), ``dvclive/`` (training curves and the run's identity),
-``test_records.npz`` (per-detection test records for the image bootstrap,
-``lossbench.records``) and, last, atomically and only after finite losses,
-``metrics.json``: VOC mAP@0.5 and the COCO APs of the ``val`` split (used to choose
-settings; also every evaluation during training, ``val_curve``) and of the ``test``
-split (reported), the fraction of clipped steps, final losses and imbalance
-diagnostics, timing, the digest of the resolved config (``lossbench.training.config``) and the
-data paths as given. The work dir (checkpoints, logs, the resolved config as MMEngine writes
-it) follows the resume policy of ``lossbench.training.resume``.
+Only the main process writes the run folder OUT: ``env.json``, ``dvclive/`` (curves and the run's
+identity), ``test_records.npz`` (``lossbench.records``, for the image bootstrap) and, last, atomically
+and only after finite losses, ``metrics.json``: VOC mAP@0.5 and the COCO APs of ``val`` (chooses
+settings; ``val_curve``: every evaluation during training) and of ``test`` (reported), the share of
+clipped steps, final losses and diagnostics, timing, the config digest and the data paths as given.
+The work dir (checkpoints, logs, the resolved config) follows ``lossbench.training.resume``.
 """
 
 from __future__ import annotations
@@ -27,10 +23,8 @@ from lossbench.utils import atomic_write_json
 
 # metrics.json key -> evaluator key
 METRIC_KEYS = {"mAP50": "pascal_voc/mAP", "AP": "coco/bbox_mAP", "AP50": "coco/bbox_mAP_50",
-               "AP75": "coco/bbox_mAP_75", "APs": "coco/bbox_mAP_s", "APm": "coco/bbox_mAP_m",
-               "APl": "coco/bbox_mAP_l"}
-# metrics.json key -> the evaluator that yields it, where a config has one (the VOC profile's
-# 11-point VOC07 metric); its key is read as ``<that evaluator's prefix>/mAP``
+               "AP75": "coco/bbox_mAP_75", "APs": "coco/bbox_mAP_s", "APm": "coco/bbox_mAP_m", "APl": "coco/bbox_mAP_l"}
+# metrics.json key -> the evaluator yielding it where a config has one (the VOC profile's 11-point metric)
 OPTIONAL_METRICS = {"mAP50_11pt": {"type": "VOCMetric", "eval_mode": "11points"}}
 FINAL_WINDOW = 0.1  # final losses/diagnostics: mean over the last 10% of iterations
 
@@ -55,14 +49,12 @@ EVALUATOR_PREFIX = {"VOCMetric": "pascal_voc", "CocoMetric": "coco"}
 def evaluated_prefixes(evaluator) -> set[str]:
     """Key prefixes of the study's metrics that an evaluator config (one dict or a list) yields."""
     evs = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
-    return {ev.get("prefix") or EVALUATOR_PREFIX[ev["type"]] for ev in evs
-            if ev and ev.get("type") in EVALUATOR_PREFIX}
+    return {ev.get("prefix") or EVALUATOR_PREFIX[ev["type"]] for ev in evs if ev and ev.get("type") in EVALUATOR_PREFIX}
 
 
 def optional_metric_keys(evaluator) -> dict[str, str]:
-    """metrics.json key -> evaluator key of the :data:`OPTIONAL_METRICS` that an evaluator config
-    (one dict or a list) has: ``<prefix>/mAP`` with the evaluator's own ``prefix`` (or its type's
-    default), so the key follows the config. Two evaluators matching one metric are an error."""
+    """metrics.json key -> evaluator key of the :data:`OPTIONAL_METRICS` that an evaluator config (one dict or a list)
+    has: ``<prefix>/mAP`` with the evaluator's own ``prefix`` (else its type's); two matching one metric is an error."""
     evs = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
     out = {}
     for name, match in OPTIONAL_METRICS.items():
@@ -76,13 +68,10 @@ def optional_metric_keys(evaluator) -> dict[str, str]:
 
 def collect_metrics(results: dict[str, float], prefixes: set[str] | None = None,
                     optional: dict[str, str] | None = None) -> tuple[dict[str, float | None], bool]:
-    """The study's metrics from the evaluators' output, and whether any is missing: CocoMetric
-    returns nothing when no box scores above ``score_thr``; AP is then 0 by definition. A metric
-    pycocotools cannot compute (-1: no ground truth of that size) is ``None``.
-    ``prefixes``: the evaluators the split runs (``evaluated_prefixes``; a profile may score
-    with the VOC metric alone); metrics of the others are left out. None: all.
-    ``optional``: metrics.json key -> evaluator key of the split's optional metrics
-    (``optional_metric_keys``), each kept where the results have it. None: none."""
+    """The study's metrics from the evaluators' output, and whether any is missing: CocoMetric returns nothing when no
+    box scores above ``score_thr``; AP is then 0 by definition. A metric pycocotools cannot compute (-1: no ground truth
+    of that size) is ``None``. ``prefixes``: the split's evaluators (``evaluated_prefixes``), None: all; ``optional``:
+    the split's ``optional_metric_keys``, each kept where the results have it."""
     out, missing = {}, False
     for name, key in METRIC_KEYS.items():
         if prefixes is not None and key.split("/")[0] not in prefixes:
@@ -122,10 +111,8 @@ def finish_config(cfg, out: Path, name: str, work_dir: Path) -> None:
     cfg.experiment_name = name.replace("/", "_")
     max_norm = (cfg.optim_wrapper.get("clip_grad") or {}).get("max_norm")
     cfg.custom_hooks = list(cfg.get("custom_hooks", []) or []) + [
-        dict(type="FiniteLossHook", run_name=name),
-        dict(type="ResumedCurvesHook", dvclive_dir=str(out / "dvclive")),
-        dict(type="ClipFractionHook", max_norm=max_norm),
-        dict(type="ValHistoryHook")]
+        dict(type="FiniteLossHook", run_name=name), dict(type="ResumedCurvesHook", dvclive_dir=str(out / "dvclive")),
+        dict(type="ClipFractionHook", max_norm=max_norm), dict(type="ValHistoryHook")]
     # per-detection test records for the bootstrap over test images (lossbench.records)
     evs = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
     cfg.test_evaluator = [*evs, dict(type="DetectionRecords", out_file=str(out / "test_records.npz"))]
@@ -133,15 +120,12 @@ def finish_config(cfg, out: Path, name: str, work_dir: Path) -> None:
         dict(type="LocalVisBackend"),
         dict(type="RunDVCLiveVisBackend", save_dir=str(out / "dvclive"), run=name, artifact_suffix=(),
              init_kwargs=dict(save_dvc_exp=False, dvcyaml=False, report=None, cache_images=False,
-                              monitor_system=False)),
-    ]
+                              monitor_system=False))]
 
 
-def train_run(cfg, out: Path, name: str, meta: dict[str, Any], work_dir: Path,
-              log=print) -> dict[str, Any]:
+def train_run(cfg, out: Path, name: str, meta: dict[str, Any], work_dir: Path, log=print) -> dict[str, Any]:
     """Train (or resume) and test a config finished by :func:`finish_config`; write
-    OUT/{env.json,dvclive,test_records.npz,metrics.json}. MMEngine writes the resolved config
-    to the work dir."""
+    OUT/{env.json,dvclive,test_records.npz,metrics.json}."""
     import lossbench.models.registry  # noqa: F401  (head, losses, compat fixes)
     from lossbench.training import hooks  # registers the study's hooks and RunDVCLiveVisBackend
     from lossbench.training.config import config_digest
@@ -152,7 +136,7 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any], work_dir: Path,
         out.mkdir(parents=True, exist_ok=True)
         for stale in ("metrics.json", "test_records.npz", "config.py"):  # never leave an old result behind
             (out / stale).unlink(missing_ok=True)
-    from mmengine.dist import barrier
+    from mmengine.dist import barrier, get_dist_info
 
     # The main process keeps or empties the work folder first; the others then read what it left
     # (a checkpoint it kept, or none), so no rank creates files in a folder about to be removed.
@@ -189,8 +173,6 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any], work_dir: Path,
                                               optional_metric_keys(cfg.val_evaluator))
     results = runner.test()
     t_total = time.perf_counter() - t0
-    from mmengine.dist import get_dist_info
-
     rank, world_size = get_dist_info()
     metrics, no_det = collect_metrics(results or {}, evaluated_prefixes(evs), optional_metric_keys(evs))
     if "records/mAP" in (results or {}) and abs(results["records/mAP"] - results.get("pascal_voc/mAP", 0.0)) > 1e-6:
@@ -200,31 +182,20 @@ def train_run(cfg, out: Path, name: str, meta: dict[str, Any], work_dir: Path,
     trained = runner.iter - resumed_iter
     batch = cfg.train_dataloader.batch_size
     record = {
-        "run": name,
-        **meta,
-        "metrics": {"val": val_metrics, "test": metrics},
+        "run": name, **meta, "metrics": {"val": val_metrics, "test": metrics},
         "no_detections": {"val": val_no_det, "test": no_det},
         "val_curve": [{"iter": h["iter"], "mAP50": round(h.get("pascal_voc/mAP", 0.0), 6)} for h in history],
-        "clip": hooks.ClipFractionHook.summary(runner, max_norm),
-        "prior_prob": cfg.model.bbox_head.get("prior_prob"),
+        "clip": hooks.ClipFractionHook.summary(runner, max_norm), "prior_prob": cfg.model.bbox_head.get("prior_prob"),
         "records": records.name if records.is_file() else None,
         "final": final_scalars(runner.message_hub, cfg.train_cfg.get("max_iters") or runner.iter),
-        "iters": runner.iter,
-        "batch_size": batch,
-        "world_size": world_size,
-        "total_batch_size": batch * world_size,
+        "iters": runner.iter, "batch_size": batch, "world_size": world_size, "total_batch_size": batch * world_size,
         "resumed_from_iter": resumed_iter,
         **({"resumed_from_epoch": int(ckpt.stem.split("_")[-1]) if ckpt else 0} if by_epoch else {}),
-        "timing": {
-            "started_at": round(started_at, 3),
-            "finished_at": round(time.time(), 3),
-            "wall_time_s": round(t_total, 2),
-            "train_time_s": round(t_train, 2),
-            "eval_time_s": round(t_total - t_train, 2),
-            "train_images_per_s": (round(trained * batch * world_size / t_train, 2)
-                                   if trained > 0 and t_train > 0 else None),
-        },
-    }
+        "timing": {"started_at": round(started_at, 3), "finished_at": round(time.time(), 3),
+                   "wall_time_s": round(t_total, 2), "train_time_s": round(t_train, 2),
+                   "eval_time_s": round(t_total - t_train, 2),
+                   "train_images_per_s": round(trained * batch * world_size / t_train, 2)
+                   if trained > 0 and t_train > 0 else None}}
     runner.visualizer.close()
     if rank == 0:
         atomic_write_json(out / "metrics.json", record)

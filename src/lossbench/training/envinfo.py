@@ -15,8 +15,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-PACKAGES = ("torch", "mmcv", "mmengine", "mmdet", "numpy", "pycocotools", "dvc", "dvclive",
-            "pandas", "seaborn")
+PACKAGES = ("torch", "mmcv", "mmengine", "mmdet", "numpy", "pycocotools", "dvc", "dvclive", "pandas", "seaborn")
 
 
 def _version(dist: str) -> str | None:
@@ -27,8 +26,7 @@ def _version(dist: str) -> str | None:
 
 
 def mmcv_ops_status() -> tuple[bool, str]:
-    """``(ok, detail)``: whether mmcv's compiled ``nms`` loads and suppresses the lower-scored
-    of two identical boxes."""
+    """``(ok, detail)``: whether mmcv's compiled ``nms`` loads and drops the lower of two identical boxes."""
     try:
         import torch
         from mmcv.ops import nms
@@ -82,13 +80,11 @@ def environment_record(check_ops: bool = True) -> dict:
 
     from lossbench import __version__
 
-    # less an RNG state and the PyTorch build's compiler flags (paths of the machine that built
-    # the wheel; the torch version and the CPU capability below name the build)
+    # less an RNG state and the build's compiler flags (the torch version and CPU capability name the build)
     rec = {k: v for k, v in collect_env().items() if k not in DROPPED}
     rec.update(lossbench=__version__, packages={p: _version(p) for p in PACKAGES},
                git_revision=git_revision(), cpu_model=cpu_model(),
-               cpu_capability=torch.backends.cpu.get_cpu_capability(),
-               cpu_threads=torch.get_num_threads())
+               cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu_threads=torch.get_num_threads())
     if check_ops:
         ok, detail = mmcv_ops_status()
         rec["mmcv_ops"] = {"loaded": ok, "detail": detail}

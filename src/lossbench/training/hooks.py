@@ -21,10 +21,9 @@ class NonFiniteLossError(RuntimeError):
 
 @HOOKS.register_module()
 class FiniteLossHook(Hook):
-    """Stop training at the first NaN/inf loss, naming the run (``run_name``, default the
-    experiment name) and the iteration, before any metric is written. Data-parallel
-    processes agree every iteration (one all-reduce of a flag), so all stop together.
-    """
+    """Stop training at the first NaN/inf loss, naming the run (``run_name``, default the experiment
+    name) and the iteration, before any metric is written. Data-parallel processes agree every
+    iteration (one all-reduce of a flag), so all stop together."""
 
     priority = "VERY_HIGH"
 
@@ -34,8 +33,7 @@ class FiniteLossHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if not outputs:
             return
-        values = {k: float(v.detach()) if hasattr(v, "detach") else float(v)
-                  for k, v in outputs.items() if "loss" in k}
+        values = {k: float(v.detach()) if hasattr(v, "detach") else float(v) for k, v in outputs.items() if "loss" in k}
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         elsewhere = False
         if is_distributed():
@@ -44,11 +42,9 @@ class FiniteLossHook(Hook):
             elsewhere = flag.item() > 0 and not bad
         if bad or elsewhere:
             name = self.run_name or runner.experiment_name
-            terms = (", ".join(f"{k}={v}" for k, v in bad.items()) if bad
-                     else f"in another process than rank {get_rank()}")
-            raise NonFiniteLossError(
-                f"run {name!r}: loss became non-finite at iteration {runner.iter + 1} ({terms}); "
-                "no metrics were written")
+            terms = ", ".join(f"{k}={v}" for k, v in bad.items()) or f"in another process than rank {get_rank()}"
+            raise NonFiniteLossError(f"run {name!r}: loss became non-finite at iteration {runner.iter + 1} ({terms}); "
+                                     "no metrics were written")
 
 
 @HOOKS.register_module()
@@ -84,9 +80,7 @@ def param_digest(model) -> str:
 @HOOKS.register_module()
 class ParamDigestHook(Hook):
     """Write ``before <sha256>`` and ``after <sha256>`` of the model's parameters to
-    ``<work_dir>/param_digest_rank<r>.txt``: under data-parallel training every rank must
-    agree. A check for distributed runs (``custom_hooks=[dict(type='ParamDigestHook')]``).
-    """
+    ``<work_dir>/param_digest_rank<r>.txt``: a check that every data-parallel rank agrees."""
 
     priority = "VERY_LOW"
 
@@ -94,20 +88,16 @@ class ParamDigestHook(Hook):
         self._before = param_digest(runner.model)
 
     def after_train(self, runner) -> None:
-        path = f"{runner.work_dir}/param_digest_rank{get_rank()}.txt"
-        with open(path, "w") as f:
-            f.write(f"before {self._before}\nafter {param_digest(runner.model)}\n")
+        Path(runner.work_dir, f"param_digest_rank{get_rank()}.txt").write_text(
+            f"before {self._before}\nafter {param_digest(runner.model)}\n")
 
 
 @HOOKS.register_module()
 class ClipFractionHook(Hook):
     """Count the training steps whose gradient norm exceeded ``max_norm`` (the config's
-    ``optim_wrapper.clip_grad.max_norm``), i.e. the steps gradient clipping changed.
-
-    The norm is the one MMEngine's ``OptimWrapper`` logs as ``train/grad_norm`` before it
-    clips. The counts live in the message hub's runtime info, which checkpoints save, so a
-    resumed run continues its own counts. ``max_norm=None`` (no clipping) counts nothing.
-    """
+    ``optim_wrapper.clip_grad.max_norm``), i.e. the steps gradient clipping changed. The norm is ``train/grad_norm``,
+    logged by MMEngine's ``OptimWrapper`` before it clips; ``max_norm=None`` counts nothing. The counts live in the
+    message hub's runtime info, which checkpoints save, so a resumed run continues its own counts."""
 
     priority = "NORMAL"  # before CheckpointHook (VERY_LOW) saves the counts
     KEY = "lossbench_clip"
@@ -131,18 +121,14 @@ class ClipFractionHook(Hook):
         counts = runner.message_hub.get_info(cls.KEY) or {"steps": 0, "clipped": 0}
         steps = int(counts["steps"])
         frac = counts["clipped"] / steps if steps and max_norm is not None else None
-        return {"max_norm": max_norm, "clipped_fraction": None if frac is None else round(frac, 6),
-                "steps": steps}
+        return {"max_norm": max_norm, "clipped_fraction": None if frac is None else round(frac, 6), "steps": steps}
 
 
 @HOOKS.register_module()
 class ValHistoryHook(Hook):
-    """Record every validation of a run: ``<work_dir>/val_history.json``, a list of
-    ``{"iter": N, "<metric key>": value, ...}``, rewritten atomically after each one.
-
-    The validation at iteration N runs after the checkpoint of N is saved, so a run resumed
-    from iteration N keeps the entries up to N and drops later ones (they are evaluated again).
-    """
+    """Record every validation of a run: ``<work_dir>/val_history.json``, a list of ``{"iter": N,
+    "<metric key>": value, ...}``, rewritten atomically after each one. The validation at N runs after
+    the checkpoint of N is saved, so a run resumed from N drops later entries (evaluated again)."""
 
     priority = "NORMAL"
     FILE = "val_history.json"
@@ -157,8 +143,7 @@ class ValHistoryHook(Hook):
     def after_val_epoch(self, runner, metrics=None) -> None:
         from lossbench.utils import atomic_write_json
 
-        entry = {"iter": runner.iter, **{k: float(v) for k, v in (metrics or {}).items()
-                                         if isinstance(v, (int, float))}}
+        entry = {"iter": runner.iter, **{k: float(v) for k, v in (metrics or {}).items() if isinstance(v, int | float)}}
         self.history = [h for h in getattr(self, "history", []) if h["iter"] != runner.iter] + [entry]
         if get_rank() == 0:
             atomic_write_json(Path(runner.work_dir) / self.FILE, self.history)
@@ -167,9 +152,8 @@ class ValHistoryHook(Hook):
 @VISBACKENDS.register_module()
 class RunDVCLiveVisBackend(DVCLiveVisBackend):
     """MMEngine's DVCLive backend that logs, as ``dvclive/params.yaml``, the run's identity (name,
-    family and knobs, prior init, seed, config digest) instead of its whole resolved config,
-    which holds the paths of the machine that trains it (the config itself goes to the work dir,
-    ``lossbench train --print-config`` shows it from the commit)."""
+    family and knobs, prior init, seed, config digest) instead of its whole resolved config, which
+    holds the training machine's paths (``lossbench train --print-config`` shows that config)."""
 
     def __init__(self, save_dir: str, run: str | None = None, **kwargs) -> None:
         super().__init__(save_dir, **kwargs)

@@ -1,11 +1,10 @@
 """When a run continues from a checkpoint, and from which one.
 
-A run's work dir holds MMEngine's checkpoints and ``fingerprint.txt``, a digest of what
-determines the result: the resolved config without paths and logging, the contents of the
-annotation files and the training code (:func:`code_files`). Where the repository sits does
-not enter it, so a moved or copied run resumes. Same fingerprint: the run resumes from
-its newest *complete* checkpoint (a finished run only evaluates); anything else: the work
-dir is emptied and the run starts over.
+A run's work dir holds MMEngine's checkpoints and ``fingerprint.txt``, a digest of what determines
+the result: the resolved config without paths and logging, the contents of the annotation files and
+the training code (:func:`code_files`); not where the repository sits, so a moved run resumes. Same
+fingerprint: the run resumes from its newest *complete* checkpoint (a finished run only evaluates);
+anything else: the work dir is emptied and the run starts over.
 """
 
 from __future__ import annotations
@@ -31,25 +30,25 @@ IGNORED_KEYS = ("resume", "load_from", "launcher", "visualizer", "default_hooks"
 CHECKPOINT = re.compile(r"^(iter|epoch)_(\d+)\.pth$")
 
 
-def code_files() -> list[Path]:
-    """The training code: every module ``lossbench train`` imports, transitively
-    (:func:`lossbench.codedeps.files`; the train stages in ``dvc.yaml`` depend on the same set)."""
-    return codedeps.files([codedeps.TRAIN_MODULE])
+def code_files(root: Path = codedeps.PACKAGE) -> list[Path]:
+    """The training code: every module of the package ``root`` that ``lossbench train`` imports,
+    transitively (:func:`lossbench.codedeps.files`; the train stages in ``dvc.yaml`` depend on them)."""
+    return codedeps.files([codedeps.TRAIN_MODULE], root)
 
 
-def code_digest() -> str:
+def code_digest(root: Path = codedeps.PACKAGE) -> str:
     """Digest of the training code (``code_files``): a checkpoint of other code is never resumed."""
     h = hashlib.sha256()
-    for f in code_files():
-        h.update(f.relative_to(codedeps.PACKAGE.parent).as_posix().encode() + b"\0" + f.read_bytes())
+    for f in code_files(root):
+        h.update(f.relative_to(root.parent).as_posix().encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
 
 
 def _strip(x: Any, found: set[str]) -> Any:
     """``x`` without path-valued keys; the annotation files they name are collected in ``found``."""
     if isinstance(x, dict):
-        found.update(v for k, v in x.items() if k in PATH_KEYS and isinstance(v, str) and v.endswith(".json")
-                     and Path(v).is_file())
+        found.update(v for k, v in x.items()
+                     if k in PATH_KEYS and isinstance(v, str) and v.endswith(".json") and Path(v).is_file())
         return {k: _strip(v, found) for k, v in x.items() if k not in PATH_KEYS}
     if isinstance(x, (list, tuple)):
         return [_strip(v, found) for v in x]
@@ -61,15 +60,14 @@ def fingerprint(cfg) -> str:
     of the annotation files it names (by file name, not location) and the training code."""
     found: set[str] = set()
     d = _strip({k: v for k, v in cfg.to_dict().items() if k not in IGNORED_KEYS}, found)
-    d["__data__"] = sorted((Path(f).name, hashlib.sha256(Path(f).read_bytes()).hexdigest())
-                           for f in found)
+    d["__data__"] = sorted((Path(f).name, hashlib.sha256(Path(f).read_bytes()).hexdigest()) for f in found)
     d["__code__"] = code_digest()
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def is_complete(ckpt: Path) -> bool:
-    """Whether a checkpoint file is whole: ``torch.save`` writes a zip archive whose members
-    carry CRC-32s, so a truncated or damaged file fails here without being unpickled."""
+    """Whether a checkpoint file is whole: ``torch.save`` writes a zip archive whose members carry
+    CRC-32s, so a truncated or damaged file fails here without being unpickled."""
     try:
         with zipfile.ZipFile(ckpt) as z:
             return z.testzip() is None
@@ -78,8 +76,8 @@ def is_complete(ckpt: Path) -> bool:
 
 
 def resume_from(work_dir: Path, digest: str, log: Callable[[str], None] = print) -> Path | None:
-    """The newest complete checkpoint (``iter_N.pth`` / ``epoch_N.pth``, largest N) of the run
-    ``digest`` in ``work_dir``, or None."""
+    """The newest complete checkpoint (``iter_N.pth`` / ``epoch_N.pth``, largest N) of the run ``digest`` in
+    ``work_dir``, or None."""
     marker = work_dir / "fingerprint.txt"
     if not (marker.is_file() and marker.read_text().strip() == digest):
         return None
@@ -106,9 +104,8 @@ def prepare_work_dir(work_dir: Path, digest: str, main_process: bool = True,
 
 
 def truncate_curves(dvclive_dir: Path, last_step: int) -> None:
-    """Keep the curve rows up to and including ``last_step`` (the resumed checkpoint's
-    iteration); rows logged after it are logged again. A torn row (cut short by a
-    crash) is dropped."""
+    """Keep the curve rows up to and including ``last_step`` (the resumed checkpoint's iteration);
+    rows logged after it are logged again. A torn row (cut short by a crash) is dropped."""
     for tsv in sorted(dvclive_dir.rglob("*.tsv")) if dvclive_dir.exists() else []:
         with open(tsv, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f, delimiter="\t"))

@@ -1,8 +1,7 @@
 """A generated detection set whose foreground/background ratio is a knob.
 
-``generate`` writes a whole set: ``params`` (``SynthParams``; ``generate_kwargs`` reads a
-profile's ``data``), ``render`` (the images), ``write`` (VOC and COCO files), ``stats``
-(``stats.json``).
+``generate`` writes a whole set: ``params`` (``SynthParams``; ``generate_kwargs`` reads a profile's ``data``),
+``render`` (the images), ``write`` (VOC and COCO files), ``stats`` (``stats.json``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
-"""What decides a generated set: ``SynthParams`` (the pixels and boxes) and
-``generate_kwargs``, which reads them and the run options from a mapping such
-as a profile's ``data`` in ``params.yaml``."""
+"""What decides a generated set: ``SynthParams`` (the pixels and boxes) and ``generate_kwargs``, which reads them and
+the run options from a mapping such as a profile's ``data`` in ``params.yaml``."""
 
 from __future__ import annotations
 
@@ -11,27 +10,15 @@ from typing import Any
 
 @dataclass(frozen=True)
 class SynthParams:
-    """Everything that decides the generated pixels and boxes (sizes in px; pairs are
-    ``(min, max)``, inclusive).
+    """Everything that decides the generated pixels and boxes (sizes in px; pairs are ``(min, max)``, inclusive)."""
 
-    Attributes:
-        image_size: side of the square images.
-        objects, distractors: labelled / unlabelled shapes per image, uniform.
-        object_size: longer box side of an object, log-uniform; ``None`` ->
-            ``(max(4, image_size // 16), image_size // 2)``.
-        distractor_size: longer side of a distractor; ``None`` -> ``object_size``.
-        clutter: background strokes per 256 x 256 px of image (Poisson mean).
-        max_occlusion: largest share of a labelled object's pixels later shapes may hide.
-        jpeg_quality: JPEG quality of the written images.
-    """
-
-    image_size: int = 256
-    objects: tuple[int, int] = (1, 8)
-    object_size: tuple[int, int] | None = None
-    distractors: tuple[int, int] = (2, 8)
-    distractor_size: tuple[int, int] | None = None
-    clutter: float = 24.0
-    max_occlusion: float = 0.5
+    image_size: int = 256  # side of the square images
+    objects: tuple[int, int] = (1, 8)  # labelled shapes per image, uniform
+    object_size: tuple[int, int] | None = None  # longer box side, log-uniform; None: (max(4, S // 16), S // 2)
+    distractors: tuple[int, int] = (2, 8)  # unlabelled shapes per image, uniform
+    distractor_size: tuple[int, int] | None = None  # longer side of a distractor; None: object_size
+    clutter: float = 24.0  # background strokes per 256 x 256 px of image (Poisson mean)
+    max_occlusion: float = 0.5  # largest share of a labelled object's pixels later shapes may hide
     jpeg_quality: int = 90
 
     def resolved(self) -> SynthParams:
@@ -45,8 +32,7 @@ class SynthParams:
         if not 32 <= s <= 4096:
             raise ValueError(f"image_size must be in [32, 4096] px, got {s}")
         for name, (lo, hi), low in (("objects", p.objects, 0), ("distractors", p.distractors, 0),
-                                    ("object_size", p.object_size, 4),
-                                    ("distractor_size", p.distractor_size, 4)):
+                                    ("object_size", p.object_size, 4), ("distractor_size", p.distractor_size, 4)):
             if not low <= lo <= hi:
                 raise ValueError(f"{name} must satisfy {low} <= MIN <= MAX, got {lo} {hi}")
         for name, (_lo, hi) in (("object_size", p.object_size), ("distractor_size", p.distractor_size)):
@@ -74,10 +60,9 @@ _PAIRS = {"objects", "object_size", "distractors", "distractor_size"}
 def generate_kwargs(data: dict[str, Any], where: str = "data") -> dict[str, Any]:
     """``generate`` keyword arguments from a mapping such as a profile's ``data``.
 
-    Keys: ``RUN_KEYS`` (``workers: 0`` = one per CPU; ``anchor_config``:
-    ``default`` (or ``None``), ``none`` or a config path, which must exist) and
-    the fields of ``SynthParams`` (pairs as 2-lists). An unknown key or a bad
-    value is a ``ValueError`` naming ``where`` and the key.
+    Keys: ``RUN_KEYS`` (``workers: 0`` = one per CPU; ``anchor_config``: ``default`` (or ``None``), ``none`` or a config
+    path, which must exist) and the fields of ``SynthParams`` (pairs as 2-lists). An unknown key or a bad value is a
+    ``ValueError`` naming ``where`` and the key.
     """
     from lossbench.data.anchor_stats import find_model_config
 

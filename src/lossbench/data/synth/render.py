@@ -1,15 +1,13 @@
 """Drawing the images: one with ``render_image``, many in parallel with ``iter_images``.
 
-Each image is a textured, cluttered background with ``objects`` labelled shapes of 8
-classes (``SYNTH_CLASSES``, a shape in a hue family) and ``distractors`` unlabelled ones.
-Pairs are confusable on purpose: by colour (``red_disc`` / ``orange_disc``, hues 25 +- 10
-deg apart) and by shape (``red_disc`` / ``red_ring``; ``blue_square`` / ``blue_diamond``,
-rotated by 0 or 45 +- 12 deg). Distractors, the hard negatives, combine a class shape or
-colour with one no class has. A placement is accepted only if every labelled object drawn
-before keeps at least ``1 - max_occlusion`` of its pixels (counted on a label map; an
-object that finds no place in 90 tries is dropped and counted). Object size (longer box
-side, px) is log-uniform in ``object_size``. A box ``[x0, y0, x1, y1]`` covers columns
-``x0 .. x1 - 1`` and rows ``y0 .. y1 - 1`` of the object's drawn, amodal extent.
+Each image is a textured, cluttered background with ``objects`` labelled shapes of 8 classes (``SYNTH_CLASSES``, a shape
+in a hue family) and ``distractors`` unlabelled ones. Pairs are confusable on purpose: by colour (``red_disc`` /
+``orange_disc``, hues 25 +- 10 deg apart) and by shape (``red_disc`` / ``red_ring``; ``blue_square`` / ``blue_diamond``,
+rotated by 0 or 45 +- 12 deg). Distractors, the hard negatives, combine a class shape or colour with one no class has. A
+placement is accepted only if every labelled object drawn before keeps at least ``1 - max_occlusion`` of its pixels
+(counted on a label map; an object that finds no place in 90 tries is dropped and counted). Object size (longer box
+side, px) is log-uniform in ``object_size``. A box ``[x0, y0, x1, y1]`` covers columns ``x0 .. x1 - 1`` and rows
+``y0 .. y1 - 1`` of the object's drawn, amodal extent.
 
 Determinism: image ``i`` of split ``s`` comes from a generator seeded by ``(seed, s, i)``,
 the banks from ``(seed,)``: byte-identical output for a seed whatever the number of
@@ -35,23 +33,15 @@ from lossbench.data.synth.params import SynthParams
 SPLITS: tuple[str, ...] = ("train", "val", "test")  # s = 1, 2, 3 in the seed of an image
 
 # Hue families: centre hue in [0, 1) (0 = red); None = grey (saturation < 0.15).
-HUES: dict[str, float | None] = {
-    "red": 0.0, "orange": 0.07, "yellow": 0.15, "green": 0.33, "cyan": 0.50,
-    "blue": 0.62, "purple": 0.76, "magenta": 0.88, "grey": None,
-}
+HUES: dict[str, float | None] = {"red": 0.0, "orange": 0.07, "yellow": 0.15, "green": 0.33, "cyan": 0.50,
+                                 "blue": 0.62, "purple": 0.76, "magenta": 0.88, "grey": None}
 HUE_JITTER = 0.014  # +- 5 deg: red and orange stay 25 +- 10 deg apart
 
 #: (class name, shape kind, hue family), index k -> COCO category k + 1.
 CLASS_SPECS: tuple[tuple[str, str, str], ...] = (
-    ("red_disc", "disc", "red"),
-    ("orange_disc", "disc", "orange"),
-    ("red_ring", "ring", "red"),
-    ("blue_square", "square", "blue"),
-    ("blue_diamond", "diamond", "blue"),
-    ("green_triangle", "triangle", "green"),
-    ("yellow_star", "star", "yellow"),
-    ("purple_cross", "cross", "purple"),
-)
+    ("red_disc", "disc", "red"), ("orange_disc", "disc", "orange"), ("red_ring", "ring", "red"),
+    ("blue_square", "square", "blue"), ("blue_diamond", "diamond", "blue"), ("green_triangle", "triangle", "green"),
+    ("yellow_star", "star", "yellow"), ("purple_cross", "cross", "purple"))
 assert tuple(c[0] for c in CLASS_SPECS) == SYNTH_CLASSES
 _CLASS_COMBOS = {(kind, hue) for _, kind, hue in CLASS_SPECS}
 CLASS_KINDS: tuple[str, ...] = tuple(sorted({kind for _, kind, _ in CLASS_SPECS}))
@@ -143,10 +133,8 @@ _HALF = _CIRCLE24[:13]  # 0..180 deg
 
 
 def _unit_polygon(kind: str, u: Sequence[float]) -> tuple[Vertices, float, float]:
-    """Canonical vertices, rotation (deg) and aspect (x / y stretch) of ``kind``.
-
-    ``u`` holds 3 uniforms in [0, 1): aspect jitter, rotation, a shape parameter.
-    """
+    """Canonical vertices, rotation (deg) and aspect (x / y stretch) of ``kind``. ``u``: 3 uniforms in
+    [0, 1): aspect jitter, rotation, a shape parameter."""
     jitter = 0.87 + 0.28 * u[0]  # mild aspect change, 0.87..1.15
     if kind == "square":
         return _SQUARE, -12 + 24 * u[1], jitter
@@ -159,8 +147,7 @@ def _unit_polygon(kind: str, u: Sequence[float]) -> tuple[Vertices, float, float
         return [(x * r, y * r) if i % 2 else (x, y) for i, (x, y) in enumerate(_DECAGON)], 72 * u[1], jitter
     if kind == "cross":
         t = 0.28 + 0.1 * u[2]  # half arm width
-        v = [(-t, -1), (t, -1), (t, -t), (1, -t), (1, t), (t, t), (t, 1), (-t, 1),
-             (-t, t), (-1, t), (-1, -t), (-t, -t)]
+        v = [(-t, -1), (t, -1), (t, -t), (1, -t), (1, t), (t, t), (t, 1), (-t, 1), (-t, t), (-1, t), (-1, -t), (-t, -t)]
         return v, -12 + 24 * u[1], jitter
     if kind == "pentagon":
         return _PENTAGON, 72 * u[1], jitter
@@ -177,12 +164,10 @@ def _unit_polygon(kind: str, u: Sequence[float]) -> tuple[Vertices, float, float
     raise ValueError(f"unknown shape kind {kind!r}")
 
 
-def _shape_mask(kind: str, size: float, u: Sequence[float],
-                rim: bool) -> tuple[Image.Image, Image.Image | None, int]:
+def _shape_mask(kind: str, size: float, u: Sequence[float], rim: bool) -> tuple[Image.Image, Image.Image | None, int]:
     """Rasterise ``kind`` (``u``: aspect, rotation, shape uniforms) to a box whose longer side is
     about ``size`` px: ``(full, inner, area)``, tight (h, w) "L" masks, 255 inside; ``inner``
-    (with ``rim``, not for rings) lacks the 1-px boundary; ``area`` counts ``full``'s pixels.
-    """
+    (with ``rim``, not for rings) lacks the 1-px boundary; ``area`` counts ``full``'s pixels."""
     inner = None
     if kind in ("disc", "ring"):
         a = 0.87 + 0.28 * u[0]
@@ -229,26 +214,20 @@ def _colour(family: str, u: Sequence[float]) -> tuple[int, int, int]:
     if hue is None:
         r, g, b = colorsys.hsv_to_rgb(u[0], 0.12 * u[1], 0.35 + 0.6 * u[2])
     else:
-        r, g, b = colorsys.hsv_to_rgb((hue + HUE_JITTER * (2 * u[0] - 1)) % 1.0,
-                                      0.6 + 0.4 * u[1], 0.6 + 0.4 * u[2])
+        r, g, b = colorsys.hsv_to_rgb((hue + HUE_JITTER * (2 * u[0] - 1)) % 1.0, 0.6 + 0.4 * u[1], 0.6 + 0.4 * u[2])
     return int(r * 255), int(g * 255), int(b * 255)
 
 
 @dataclass
 class ImageRecord:
-    """What one generated image holds.
-
-    boxes: (N, 4) int, ``[x0, y0, x1, y1]`` px, end exclusive.
-    labels: (N,) int, class index into ``SYNTH_CLASSES`` (0-based).
-    visible: (N,) float, share of the object's pixels not covered later.
-    """
+    """What one generated image holds."""
 
     stem: str
     width: int
     height: int
-    boxes: np.ndarray
-    labels: np.ndarray
-    visible: np.ndarray
+    boxes: np.ndarray  # (N, 4) int, [x0, y0, x1, y1] px, end exclusive
+    labels: np.ndarray  # (N,) int, class index into SYNTH_CLASSES (0-based)
+    visible: np.ndarray  # (N,) float, share of the object's pixels not covered later
     n_distractors: int
     dropped_objects: int  # labelled objects that found no place (occlusion budget)
     dropped_distractors: int  # distractors that found no place
@@ -260,12 +239,10 @@ def _place(cand: np.ndarray, full: Image.Image, label_map: Image.Image,
            min_px: list[float]) -> tuple[int, int] | None:
     """The first candidate ``(x0, y0)`` that leaves every labelled object enough pixels, or None.
 
-    ``cand``: (T, 2) uniforms, top-left corners as fractions of the free room
-    ``(S - w + 1, S - h + 1)``; ``full``: the shape's (h, w) mask; ``label_map``:
-    (S, S) shape id per pixel (0 = background); ``obj_boxes``, ``ids``, ``vis_px``,
-    ``min_px``: per labelled object so far, its box, id, visible pixels (updated on
-    success) and the fewest it may keep. Exact: the pixels under the mask are
-    counted for every object whose box it touches.
+    ``cand``: (T, 2) uniforms, top-left corners as fractions of the free room ``(S - w + 1, S - h + 1)``; ``full``: the
+    shape's (h, w) mask; ``label_map``: (S, S) shape id per pixel (0 = background); ``obj_boxes``, ``ids``, ``vis_px``,
+    ``min_px``: per labelled object so far, its box, id, visible pixels (updated on success) and the fewest it may keep.
+    Exact: the pixels under the mask are counted for every object whose box it touches.
     """
     S = label_map.size[0]
     w, h = full.size
@@ -292,8 +269,7 @@ _DISTRACTOR_FAMILIES = {k: tuple(f for f in HUES if (k, f) not in _CLASS_COMBOS)
 _TRIES = 30  # candidate positions per shape
 
 
-def render_image(params: SynthParams, banks: Banks, rng: np.random.Generator,
-                 stem: str = "") -> ImageRecord:
+def render_image(params: SynthParams, banks: Banks, rng: np.random.Generator, stem: str = "") -> ImageRecord:
     """Draw one image and its labels with ``rng`` (``params`` must be resolved); shapes are flat
     colours, half with a darker 1-px rim."""
     S = params.image_size
@@ -397,10 +373,7 @@ def _work(task: tuple[str, int]) -> ImageRecord:
 def iter_images(params: SynthParams, seed: int, tasks: Sequence[tuple[str, int]],
                 workers: int = 1) -> Iterator[ImageRecord]:
     """Yield the records (JPEG bytes included) of ``tasks`` = ``(split, 1-based index)``, in order.
-
-    ``workers > 1`` renders in forked processes; the output does not depend
-    on ``workers``.
-    """
+    ``workers > 1`` renders in forked processes (the output does not depend on ``workers``)."""
     params = params.resolved()
     _STATE.update(params=params, seed=seed, banks=make_banks(seed, params.image_size))  # forks inherit it
     if workers <= 1 or len(tasks) < 2 * workers:

@@ -15,9 +15,8 @@ from lossbench.data.synth.render import SPLITS, ImageRecord
 
 def set_statistics(recs: dict[str, list[ImageRecord]], params: SynthParams, seed: int,
                    anchor_config: str | Path | None = None, stats_images: int = 2000) -> dict[str, Any]:
-    """What ``stats.json`` holds: seed, params, classes, ``dataset_statistics`` and,
-    with an MMDetection model config ``anchor_config``, the positive-anchor
-    statistics of ``lossbench.data.anchor_stats.anchor_statistics`` on up to
+    """What ``stats.json`` holds: seed, params, classes, ``dataset_statistics`` and, with an MMDetection model config
+    ``anchor_config``, the positive-anchor statistics of ``lossbench.data.anchor_stats.anchor_statistics`` on up to
     ``stats_images`` images (the first of each split, proportionally)."""
     stats: dict[str, Any] = {"seed": seed, "params": params.as_dict(), "classes": list(SYNTH_CLASSES),
                              "splits": dataset_statistics(recs, params)}
@@ -32,13 +31,11 @@ def set_statistics(recs: dict[str, list[ImageRecord]], params: SynthParams, seed
     return stats
 
 
-def dataset_statistics(records_by_split: dict[str, list[ImageRecord]],
-                       params: SynthParams) -> dict[str, Any]:
+def dataset_statistics(records_by_split: dict[str, list[ImageRecord]], params: SynthParams) -> dict[str, Any]:
     """Objects per image, object size histogram, classes, occlusion; per split and overall.
 
-    Sizes are ``sqrt(w * h)`` of each box, px, in bins with edges
-    ``[0, 8, 16, 32, 64, 128, 256, 512, inf)``; ``coco_area`` counts boxes
-    by COCO's small (< 32^2) / medium (< 96^2) / large ranges of ``w * h``.
+    Sizes are ``sqrt(w * h)`` of each box, px, in bins with edges ``[0, 8, 16, 32, 64, 128, 256, 512, inf)``;
+    ``coco_area`` counts boxes by COCO's small (< 32^2) / medium (< 96^2) / large ranges of ``w * h``.
     """
     edges = [0, 8, 16, 32, 64, 128, 256, 512, math.inf]
     out: dict[str, Any] = {}
@@ -52,25 +49,19 @@ def dataset_statistics(records_by_split: dict[str, list[ImageRecord]],
         hist = np.histogram(side, bins=np.array(edges[:-1] + [1e9]))[0]
         n = max(len(recs), 1)
         out[split] = {
-            "images": len(recs),
-            "objects": int(n_obj.sum()),
+            "images": len(recs), "objects": int(n_obj.sum()),
             "objects_per_image": {
                 "mean": round(float(n_obj.mean()) if len(n_obj) else 0.0, 4),
-                "min": int(n_obj.min()) if len(n_obj) else 0,
-                "max": int(n_obj.max()) if len(n_obj) else 0,
-                "histogram": {str(k): int(v) for k, v in enumerate(np.bincount(n_obj)) if v} if len(n_obj) else {},
-            },
+                "min": int(n_obj.min()) if len(n_obj) else 0, "max": int(n_obj.max()) if len(n_obj) else 0,
+                "histogram": {str(k): int(v) for k, v in enumerate(np.bincount(n_obj)) if v} if len(n_obj) else {}},
             "distractors_per_image": round(sum(r.n_distractors for r in recs) / n, 4),
             "dropped_objects": int(sum(r.dropped_objects for r in recs)),
             "dropped_distractors": int(sum(r.dropped_distractors for r in recs)),
             "object_size": {
-                "measure": "sqrt(w*h) px",
-                "edges": [e if e != math.inf else "inf" for e in edges],
-                "counts": [int(v) for v in hist],
-                "longer_side_min": int(longer.min()) if len(longer) else 0,
+                "measure": "sqrt(w*h) px", "edges": [e if e != math.inf else "inf" for e in edges],
+                "counts": [int(v) for v in hist], "longer_side_min": int(longer.min()) if len(longer) else 0,
                 "longer_side_max": int(longer.max()) if len(longer) else 0,
-                "mean": round(float(side.mean()), 3) if len(side) else 0.0,
-            },
+                "mean": round(float(side.mean()), 3) if len(side) else 0.0},
             "coco_area": {"small": int((area < 32 ** 2).sum()),
                           "medium": int(((area >= 32 ** 2) & (area < 96 ** 2)).sum()),
                           "large": int((area >= 96 ** 2).sum())},
@@ -78,10 +69,8 @@ def dataset_statistics(records_by_split: dict[str, list[ImageRecord]],
             "visible_fraction": {
                 "mean": round(float(vis.mean()), 4) if len(vis) else 1.0,
                 "min": round(float(vis.min()), 4) if len(vis) else 1.0,
-                "occluded_share": round(float((vis < 0.95).mean()), 4) if len(vis) else 0.0,
-            },
-            "box_area_share": round(float(area.sum()) / (n * params.image_size ** 2), 5),
-        }
+                "occluded_share": round(float((vis < 0.95).mean()), 4) if len(vis) else 0.0},
+            "box_area_share": round(float(area.sum()) / (n * params.image_size ** 2), 5)}
     return out
 
 
@@ -93,12 +82,10 @@ def summary_text(stats: dict[str, Any], out: Path, seconds: float) -> str:
                                                                   for s in SPLITS),
              f"  speed: {a['images'] / max(seconds, 1e-9):.0f} images/s ({seconds:.1f} s)"]
     opi = a["objects_per_image"]
-    lines.append(f"  objects/image: mean {opi['mean']:.2f} (min {opi['min']}, max {opi['max']}), "
-                 f"distractors/image {a['distractors_per_image']:.2f}, "
-                 f"objects dropped for lack of room {a['dropped_objects']}")
+    lines.append(f"  objects/image: mean {opi['mean']:.2f} (min {opi['min']}, max {opi['max']}), distractors/image "
+                 f"{a['distractors_per_image']:.2f}, objects dropped for lack of room {a['dropped_objects']}")
     sz = a["object_size"]
-    hist = ", ".join(f"[{lo},{hi}): {c}"
-                     for lo, hi, c in zip(sz["edges"][:-1], sz["edges"][1:], sz["counts"]) if c)
+    hist = ", ".join(f"[{lo},{hi}): {c}" for lo, hi, c in zip(sz["edges"][:-1], sz["edges"][1:], sz["counts"]) if c)
     lo, hi = p["object_size"]
     lines.append(f"  object size sqrt(wh) px (requested longer side {lo}..{hi}): {hist}")
     lines.append(f"  visible fraction mean {a['visible_fraction']['mean']:.3f}, "

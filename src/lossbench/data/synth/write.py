@@ -7,11 +7,10 @@ Layout written under the output folder::
     VOCdevkit/VOCsynth/ImageSets/Main/{train,val,test,trainval}.txt
     annotations/{train,val,test}.json                    (COCO; file_name relative to the folder)
 
-Box conventions: a record's box ``[x0, y0, x1, y1]`` is end exclusive
-(``lossbench.data.synth.render``). COCO ``bbox = [x0, y0, x1 - x0, y1 - y0]``;
-VOC ``xmin = x0 + 1, ymin = y0 + 1, xmax = x1, ymax = y1``. So
-``coco = [xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1]``, the usual
-VOC -> COCO rule (``lossbench.data.prepare`` applies it to real VOC too).
+Box conventions: a record's box ``[x0, y0, x1, y1]`` is end exclusive (``lossbench.data.synth.render``). COCO
+``bbox = [x0, y0, x1 - x0, y1 - y0]``; VOC ``xmin = x0 + 1, ymin = y0 + 1, xmax = x1, ymax = y1``. So
+``coco = [xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1]``, the usual VOC -> COCO rule
+(``lossbench.data.prepare`` applies it to real VOC too).
 """
 
 from __future__ import annotations
@@ -55,18 +54,15 @@ def voc_xml(rec: ImageRecord) -> str:
 
 
 def coco_dataset(records: Sequence[ImageRecord], info: dict[str, Any]) -> dict[str, Any]:
-    """A COCO detection dict for ``records`` (image ids 1..n in order, category ids 1..8 in
-    ``SYNTH_CLASSES`` order)."""
+    """A COCO detection dict for ``records`` (image ids 1..n in order, category ids 1..8 in ``SYNTH_CLASSES`` order)."""
     images, anns = [], []
     for i, rec in enumerate(records, 1):
         images.append({"id": i, "file_name": f"VOCdevkit/{VOC_FOLDER}/JPEGImages/{rec.stem}.jpg",
                        "width": rec.width, "height": rec.height})
-        for (x0, y0, x1, y1), lab, vis in zip(rec.boxes.tolist(), rec.labels.tolist(),
-                                              rec.visible.tolist()):
+        for (x0, y0, x1, y1), lab, vis in zip(rec.boxes.tolist(), rec.labels.tolist(), rec.visible.tolist()):
             w, h = x1 - x0, y1 - y0
             anns.append({"id": len(anns) + 1, "image_id": i, "category_id": lab + 1,
-                         "bbox": [x0, y0, w, h], "area": w * h, "iscrowd": 0,
-                         "visible": round(vis, 3)})
+                         "bbox": [x0, y0, w, h], "area": w * h, "iscrowd": 0, "visible": round(vis, 3)})
     categories = [{"id": k + 1, "name": name, "supercategory": "shape"} for k, name in enumerate(SYNTH_CLASSES)]
     return {"info": info, "licenses": [], "categories": categories, "images": images, "annotations": anns}
 
@@ -75,9 +71,8 @@ def write_set(root: Path, records: Iterable[ImageRecord], info: dict[str, Any],
               threads: int = 4, pending: int = 256) -> dict[str, list[ImageRecord]]:
     """Write the layout above under ``root`` and return the records by split, JPEG bytes dropped.
 
-    Each image's JPEG and XML are written by ``threads`` threads, so that slow
-    file creation (it blocks without the GIL) overlaps with rendering; at most
-    ``pending`` files wait. ``info`` heads each COCO file (with its split).
+    Each image's JPEG and XML are written by ``threads`` threads, so that slow file creation (it blocks without the GIL)
+    overlaps with rendering; at most ``pending`` files wait. ``info`` heads each COCO file (with its split).
     """
     voc = root / "VOCdevkit" / VOC_FOLDER
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):

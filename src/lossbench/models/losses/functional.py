@@ -1,14 +1,11 @@
 """The three imbalance losses as pure, element-wise tensor functions.
 
-Every function returns the **per-anchor** loss of shape ``(N,)`` and never
-reduces: normalisation (by the number of positive anchors) is the head's job,
-so the three families share it exactly.
+Every function returns the **per-anchor** loss of shape ``(N,)`` and never reduces: normalisation (by the number of
+positive anchors) is the head's job, so the three families share it exactly.
 
-Label convention (MMDetection's): ``labels`` is a ``LongTensor (N,)`` with
-values in ``[0, C]``; ``0 .. C-1`` are foreground classes and ``C`` means
-background. ``weights (N,)`` multiplies the per-anchor loss; a weight of 0
-marks an ignored anchor (MMDetection's ``label_weights``), which also takes no
-part in hard-negative mining.
+Label convention (MMDetection's): ``labels`` is a ``LongTensor (N,)`` with values in ``[0, C]``; ``0 .. C-1`` are
+foreground classes and ``C`` means background. The optional ``weights (N,)`` multiply the per-anchor loss; a weight of 0
+marks an ignored anchor (MMDetection's ``label_weights``), which also takes no part in hard-negative mining.
 """
 
 from __future__ import annotations
@@ -22,10 +19,7 @@ __all__ = ["focal_loss", "hard_negative_ce", "sse_loss", "one_hot_targets"]
 
 def one_hot_targets(labels: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
     """One-hot of ``labels (N,)`` over ``num_classes`` columns; background rows are 0.
-
-    Returns a ``(N, C)`` tensor: row ``i`` has a 1 in column ``labels[i]`` if
-    ``labels[i] < C`` and is all zeros when ``labels[i] == C``.
-    """
+    Returns a ``(N, C)`` tensor: row ``i`` has a 1 in column ``labels[i]`` if ``labels[i] < C``, else all zeros."""
     if labels.dim() != 1:
         raise ValueError(f"labels must have shape (N,), got {tuple(labels.shape)}")
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > num_classes):
@@ -44,34 +38,26 @@ def _apply_weights(loss: Tensor, weights: Tensor | None) -> Tensor:
     return loss * weights.to(loss.dtype)
 
 
-def focal_loss(logits: Tensor, labels: Tensor, gamma: float, alpha: float,
-               weights: Tensor | None = None) -> Tensor:
+def focal_loss(logits: Tensor, labels: Tensor, gamma: float, alpha: float, weights: Tensor | None = None) -> Tensor:
     r"""Sigmoid focal loss of RetinaNet, summed over classes.
 
-    For every anchor and class, with :math:`p = \sigma(x)` and the binary
-    target :math:`y`, :math:`p_t = p` if :math:`y = 1` else :math:`1 - p`
-    and :math:`\alpha_t = \alpha` if :math:`y = 1` else :math:`1 - \alpha`:
+    For every anchor and class, with :math:`p = \sigma(x)` and the binary target :math:`y`, :math:`p_t = p` if
+    :math:`y = 1` else :math:`1 - p` and :math:`\alpha_t = \alpha` if :math:`y = 1` else :math:`1 - \alpha`:
 
     .. math:: FL(p_t) = -\alpha_t (1 - p_t)^\gamma \log(p_t)
 
     (Lin et al. 2017, "Focal Loss for Dense Object Detection", Eq. 5).
     ``gamma = 0`` is the alpha-balanced binary cross-entropy (Eq. 3).
 
-    Both factors are computed in log space, :math:`\log p_t = \log\sigma(z_t)`
-    and :math:`(1 - p_t)^\gamma = \exp(\gamma \log\sigma(-z_t))` with
-    :math:`z_t = x` for positives and :math:`-x` otherwise, so values and
-    gradients stay finite for saturated logits (even for ``0 < gamma < 1``,
-    where :math:`(1 - p_t)^\gamma` has an infinite slope at 0).
+    Both factors are computed in log space, :math:`\log p_t = \log\sigma(z_t)` and
+    :math:`(1 - p_t)^\gamma = \exp(\gamma \log\sigma(-z_t))` with :math:`z_t = x` for positives and :math:`-x`
+    otherwise, so values and gradients stay finite for saturated logits (even for ``0 < gamma < 1``, where
+    :math:`(1 - p_t)^\gamma` has an infinite slope at 0).
 
     Args:
         logits: sigmoid logits of shape ``(N, C)``.
-        labels: ``(N,)`` long in ``[0, C]``, ``C`` = background.
         gamma: focusing parameter, ``>= 0``.
         alpha: weight of the positive class, in ``[0, 1]``.
-        weights: optional per-anchor weights ``(N,)``.
-
-    Returns:
-        Per-anchor loss of shape ``(N,)``.
     """
     if logits.dim() != 2 or logits.shape[0] != labels.shape[0]:
         raise ValueError(f"logits must be (N, C) with N = len(labels); got {tuple(logits.shape)} "
@@ -91,30 +77,21 @@ def hard_negative_ce(logits: Tensor, labels: Tensor, neg_pos_ratio: float | None
 
     .. math:: L_{conf} = -\sum_{i \in Pos} \log \hat c_i^{p} - \sum_{i \in Neg} \log \hat c_i^{0}
 
-    (Liu et al. 2016, "SSD: Single Shot MultiBox Detector", Eq. 3 and
-    "Hard negative mining"). Every positive anchor keeps its cross-entropy;
-    of the negatives, only the ``k = floor(neg_pos_ratio * #pos)`` with the
-    highest cross-entropy keep theirs (SSD uses 3:1); all other anchors get 0.
-    ``neg_pos_ratio=None`` keeps every negative, i.e. plain softmax CE.
+    (Liu et al. 2016, "SSD: Single Shot MultiBox Detector", Eq. 3 and "Hard negative mining"). Every positive anchor
+    keeps its cross-entropy; of the negatives, only the ``k = floor(neg_pos_ratio * #pos)`` with the highest
+    cross-entropy keep theirs (SSD uses 3:1); all other anchors get 0. ``neg_pos_ratio=None`` keeps every negative, i.e.
+    plain softmax CE.
 
-    Positives and mining candidates are the anchors with a non-zero weight.
-    Which of several exactly tied negatives is kept is unspecified; the
-    returned total is the same either way.
+    Positives and mining candidates are the anchors with a non-zero weight. Which of several exactly tied negatives is
+    kept is unspecified; the returned total is the same either way.
 
-    An image **without positives keeps no negatives** (``k = 0``), as in SSD
-    and MMDetection's ``SSDHead``: the loss is normalised by the number of
-    positives, and a fixed number of negatives per positive is the rule being
-    studied. (With ``neg_pos_ratio=None`` every negative is kept as usual.)
+    An image **without positives keeps no negatives** (``k = 0``), as in SSD and MMDetection's ``SSDHead``: the loss is
+    normalised by the number of positives, and a fixed number of negatives per positive is the rule being studied. (With
+    ``neg_pos_ratio=None`` every negative is kept as usual.)
 
     Args:
         logits: softmax logits of shape ``(N, C + 1)``, background last.
-        labels: ``(N,)`` long in ``[0, C]``, ``C`` = background.
-        neg_pos_ratio: at most this many negatives per positive (``> 0``),
-            or ``None`` for all negatives.
-        weights: optional per-anchor weights ``(N,)``.
-
-    Returns:
-        Per-anchor loss of shape ``(N,)``, zero for unselected anchors.
+        neg_pos_ratio: at most this many negatives per positive (``> 0``), or ``None`` for all negatives.
     """
     if logits.dim() != 2 or logits.shape[0] != labels.shape[0]:
         raise ValueError(f"logits must be (N, C + 1) with N = len(labels); got "
@@ -152,25 +129,17 @@ def sse_loss(obj_logits: Tensor, cls_logits: Tensor, labels: Tensor, obj_targets
         + \lambda_{noobj} \mathbb 1^{noobj} \hat C^2
         + \mathbb 1^{obj} \sum_c (p(c) - \hat p(c))^2
 
-    (Redmon et al. 2016, "You Only Look Once", Eq. 3), where :math:`C` is the
-    objectness target (``obj_targets``: the IoU of the predicted box with its
-    ground truth, as in the paper, or 1) and :math:`p(c) = 1[c = label]`.
+    (Redmon et al. 2016, "You Only Look Once", Eq. 3), where :math:`C` is the objectness target (``obj_targets``: the
+    IoU of the predicted box with its ground truth, as in the paper, or 1) and :math:`p(c) = 1[c = label]`.
 
     Args:
         obj_logits: objectness logits of shape ``(N,)``.
         cls_logits: class logits of shape ``(N, C)``.
-        labels: ``(N,)`` long in ``[0, C]``, ``C`` = background.
-        obj_targets: objectness targets ``(N,)`` in ``[0, 1]``; read on
-            positives only.
+        obj_targets: objectness targets ``(N,)`` in ``[0, 1]``; read on positives only.
         lambda_noobj: weight of the no-object term, ``>= 0`` (YOLO: 0.5).
-        weights: optional per-anchor weights ``(N,)``.
-
-    Returns:
-        Per-anchor loss of shape ``(N,)``.
     """
     n = labels.shape[0]
-    if obj_logits.shape != (n,) or cls_logits.dim() != 2 or cls_logits.shape[0] != n \
-            or obj_targets.shape != (n,):
+    if obj_logits.shape != (n,) or cls_logits.dim() != 2 or cls_logits.shape[0] != n or obj_targets.shape != (n,):
         raise ValueError(
             f"expected obj_logits (N,), cls_logits (N, C), obj_targets (N,) with N = {n}; got "
             f"{tuple(obj_logits.shape)}, {tuple(cls_logits.shape)}, {tuple(obj_targets.shape)}")

@@ -34,8 +34,7 @@ OPTIONS = (
     ("--anchor-config", str, "PY", "MMDetection model config whose anchors / assigner define the positive-anchor "
                                    "statistics (default configs/_base_/models/retinanet_imbalance_r50_fpn.py); "
                                    "'none' skips them"),
-    ("--stats-images", int, "N", "images used for the anchor statistics (default 2000)"),
-)
+    ("--stats-images", int, "N", "images used for the anchor statistics (default 2000)"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
