@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from lossbench.families import FAMILIES, FAMILY_ORDER  # noqa: E402
 from lossbench.models.losses.functional import focal_loss, sse_loss  # noqa: E402
 
-PALETTE = dict(zip(FAMILY_ORDER, sns.color_palette("colorblind", 3)))
+PALETTE = dict(zip(FAMILY_ORDER, sns.color_palette("colorblind", len(FAMILY_ORDER))))
 DIAG_SHARES = (("diag_share_pos", "positives"), ("diag_share_hard_neg", "hard negatives"),
                ("diag_share_easy_neg", "easy negatives"))
 sns.set_theme(style="whitegrid", context="notebook")
