@@ -24,7 +24,7 @@ from lossbench import codedeps
 from lossbench.utils import atomic_write_text
 
 #: config keys that hold where things are, or how a run logs, not what it computes
-PATH_KEYS = frozenset({"data_root", "ann_file", "work_dir"})
+PATH_KEYS = frozenset({"data_root", "ann_file", "work_dir", "out_file"})
 IGNORED_KEYS = ("resume", "load_from", "launcher", "visualizer", "default_hooks",
                 "custom_hooks", "log_processor", "log_level", "experiment_name")
 CHECKPOINT = re.compile(r"^(iter|epoch)_(\d+)\.pth$")
