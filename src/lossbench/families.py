@@ -39,6 +39,16 @@ class Knob:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        """The allowed strings of a switch; None for a number."""
+        return self.rule if isinstance(self.rule, tuple) else None
+
+    @property
+    def accepts_all(self) -> bool:
+        """Whether None / ``'all'`` (every negative) is a value."""
+        return self.rule == "> 0 or all"
+
 
 @dataclass(frozen=True)
 class Family:
@@ -106,11 +116,11 @@ def _number(key: str, value: Any, rule: str) -> float:
 
 
 def _check(key: str, knob: Knob, value: Any) -> Any:
-    if isinstance(knob.rule, tuple):
-        if value not in knob.rule:
-            raise ImbalanceConfigError(f"{key} must be one of {list(knob.rule)}, got {value!r}")
+    if knob.choices:
+        if value not in knob.choices:
+            raise ImbalanceConfigError(f"{key} must be one of {list(knob.choices)}, got {value!r}")
         return value
-    if knob.rule == "> 0 or all" and (value is None or (isinstance(value, str) and value == "all")):
+    if knob.accepts_all and (value is None or (isinstance(value, str) and value == "all")):
         return None
     return _number(key, value, knob.rule)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -130,3 +131,23 @@ def test_val_history_survives_a_resume(tmp_path):
     again = ValHistoryHook()
     again.before_train(_runner(tmp_path, 150, "hist2"))
     assert [h["iter"] for h in again.history] == [75, 150]
+
+
+def test_print_config_of_a_mixed_precision_run_works_without_a_gpu(synth_prepared, tmp_path, capsys):
+    """--print-config shows the config as given: a bf16 run's config prints on a CPU machine, where
+    training it stops before anything starts (mixed precision needs a CUDA GPU)."""
+    import torch
+
+    from lossbench.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("the CPU-only refusal is what is checked")
+    config = Path(__file__).resolve().parents[2] / "configs/smoke/retinanet_r18n_fpn_smoke.py"
+    argv = ["train", "--config", str(config), "--family", "ohem", "--seed", "0",
+            "--data-root", str(synth_prepared["root"]), "--ann-dir", str(synth_prepared["ann_dir"]),
+            "--out", str(tmp_path / "run"), "--amp", "bf16"]
+    assert main([*argv, "--print-config"]) == 0
+    shown = capsys.readouterr().out
+    assert "type='AmpOptimWrapper'" in shown and "dtype='bfloat16'" in shown and "# config_digest: " in shown
+    assert main(argv) == 2 and "mixed precision" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

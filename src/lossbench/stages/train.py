@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     knobs = parser.add_argument_group("knobs (the family's defaults otherwise)")
     for knob in KNOBS.values():
         knobs.add_argument(knob.flag, help=knob.help,
-                           **({"choices": list(knob.rule)} if isinstance(knob.rule, tuple) else {}))
+                           **({"choices": list(knob.choices)} if knob.choices else {}))
     knobs.add_argument("--choose", choices=["default", "best"],
                        help="instead of knob values: the family's paper default (params file: "
                             "<family>.default) or its val-selected best (--selection)")
@@ -121,8 +121,8 @@ def imbalance_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[
     if getattr(args, "choose", None):
         given.update(chosen_setting(args))
     imb: dict[str, Any] = {"type": args.family, **given}
-    for k in [k for k in imb if k in KNOBS and not isinstance(KNOBS[k].rule, tuple)]:
-        ratio = KNOBS[k].rule == "> 0 or all"  # a number, or 'all' negatives
+    for k in [k for k in imb if k in KNOBS and not KNOBS[k].choices]:
+        ratio = KNOBS[k].accepts_all  # a number, or 'all' negatives
         try:
             imb[k] = None if ratio and imb[k].lower() in ("all", "none") else float(imb[k])
         except ValueError:
@@ -219,7 +219,8 @@ def run(args: argparse.Namespace) -> int:
             cfg.model.bbox_head.prior_prob = parse_prior(args.prior_prob)
         cfg.merge_from_dict({**cfg_options(args.cfg_options), **(amp_options(args.amp) if args.amp else {})})
         set_validation(cfg, args.val_every, args.val_from)
-        check_precision(cfg, log)
+        if not args.print_config:  # the config as given: a mixed-precision one prints on a CPU too
+            check_precision(cfg, log)
         if args.launcher != "none" and not args.print_config:
             from lossbench.training.distributed import setup_distributed
 
