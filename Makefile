@@ -26,7 +26,7 @@ PROFILE     ?=
 DVC         := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc
 PYTEST_ARGS ?=
 
-.PHONY: help setup lock lint test test-fast repro sweep report bench env gpu-wheels gpu-check clean-venv
+.PHONY: help setup lock lint test test-fast repro sweep remedies report bench env gpu-wheels gpu-check clean-venv
 
 ## help: list the targets (this message)
 help:
@@ -91,7 +91,7 @@ THREADS ?= $(if $(GPUS)$(filter slurm,$(QUEUE)),,1)
 SLURM_ARGS ?=
 QUEUE_ARGS = $(if $(filter slurm,$(QUEUE)),$(SLURM_ARGS),--jobs $(JOBS) $(if $(GPUS),--gpus $(GPUS))) \
 	$(if $(THREADS),--threads $(THREADS))
-STUDY   := $(DVC) repro prepare && \
+STUDY   := $(DVC) repro prepare pretrain && \
 	$(PY) -m lossbench queue $(QUEUE) $(QUEUE_ARGS) && \
 	$(DVC) repro select && \
 	$(PY) -m lossbench queue $(QUEUE) --set extra $(QUEUE_ARGS) && \
@@ -119,6 +119,13 @@ sweep: $(STAMP)
 	$(DVC) repro --glob 'prepare_sweep@*'
 	$(PY) -m lossbench queue $(QUEUE) --set sweep $(QUEUE_ARGS)
 	$(DVC) repro report_sweep
+
+## remedies: the four later remedies (after make repro; QUEUE as repro), their report in reports/remedies/
+remedies: $(STAMP)
+	$(DVC) repro prepare pretrain
+	$(PY) -m lossbench queue $(QUEUE) --set remedies $(QUEUE_ARGS)
+	$(DVC) repro select_remedies
+	$(PY) -m lossbench queue $(QUEUE) --set remedies_extra $(QUEUE_ARGS)
 
 ## report: rebuild reports/<profile>/ from the runs' metrics (no training; unchanged runs change no file)
 report: $(STAMP)

@@ -32,10 +32,10 @@ def test_smoke_pipeline(tmp_path):
     out = _dvc(repo, "repro", "report")  # the study; the imbalance sweep is not a dependency
     families = ("focal", "ohem", "sse")
     assert sorted(_ran(out)) == sorted([
-        "fetch", "prepare", "train_focal@setting0-0", "train_focal@setting1-0", "train_ohem@3-0",
+        "fetch", "prepare", "pretrain", "train_focal@setting0-0", "train_focal@setting1-0", "train_ohem@3-0",
         "train_sse@0.5-0", *(f"train_default@{f}-1" for f in families),
-        *(f"train_prior_off@{f}-0" for f in families), "select",
-        *(f"best_extra@{f}-1" for f in families), "report"])
+        *(f"train_prior_off@{f}-0" for f in families), *(f"train_calibration@{f}-0" for f in families), "select",
+        *(f"best_extra@{f}-1" for f in families), *(f"best_calibration@{f}-0" for f in families), "report"])
     runs = ["focal/gamma2.0_alpha0.25/seed0", "focal/gamma0.0_alpha0.25/seed0", "ohem/ratio3/seed0",
             "sse/lambda0.5/seed0", *(f"{kind}/{f}/seed{s}" for f in families
                                      for kind, s in (("extra/default", 1), ("extra/best", 1), ("prior_off", 0)))]
@@ -43,6 +43,11 @@ def test_smoke_pipeline(tmp_path):
         rec = json.loads((repo / "runs/smoke" / run / "metrics.json").read_text())
         assert rec["iters"] == 4 and rec["profile"] == "smoke" and rec["run"] == run
         assert (repo / "runs/smoke" / run / "test_records.npz").is_file()
+    for run in (f"calibration/{kind}/{f}/seed0" for f in families for kind in ("default", "best")):
+        rec = json.loads((repo / "runs/smoke" / run / "metrics.json").read_text())  # 2T: twice the schedule
+        assert rec["iters"] == 8 and rec["run"] == run and rec["role"] == f"calibration_{run.split('/')[1]}"
+    pretrained = json.loads((repo / "runs/smoke/pretrain/metrics.json").read_text())  # smoke: from scratch
+    assert pretrained == {"pretrain": None, "backbone_init_cfg": None}
     assert json.loads((repo / "runs/smoke/prior_off/sse/seed0/metrics.json").read_text())["prior_prob"] is None
     selection = json.loads((repo / "runs/smoke/selection.json").read_text())
     assert set(selection["families"]) == set(families)
@@ -58,9 +63,9 @@ def test_smoke_pipeline(tmp_path):
     def pending(prefixes):
         return {k: v for k, v in json.loads(_dvc(repo, "status", "--json")).items() if k.startswith(prefixes)}
 
-    trainers = ("best_extra", "train_sweep")
+    trainers = ("best_extra", "best_calibration", "train_sweep")
     before = pending(trainers)  # train_sweep never ran on the smoke profile
-    assert not [s for s in before if s.startswith("best_extra")]
+    assert not [s for s in before if s.startswith(("best_extra", "best_calibration"))]
     metrics = repo / "runs/smoke/ohem/ratio3/seed0/metrics.json"  # the one ohem setting: always chosen
     rec = json.loads(metrics.read_text())
     rec["metrics"]["val"]["mAP50"] += 0.01

@@ -106,15 +106,21 @@ def test_amp_options():
 
 
 def test_a_run_is_its_config_plus_knob_and_seed(tmp_path):
-    """The smoke config is the synth one cut short: same model, lr and pipeline; the
-    schedule and batch are its own, written in the config, not set at run time."""
+    """The smoke config is the synth one cut short: same model (but a backbone from scratch),
+    lr and pipeline; the schedule and batch are its own, written in the config, not set at run time."""
     from mmengine.config import Config
 
     synth = Config.fromfile(str(load_profile(PARAMS, "synth").config))
     smoke = Config.fromfile(str(load_profile(PARAMS, "smoke").config))
+    assert synth.model.backbone.init_cfg == {"type": "Pretrained", "checkpoint": "runs/synth/pretrain/backbone.pth"}
+    assert (synth.model.backbone.frozen_stages, synth.model.backbone.norm_eval) == (1, True)
+    assert (smoke.model.backbone.init_cfg, smoke.model.backbone.frozen_stages) == (None, -1)
+    for cfg in (synth, smoke):
+        cfg.model.backbone = {k: v for k, v in cfg.model.backbone.items()
+                              if k not in ("init_cfg", "frozen_stages", "norm_eval")}
     assert smoke.model == synth.model and smoke.optim_wrapper == synth.optim_wrapper
     assert smoke.train_pipeline == synth.train_pipeline
-    assert (synth.train_cfg.max_iters, synth.train_dataloader.batch_size) == (600, 8)
+    assert (synth.train_cfg.max_iters, synth.train_dataloader.batch_size) == (2400, 8)
     assert (smoke.train_cfg.max_iters, smoke.train_dataloader.batch_size) == (4, 2)
     # every scheduler ends where the schedule does
     for cfg in (synth, smoke):

@@ -37,7 +37,8 @@ from lossbench.workspace import SMOKE_PARAMS, copy_repo, dvc, set_params
 FAMILIES = ("focal", "ohem", "sse")
 #: the smoke profile's trainings that need no selection (`--set study`)
 STUDY = ["train_focal@setting0-0", "train_focal@setting1-0", "train_ohem@3-0", "train_sse@0.5-0",
-         *(f"train_default@{f}-1" for f in FAMILIES), *(f"train_prior_off@{f}-0" for f in FAMILIES)]
+         *(f"train_default@{f}-1" for f in FAMILIES), *(f"train_prior_off@{f}-0" for f in FAMILIES),
+         *(f"train_calibration@{f}-0" for f in FAMILIES)]
 
 
 def lossbench(repo: Path, *args: str, env: dict[str, str] | None = None,

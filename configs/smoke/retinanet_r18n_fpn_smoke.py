@@ -2,6 +2,8 @@
 # pipeline runs in seconds (the test suite runs it on a copy of the repository).
 _base_ = '../synth/retinanet_r18n_fpn_synth.py'
 
+# from scratch: the tests train this config without a pretraining stage before them
+model = dict(backbone=dict(frozen_stages=-1, norm_eval=False, init_cfg=None))
 train_dataloader = dict(batch_size=2)
 max_iters = 4
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters // 2)

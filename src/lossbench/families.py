@@ -29,7 +29,8 @@ class Knob:
 
     name: str  # key in the imbalance dict, params.yaml and metrics.json; CLI flag: --name with dashes
     default: Any  # the paper's value
-    rule: str | tuple[str, ...]  # ">= 0", "in [0, 1]", "> 0 or all" (None / 'all': every negative) or allowed strings
+    # ">= 0", "in [0, 1]", "in [0, 1)", "integer >= 1", "> 0 or all" (None / 'all': every negative) or allowed strings
+    rule: str | tuple[str, ...]
     slug: str | None  # how a run's folder spells it (ratio3); None: a switch outside a setting's identity (obj_target)
     symbol: str = ""  # the knob in prose (γ, neg:pos ratio)
     label: str = "{}"  # a value in tables, {} standing for the value ('all' prints as all)
@@ -48,6 +49,11 @@ class Knob:
     def accepts_all(self) -> bool:
         """Whether None / ``'all'`` (every negative) is a value."""
         return self.rule == "> 0 or all"
+
+    @property
+    def integer(self) -> bool:
+        """Whether the value is a whole number (validated to an ``int``)."""
+        return self.rule == "integer >= 1"
 
 
 @dataclass(frozen=True)
@@ -89,12 +95,45 @@ _FAMILIES = (
     Family("sse", "YOLO v1 sum-squared error", "YOLOSSELoss",
            (Knob("lambda_noobj", 0.5, ">= 0", "lambda", "λ_noobj", "λ {}", "sse: no-object weight, >= 0"),
             Knob("obj_target", "iou", ("iou", "one"), None, help="sse: objectness target")),
-           knob_label="λ_noobj", grid_key="lambda_noobj"))
+           knob_label="λ_noobj", grid_key="lambda_noobj"),
+    Family("ghm", "GHM-C gradient harmonizing", "ImbalanceGHMCLoss",
+           (Knob("bins", 30, "integer >= 1", "bins", "M", "M {}",
+                 "ghm: number of gradient-norm bins (unit regions), an integer >= 1"),
+            Knob("momentum", 0.75, "in [0, 1)", "momentum", "momentum", "mom. {}",
+                 "ghm: momentum of the bin counts' moving average, in [0, 1) (0: this batch's counts)")),
+           knob_label="M, momentum", grid_key="settings"),
+    Family("qfl", "GFL quality focal loss", "ImbalanceQualityFocalLoss",
+           (Knob("beta", 2.0, ">= 0", "beta", "β", "β {}", "qfl: modulating exponent, >= 0"),),
+           knob_label="β", grid_key="beta"),
+    Family("vfl", "VarifocalNet varifocal loss", "ImbalanceVarifocalLoss",
+           (Knob("vfl_gamma", 2.0, ">= 0", "gamma", "γ", "γ {}", "vfl: negatives' modulating exponent, >= 0"),
+            Knob("vfl_alpha", 0.75, "in [0, 1]", "alpha", "α", "α {}", "vfl: negatives' weight in [0, 1]")),
+           knob_label="γ, α", grid_key="settings"),
+    Family("ce_prior", "Sampling-free CE (prior bias, guided scaling)", "SamplingFreeCELoss",
+           (Knob("scaling", "on", ("on", "off"), "scaling", "guided loss scaling", "scaling {}",
+                 "ce_prior: guided loss scaling (classification loss rescaled to the box loss's magnitude)"),),
+           knob_label="guided scaling", grid_key="scaling"))
 #: family name -> its definition, in the report's order
 FAMILIES: dict[str, Family] = {f.name: f for f in _FAMILIES}
 FAMILY_ORDER: tuple[str, ...] = tuple(FAMILIES)
 #: every knob of every family (a knob name belongs to one family)
 KNOBS: dict[str, Knob] = {k.name: k for f in _FAMILIES for k in f.knobs}
+
+
+def _check_table() -> None:
+    """The table's own rules: family and knob names unique, slugs unique within a family."""
+    names = [k.name for f in _FAMILIES for k in f.knobs]
+    if len(FAMILIES) != len(_FAMILIES) or len(KNOBS) != len(names):
+        raise AssertionError(f"family and knob names must be unique: {[f.name for f in _FAMILIES]}, {names}")
+    for f in _FAMILIES:
+        slugs = [k.slug for k in f.setting_knobs]
+        if len(set(slugs)) != len(slugs):
+            raise AssertionError(f"family {f.name}: folder slugs {slugs} must be unique")
+        if f.grid_key != "settings" and (len(f.setting_knobs) != 1 or f.grid_key != f.swept):
+            raise AssertionError(f"family {f.name}: grid_key must be 'settings' or its one setting knob {f.swept!r}")
+
+
+_check_table()
 
 
 def family(name: str) -> Family:
@@ -104,21 +143,26 @@ def family(name: str) -> Family:
 
 
 # ------------------------------------------------------------------ validation
-def _number(key: str, value: Any, rule: str) -> float:
+def _number(key: str, value: Any, rule: str) -> float | int:
+    """``value`` checked against ``rule``: a float, or an ``int`` for ``"integer >= 1"``."""
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
         raise ImbalanceConfigError(f"{key} must be a finite number, got {value!r}")
     v = float(value)
-    ok = {">= 0": v >= 0, "in [0, 1]": 0.0 <= v <= 1.0, "> 0 or all": v > 0}[rule]
+    ok = {">= 0": v >= 0, "in [0, 1]": 0.0 <= v <= 1.0, "in [0, 1)": 0.0 <= v < 1.0, "> 0 or all": v > 0,
+          "integer >= 1": v >= 1 and v.is_integer()}[rule]
     if not ok:
-        shown = "> 0 (or None / 'all' for every negative)" if rule == "> 0 or all" else rule
-        raise ImbalanceConfigError(f"{key} must be {shown}, got {v}")
-    return v
+        shown = {"> 0 or all": "> 0 (or None / 'all' for every negative)",
+                 "integer >= 1": "an integer >= 1"}.get(rule, rule)
+        raise ImbalanceConfigError(f"{key} must be {shown}, got {value if rule == 'integer >= 1' else v}")
+    return int(v) if rule == "integer >= 1" else v
 
 
 def _check(key: str, knob: Knob, value: Any) -> Any:
     if knob.choices:
-        if value not in knob.choices:
-            raise ImbalanceConfigError(f"{key} must be one of {list(knob.choices)}, got {value!r}")
+        if isinstance(value, bool) or value not in knob.choices:
+            # YAML 1.1 reads unquoted on / off / yes / no as booleans
+            hint = " (a YAML boolean: quote the value, e.g. 'on')" if isinstance(value, bool) else ""
+            raise ImbalanceConfigError(f"{key} must be one of {list(knob.choices)}, got {value!r}{hint}")
         return value
     if knob.accepts_all and (value is None or (isinstance(value, str) and value == "all")):
         return None
@@ -177,11 +221,22 @@ def setting_key(name: str, setting: Mapping[str, Any]) -> tuple[tuple[str, float
     missing = [k.name for k in knobs if k.name not in setting]
     if missing:
         raise ValueError(f"{name} setting {dict(setting)!r} lacks {missing}")
-    return tuple((k.name, canon(setting[k.name])) for k in knobs)
+    return tuple((k.name, _canon_knob(name, k, setting[k.name])) for k in knobs)
+
+
+def _canon_knob(name: str, knob: Knob, value: Any) -> float | str:
+    """:func:`canon` for a number; a switch's value (``'on'``) as it is, once checked against its choices."""
+    if not knob.choices:
+        return canon(value)
+    if isinstance(value, bool) or value not in knob.choices:
+        hint = " (a YAML boolean: quote the value, e.g. 'on')" if isinstance(value, bool) else ""
+        raise ValueError(f"{name} setting: {knob.name} must be one of {list(knob.choices)}, got {value!r}{hint}")
+    return value
 
 
 def slug(name: str, setting: Mapping[str, Any]) -> str:
-    """The setting's folder name under ``<family>/``: ``gamma2.0_alpha0.25``, ``ratio3``, ``ratioall``.
+    """The setting's folder name under ``<family>/``: ``gamma2.0_alpha0.25``, ``ratio3``, ``ratioall``,
+    ``bins30_momentum0.75``, ``scalingon``.
 
     Knob values are printed exactly as given (``params.yaml``'s spelling, which DVC
     interpolates with ``str()``: ``2.0`` stays ``2.0``, ``3`` stays ``3``); None prints as ``all``.
@@ -210,14 +265,18 @@ def _g(v: float | str) -> str:
 
 
 def setting_label(name: str, setting: Mapping[str, Any]) -> str:
-    """How a setting is printed: ``γ 2, α 0.25``, ``3:1`` (neg:pos) or ``all``, ``λ 0.5``."""
+    """How a setting is printed: ``γ 2, α 0.25``, ``3:1`` (neg:pos) or ``all``, ``λ 0.5``, ``scaling on``."""
     knobs = {k.name: k for k in family(name).setting_knobs}
     return ", ".join("all" if v == "all" else knobs[k].label.format(_g(v)) for k, v in setting_key(name, setting))
 
 
 def knob_value(name: str, setting: Mapping[str, Any]) -> float:
-    """The swept knob as a number for plots and grid edges; ``all`` negatives -> +inf."""
-    v = dict(setting_key(name, setting))[family(name).swept]
+    """The swept knob as a number for plots and grid edges; ``all`` negatives -> +inf; a switch
+    (ce_prior's ``scaling``) -> the position of its value in :attr:`Knob.choices` (on 0, off 1)."""
+    fam = family(name)
+    v = dict(setting_key(name, setting))[fam.swept]
+    if fam.knobs[0].choices:
+        return float(fam.knobs[0].choices.index(v))
     return math.inf if v == "all" else float(v)
 
 

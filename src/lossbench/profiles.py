@@ -28,6 +28,7 @@ class Profile:
     config: Path | None
     data: dict[str, Any] = field(default_factory=dict)
     prepare: dict[str, Any] = field(default_factory=dict)
+    pretrain: dict[str, Any] | None = None  # how its backbone is pretrained (lossbench.pretrain); None: not here
 
 
 def load_params(path: str | os.PathLike) -> dict[str, Any]:
@@ -52,20 +53,21 @@ def load_profile(path: str | os.PathLike, name: str) -> Profile:
         raise ProfileError(f"{path}: unknown profile {name!r}; expected one of {sorted(profiles)}")
     p = profiles[name] or {}
     key = f"{path}: profiles.{name}"
-    unknown = set(p) - {"config", "dataset", "data", "prepare"}
+    unknown = set(p) - {"config", "dataset", "data", "prepare", "pretrain"}
     if unknown:
         raise ProfileError(f"{key} has unknown keys {sorted(unknown)}; allowed config, dataset, "
-                           "data, prepare (how a run trains belongs in its config file)")
+                           "data, prepare, pretrain (how a run trains belongs in its config file)")
     if p.get("dataset") not in DATASETS:
         raise ProfileError(f"{key}.dataset must be one of {list(DATASETS)}, got {p.get('dataset')!r}")
     config = p.get("config")  # relative to the params file's folder (the repository)
     if config is not None and not (isinstance(config, str) and (Path(path).parent / config).is_file()):
         raise ProfileError(f"{key}.config must name an existing config file, got {config!r}")
-    for part in ("data", "prepare"):
+    for part in ("data", "prepare", "pretrain"):
         if not isinstance(p.get(part) or {}, dict):
             raise ProfileError(f"{key}.{part} must be a mapping")
     return Profile(name=name, dataset=p["dataset"], config=Path(path).parent / config if config else None,
-                   data=dict(p.get("data") or {}), prepare=dict(p.get("prepare") or {}))
+                   data=dict(p.get("data") or {}), prepare=dict(p.get("prepare") or {}),
+                   pretrain=dict(p["pretrain"]) if p.get("pretrain") else None)
 
 
 def resolve_dataset(params: str | os.PathLike, name: str, given: str | None,

@@ -43,11 +43,15 @@ from lossbench.training.devices import POOL_ENV, parse_pool
 RUN_LOGS = Path(".dvc/tmp/lossbench-run")  # run_here: one log per stage
 SLURM_LOGS = Path(".dvc/tmp/lossbench-slurm")  # run_slurm: submitit's folder (jobs, logs)
 #: the training stages of each set (`make repro`: study, then extra after `dvc repro select`)
-STAGE_SETS = {"study": re.compile(r"^train_(focal|ohem|sse|default|prior_off)@"), "extra": re.compile(r"^best_extra@"),
+STAGE_SETS = {"study": re.compile(r"^train_(focal|ohem|sse|default|prior_off|calibration)@"),
+              "extra": re.compile(r"^best_(extra|calibration)@"),
+              "remedies": re.compile(r"^remedy_[a-z_]+@"), "remedies_extra": re.compile(r"^remedies_extra@"),
               "sweep": re.compile(r"^train_sweep@")}
 #: the stages a set's trainings read (up to date first), and the command that updates them
-UPSTREAM = {"study": (("fetch", "prepare"), "dvc repro prepare"),
-            "extra": (("fetch", "prepare", "select"), "dvc repro select"),
+UPSTREAM = {"study": (("fetch", "prepare", "pretrain"), "dvc repro prepare pretrain"),
+            "extra": (("fetch", "prepare", "pretrain", "select"), "dvc repro select"),
+            "remedies": (("fetch", "prepare", "pretrain"), "dvc repro prepare pretrain"),
+            "remedies_extra": (("fetch", "prepare", "pretrain", "select_remedies"), "dvc repro select_remedies"),
             "sweep": (("fetch_sweep", "prepare_sweep"), "dvc repro --glob 'prepare_sweep@*'")}
 #: `queue slurm`'s job settings: argparse dest -> the environment variable read without the flag
 SLURM_ENV = {"executor": "LOSSBENCH_SLURM_EXECUTOR", "partition": "LOSSBENCH_SLURM_PARTITION",
@@ -102,7 +106,7 @@ def train_stages(repo: Path, stage_set: str = "study") -> list[str]:
 
 def data_dirs(repo: Path, stage_set: str) -> list[Path]:
     """The prepared data a set's trainings read."""
-    if stage_set in ("study", "extra"):
+    if stage_set in ("study", "extra", "remedies", "remedies_extra"):
         return [Path("data") / profile_of(repo)]
     profiles = (load_params(repo / "params.yaml").get("sweep") or {}).get("profiles")
     if not profiles:
@@ -220,10 +224,35 @@ def _commit(repo: Path, stages: list[str], failed: dict[str, str]) -> list[str]:
     return done
 
 
-def _commit_and_report(repo: Path, stages: list[str], failed: dict[str, str]) -> list[str]:
-    """Record the stages that did not fail in dvc.lock; raise naming the failed ones with
-    ``failed``'s text (stage -> the end of its log). Returns the recorded stages."""
-    done = _commit(repo, stages, failed)
+class Progress:
+    """``[k/N, 37 min elapsed, ~1 h 05 min left, ends ~11:42]``: the finished count and an estimated
+    finish from the mean wall time per finished stage so far (stages of a set cost about alike)."""
+
+    def __init__(self, total: int, clock=time.monotonic) -> None:
+        self.total, self.done, self.clock = total, 0, clock
+        self.start = clock()
+
+    @staticmethod
+    def _span(seconds: float) -> str:
+        minutes = round(seconds / 60)
+        return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+    def step(self) -> str:
+        self.done += 1
+        elapsed = self.clock() - self.start
+        text = f"[{self.done}/{self.total}, {self._span(elapsed)} elapsed"
+        if self.done < self.total:
+            left = elapsed / self.done * (self.total - self.done)
+            end = time.strftime("%H:%M", time.localtime(time.time() + left))
+            text += f", ~{self._span(left)} left, ends ~{end}"
+        return text + "]"
+
+
+def _commit_and_report(repo: Path, stages: list[str], failed: dict[str, str], committed: bool = False) -> list[str]:
+    """Record the stages that did not fail in dvc.lock (unless each was ``committed`` as it
+    finished); raise naming the failed ones with ``failed``'s text (stage -> the end of its log).
+    Returns the recorded stages."""
+    done = [s for s in stages if s not in failed] if committed else _commit(repo, stages, failed)
     if failed:
         raise QueueError(f"{len(failed)} of {len(stages)} stage(s) failed: {', '.join(failed)} "
                          f"({len(done)} recorded in dvc.lock)\n" + "\n".join(list(failed.values())[:3]))
@@ -265,14 +294,17 @@ def run_here(repo: Path, *, jobs: int = 1, stage_set: str = "study", threads: in
 
     log(f"run {len(stages)} stage(s), {jobs} at a time" + (f", {POOL_ENV}={gpus}" if gpus else ""))
     rc: dict[str, int] = {}
+    progress = Progress(len(stages))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(one, name): name for name in stages}
         for fut in as_completed(futures):
             name = futures[fut]
             rc[name] = fut.result()
-            log(f"{'done' if rc[name] == 0 else f'FAILED (exit {rc[name]})'} {name} [{len(rc)}/{len(stages)}]")
+            if rc[name] == 0:  # recorded at once: an interrupted queue keeps every finished run
+                _dvc(repo, "commit", "--force", name)
+            log(f"{'done' if rc[name] == 0 else f'FAILED (exit {rc[name]})'} {name} {progress.step()}")
     failed = {s: f"--- {s} ({f}):\n{_tail(f)}" for s in stages if rc[s] != 0 for f in [logs / f"{log_name(s)}.log"]}
-    return _commit_and_report(repo, stages, failed)
+    return _commit_and_report(repo, stages, failed, committed=True)
 
 
 # --- Slurm (submitit) --------------------------------------------------------------------------
@@ -455,6 +487,7 @@ def run_slurm(repo: Path, settings: SlurmSettings | None = None, *, stage_set: s
     log(f"submit {len(stages)} stage(s) as {how}; logs in {executor.folder}")
     failed: dict[str, str] = {}
     ended: list[str] = []
+    progress = Progress(len(stages))
     try:
         poll_s = poll_s or (1.0 if settings.executor == "local" else 15.0)
         events = run_jobs(executor, list(runs.values()), env, limit=limit, poll_s=poll_s, log=log)
@@ -462,7 +495,7 @@ def run_slurm(repo: Path, settings: SlurmSettings | None = None, *, stage_set: s
             for r, job, error in events:
                 ended.append(r.name)
                 log(f"{'done' if error is None else f'FAILED ({error})'} {r.name} "
-                    f"[{len(ended)}/{len(stages)}] (job {job.job_id})")
+                    f"{progress.step()} (job {job.job_id})")
                 if error is not None:
                     failed[r.name] = (f"--- {r.name} (job {job.job_id}: {error})\n"
                                       f"{job.paths.stdout}:\n{_tail(job.paths.stdout)}\n"

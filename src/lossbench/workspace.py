@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 #: the smallest study: one knob value per family, one seed, the `smoke` profile
 SMOKE_PARAMS: dict[str, Any] = {
-    "profile": "smoke", "seeds": [0], "extra_seeds": [1],
+    "profile": "smoke", "seeds": [0], "extra_seeds": [1], "calibration": {"iters": 8, "seeds": [0]},
     "focal": {"settings": [{"gamma": 2.0, "alpha": 0.25}, {"gamma": 0.0, "alpha": 0.25}],
               "default": {"gamma": 2.0, "alpha": 0.25}},
     "ohem": {"neg_pos_ratio": [3], "default": 3}, "sse": {"lambda_noobj": [0.5], "default": 0.5}}

@@ -9,19 +9,28 @@ from mmengine.structures import InstanceData
 from torch.testing import assert_close
 
 import lossbench.models.registry  # noqa: F401  (registers the head and losses)
-from lossbench.families import ImbalanceConfigError
+from lossbench.families import FAMILY_ORDER, ImbalanceConfigError
 from lossbench.models.heads import ImbalanceRetinaHead
 
 FAMILIES = {
     "focal": dict(type="focal", gamma=2.0, alpha=0.25),
     "ohem": dict(type="ohem", neg_pos_ratio=3),
     "sse": dict(type="sse", lambda_noobj=0.5, obj_target="iou"),
+    "ghm": dict(type="ghm", bins=30, momentum=0.75),
+    "qfl": dict(type="qfl", beta=2.0),
+    "vfl": dict(type="vfl", vfl_gamma=2.0, vfl_alpha=0.75),
+    "ce_prior": dict(type="ce_prior", scaling="on"),
 }
+SIGMOID = ("focal", "ghm", "qfl", "vfl", "ce_prior")  # C sigmoid logits per anchor
+
+
+def test_every_family_of_the_table_is_tested():
+    assert tuple(FAMILIES) == FAMILY_ORDER
 IMG = 64
 META = [dict(img_shape=(IMG, IMG), pad_shape=(IMG, IMG), scale_factor=(1.0, 1.0), ori_shape=(IMG, IMG))]
 
 
-def make_head(imbalance, num_classes=2, prior_prob=0.01):
+def make_head(imbalance, num_classes=2, prior_prob=0.01, cls_weight=1.0):
     train_cfg = ConfigDict(
         assigner=dict(type="MaxIoUAssigner", pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0,
                       ignore_iof_thr=-1),
@@ -30,7 +39,7 @@ def make_head(imbalance, num_classes=2, prior_prob=0.01):
                           nms=dict(type="nms", iou_threshold=0.5), max_per_img=100)
     head = ImbalanceRetinaHead(num_classes=num_classes, in_channels=1, stacked_convs=1,
                                feat_channels=4, imbalance=imbalance, prior_prob=prior_prob,
-                               train_cfg=train_cfg, test_cfg=test_cfg)
+                               cls_weight=cls_weight, train_cfg=train_cfg, test_cfg=test_cfg)
     head.init_weights()
     return head
 
@@ -58,6 +67,8 @@ def test_no_ground_truth_has_no_positive_terms(family):
     assert losses["diag_anchors_per_img"].item() == 774
     if family == "ohem":  # SSD: no positives -> no negatives kept
         assert losses["loss_cls"].item() == 0.0
+    elif family == "ce_prior":  # guided scaling to a box loss of 0
+        assert losses["loss_cls"].item() == 0.0 and losses["diag_share_easy_neg"].item() > 0
     else:  # every anchor is a negative and still pays its background term
         assert losses["loss_cls"].item() > 0.0
 
@@ -76,7 +87,8 @@ def test_one_box_gives_positive_losses_and_gradients(family):
     assert all(torch.isfinite(p.grad).all() for p in head.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("family, channels", [("focal", 2), ("ohem", 3), ("sse", 3)])
+@pytest.mark.parametrize("family, channels", [("focal", 2), ("ohem", 3), ("sse", 3), ("ghm", 2), ("qfl", 2),
+                                              ("vfl", 2), ("ce_prior", 2)])
 def test_prior_init_starts_at_pi(family, channels):
     head = make_head(FAMILIES[family])
     assert head.retina_cls.out_channels == 9 * channels
@@ -84,18 +96,20 @@ def test_prior_init_starts_at_pi(family, channels):
     if family == "ohem":
         assert_close(logits.softmax(-1)[:, -1], torch.full((9,), 0.99))
         assert_close(logits.softmax(-1)[:, :-1], torch.full((9, 2), 0.005))
-    elif family == "focal":
+    elif family in SIGMOID:  # ce_prior: until its first batch sets the data's optimum
         assert_close(logits.sigmoid(), torch.full((9, channels), 0.01))
     else:  # sse: objectness at pi; class logits, which see positives only, at 0
         assert_close(logits[:, -1].sigmoid(), torch.full((9,), 0.01))
         assert_close(logits[:, :-1], torch.zeros(9, channels - 1))
 
 
-@pytest.mark.parametrize("family", ["focal", "ohem", "sse"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_prior_off_starts_every_bias_at_zero(family):
     head = make_head(FAMILIES[family], prior_prob=None)
     assert head.prior_prob is None
     assert_close(head.retina_cls.bias.detach(), torch.zeros_like(head.retina_cls.bias))
+    head.loss_by_feat(*head.forward(feats()), gt([[10, 12, 42, 40]], [1]), META)
+    assert_close(head.retina_cls.bias.detach(), torch.zeros_like(head.retina_cls.bias))  # ce_prior: nothing measured
     with pytest.raises(ValueError, match="prior_prob"):
         make_head(FAMILIES[family], prior_prob=1.5)
 
@@ -116,6 +130,7 @@ def _const_maps(head, logits):
     ("ohem", [1.0, 0.0, 2.0], [math.e / (math.e + 1 + math.e ** 2), 1 / (math.e + 1 + math.e ** 2)]),
     # sigma(o = 0) * sigma(c): 0.5 * 0.731059 = 0.365529, 0.5 * 0.5 = 0.25
     ("sse", [1.0, 0.0, 0.0], [0.5 / (1 + math.exp(-1.0)), 0.25]),
+    *[(f, [0.5, -1.0], [1 / (1 + math.exp(-0.5)), 1 / (1 + math.exp(1.0))]) for f in ("ghm", "qfl", "vfl", "ce_prior")],
 ])
 def test_predict_scores_follow_the_family(family, logits, expected):
     head = make_head(FAMILIES[family])
@@ -144,8 +159,70 @@ def test_sse_objectness_target_switch_changes_the_loss():
     assert losses["iou"]["loss_bbox"].item() == pytest.approx(losses["one"]["loss_bbox"].item())
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cls_weight_multiplies_the_classification_loss(family):
+    # the same weights and features: loss_cls doubles (ce_prior's guided scale: 2 x the box loss),
+    # the box loss and the diagnostics' shares do not change
+    losses = {}
+    for w in (1.0, 2.0):
+        torch.manual_seed(0)
+        head = make_head(FAMILIES[family], cls_weight=w)
+        assert head.loss_cls.loss_weight == w and head.cls_weight == w
+        losses[w] = head.loss_by_feat(*head.forward(feats()), gt([[10, 12, 42, 40]], [1]), META)
+    assert losses[2.0]["loss_cls"].item() == pytest.approx(2 * losses[1.0]["loss_cls"].item(), rel=1e-5)
+    assert losses[2.0]["loss_bbox"].item() == pytest.approx(losses[1.0]["loss_bbox"].item())
+    for k in ("diag_share_pos", "diag_share_hard_neg", "diag_share_easy_neg"):
+        assert losses[2.0][k].item() == pytest.approx(losses[1.0][k].item(), rel=1e-5, abs=1e-7)
+    if family == "ce_prior":
+        assert losses[2.0]["loss_cls"].item() == pytest.approx(2 * losses[2.0]["loss_bbox"].item(), rel=1e-5)
+
+
+def test_ce_prior_measures_once_and_a_resume_keeps_the_trained_bias():
+    box = gt([[10, 12, 42, 40]], [1])
+    head = make_head(FAMILIES["ce_prior"])
+    cls_scores, bbox_preds = head.forward(feats())
+    first = head.loss_by_feat(cls_scores, bbox_preds, box, META)
+    pi = head.data_prior.item()
+    assert 0 < pi < 0.5 and first["diag_prior_pi"].item() == pytest.approx(pi)
+    measured = head.retina_cls.bias.detach().clone()
+    assert_close(measured, torch.full_like(measured, math.log(pi / (1 - pi))))
+    # the first batch's loss is the one a forward with the new bias gives: computed again, nothing moves
+    again = head.loss_by_feat(*head.forward(feats()), box, META)
+    assert again["loss_cls"].item() == pytest.approx(first["loss_cls"].item(), rel=1e-6)
+    # the shifted logits train: backward through the first batch after the in-place bias change
+    (first["loss_cls"] + first["loss_bbox"]).backward()
+    assert torch.isfinite(head.retina_cls.bias.grad).all() and head.retina_cls.bias.grad.abs().sum() > 0
+    # other batches (here: no objects) never measure again
+    with torch.no_grad():
+        head.retina_cls.bias.add_(0.5)  # as if trained
+    trained = head.retina_cls.bias.detach().clone()
+    head.loss_by_feat(*head.forward(feats()), gt([], []), META)
+    assert_close(head.retina_cls.bias.detach(), trained)
+    # a resumed run (init_weights, then the checkpoint) keeps its trained bias and its pi
+    resumed = make_head(FAMILIES["ce_prior"])
+    resumed.load_state_dict(head.state_dict())
+    resumed.loss_by_feat(*resumed.forward(feats()), box, META)
+    assert_close(resumed.retina_cls.bias.detach(), trained)
+    assert resumed.data_prior.item() == pytest.approx(pi)
+    # init_weights starts over: the next batch measures again
+    resumed.init_weights()
+    assert resumed.data_prior.item() == 0.0
+    resumed.loss_by_feat(*resumed.forward(feats()), box, META)
+    assert_close(resumed.retina_cls.bias.detach(), measured)
+
+
+def test_only_ce_prior_adds_state():
+    # the other families' checkpoints keep their keys (a run resumes across this change)
+    keys = {f: set(make_head(FAMILIES[f]).state_dict()) for f in ("focal", "qfl", "vfl", "ce_prior")}
+    assert keys["qfl"] == keys["vfl"] == keys["focal"]
+    assert keys["ce_prior"] - keys["focal"] == {"data_prior"}
+
+
 def test_bad_imbalance_stops_at_build_time():
     with pytest.raises(ImbalanceConfigError, match="imbalance.gamma must be >= 0"):
         make_head(dict(type="focal", gamma=-1.0))
     with pytest.raises(ValueError, match="builds loss_cls from `imbalance`"):
         ImbalanceRetinaHead(2, 1, loss_cls=dict(type="FocalLoss"))
+    for bad in (0, -1.0, float("inf"), "2", True):
+        with pytest.raises(ValueError, match="model.bbox_head.cls_weight must be a finite number > 0"):
+            make_head(FAMILIES["focal"], cls_weight=bad)

@@ -146,3 +146,119 @@ def test_comparison_of_arms_with_different_seeds_pairs_by_seed():
     one = compare([("g", "A", a, "C", {1: 2, 7: 0})], df["test_mAP50"].to_numpy(dtype=float), boot).iloc[0]
     assert (one["n"], one["seeds"], one["verdict"]) == (1, "1", "not resolved (one seed)")
     assert one["diff"] == pytest.approx(0.60 - 0.40, abs=1e-12)
+
+
+# --- the pooled-seed design's pieces: bounded, pooled variance, Welch df, power, collapse ------------------------
+
+def test_bounded_intersects_with_the_range():
+    from lossbench.report.stats import bounded
+
+    assert bounded(-3.0, 12.5, 0.0, 100.0) == (0.0, 12.5)
+    assert bounded(95.0, 130.0, 0.0, 100.0) == (95.0, 100.0)
+    assert bounded(-250.0, 180.0, -100.0, 100.0) == (-100.0, 100.0)
+    assert bounded(20.0, 30.0, 0.0, 100.0) == (20.0, 30.0)
+    assert all(math.isnan(v) for v in bounded(math.nan, 3.0, 0.0, 100.0))
+    with pytest.raises(ValueError, match="does not meet"):
+        bounded(101.0, 120.0, 0.0, 100.0)
+
+
+def test_pooled_variance_hand_worked_and_against_f_oneway():
+    from scipy import stats as st
+
+    from lossbench.report.stats import pooled_variance
+
+    # A 60, 62, 64: mean 62, SS 4 + 0 + 4 = 8; B 50, 53, 56: mean 53, SS 9 + 0 + 9 = 18
+    # N - k = 6 - 2 = 4 -> s2 = 26 / 4 = 6.5
+    s2, df = pooled_variance([[60, 62, 64], [50, 53, 56]])
+    assert (s2, df) == (6.5, 4)
+    # a single run adds no df and no SS; NaNs are dropped; no df at all -> NaN
+    assert pooled_variance([[60, 62, 64], [50, 53, 56], [70.0], [math.nan]]) == (6.5, 4)
+    s2, df = pooled_variance([[1.0], [2.0]])
+    assert math.isnan(s2) and df == 0
+    # independent reference: one-way ANOVA's residual mean square, MS_within = MS_between / F
+    rng = np.random.default_rng(1)
+    groups = [rng.normal(mu, 3, size=n) for mu, n in ((50, 3), (55, 6), (40, 2), (61, 4))]
+    grand = np.concatenate(groups).mean()
+    ms_between = sum(len(g) * (g.mean() - grand) ** 2 for g in groups) / (len(groups) - 1)
+    f = st.f_oneway(*groups).statistic
+    s2, df = pooled_variance(groups)
+    assert df == 15 - 4 and s2 == pytest.approx(ms_between / f, rel=1e-10)
+
+
+def test_welch_df_hand_worked_and_against_scipy_welch():
+    from scipy import stats as st
+
+    from lossbench.report.stats import welch_df
+
+    # pooled variances 6.5 (n 3, df 4) and 3.25 (n 2, df 4): v = 13/6, 13/8, sum 91/24;
+    # df = (91/24)^2 / ((13/6)^2/4 + (13/8)^2/4) = (8281/576) / (4225/2304) = 33124/4225 = 7.84
+    assert welch_df(6.5, 3, 3.25, 2, df_a=4, df_b=4) == pytest.approx(7.84, rel=1e-12)
+    # with df = n - 1 it is Welch's test
+    a, b = np.array([1.0, 2.5, 3.0, 7.0]), np.array([2.0, 2.2, 9.0, 4.0, 5.5, 1.0])
+    ref = st.ttest_ind(a, b, equal_var=False).df
+    assert welch_df(a.var(ddof=1), 4, b.var(ddof=1), 6) == pytest.approx(ref, rel=1e-10)
+    assert math.isnan(welch_df(math.nan, 3, 1.0, 3)) and math.isnan(welch_df(1.0, 0, 1.0, 3))
+
+
+def test_detectable_difference_approaches_the_normal_formula_at_large_df():
+    from scipy import stats as st
+
+    from lossbench.report.stats import detectable_difference
+
+    # df -> inf: delta = (z_{1 - alpha/2} + z_{power}) sigma sqrt(1/n_a + 1/n_b) (the far tail adds ~1e-6 power)
+    z = st.norm.ppf(0.975) + st.norm.ppf(0.8)
+    assert z == pytest.approx(1.959964 + 0.841621, abs=1e-6)
+    got = detectable_difference(2.0, 3, 5, 1e7, 0.05)
+    assert got == pytest.approx(z * 2.0 * math.sqrt(1 / 3 + 1 / 5), rel=1e-4)
+    # at small df the t-test needs more
+    assert detectable_difference(2.0, 3, 5, 4, 0.05) > got * 1.2
+    # two sigmas equal to one give the same; zero or no df give 0 / NaN
+    assert detectable_difference((2.0, 2.0), 3, 5, 6, 0.05) == pytest.approx(detectable_difference(2.0, 3, 5, 6, 0.05))
+    assert detectable_difference(0.0, 3, 3, 4, 0.05) == 0.0
+    assert math.isnan(detectable_difference(2.0, 3, 3, 0, 0.05)) and math.isnan(detectable_difference(2.0, 0, 3, 4, 0.05))
+
+
+def test_detectable_difference_has_the_power_by_monte_carlo():
+    """Independent check: simulate the pooled one-way model (4 settings x 3 seeds, df 8), the true difference between
+    settings 0 and 1 the returned delta; the pooled t-test at alpha / 3 rejects in 80 % of 100 000 studies."""
+    from scipy import stats as st
+
+    from lossbench.report.stats import detectable_difference
+
+    sigma, alpha = 1.5, 0.05 / 3
+    delta = detectable_difference(sigma, 3, 3, 8, alpha, power=0.8)
+    rng = np.random.default_rng(12345)
+    x = rng.normal(0.0, sigma, size=(100_000, 4, 3))
+    x[:, 0, :] += delta
+    s2 = ((x - x.mean(axis=2, keepdims=True)) ** 2).sum(axis=(1, 2)) / 8
+    t = (x[:, 0].mean(axis=1) - x[:, 1].mean(axis=1)) / np.sqrt(s2 * (2 / 3))
+    rate = float((np.abs(t) > st.t.ppf(1 - alpha / 2, 8)).mean())
+    assert rate == pytest.approx(0.8, abs=0.005)  # MC sd 0.0013
+
+
+def test_seeds_needed_matches_cohens_tables():
+    from lossbench.report.stats import seeds_needed, two_sided_power
+
+    # two-sample t-test, two-sided alpha .05, power .8 (Cohen 1988; R power.t.test: 63.77, 25.52, 16.71 -> ceil)
+    assert seeds_needed(1.0, 0.5) == 64
+    assert seeds_needed(1.0, 0.8) == 26
+    assert seeds_needed(2.0, 2.0) == 17  # only delta / sigma matters
+    # minimal: 16 seeds fall short
+    assert two_sided_power(1.0, math.sqrt(2 / 16), 30, 0.05) < 0.8 <= two_sided_power(1.0, math.sqrt(2 / 17), 32, 0.05)
+    # variance pooled from many other settings: the normal answer ceil(2 (z + z)^2) = ceil(15.70) = 16
+    assert seeds_needed(1.0, 1.0, df_extra=10**6) == 16
+    # a huge effect with pooled df: one seed per arm suffices
+    assert seeds_needed(1.0, 20.0, df_extra=10) == 1
+    with pytest.raises(ValueError):
+        seeds_needed(1.0, 0.0)
+
+
+def test_fisher_collapse_hand_worked():
+    from lossbench.report.stats import fisher_collapse
+
+    # margins 3 collapsed of 6, 3 per arm: P(k_a = 3, 2, 1, 0) = 1, 9, 9, 1 / 20 -> 3/3 vs 0/3: (1 + 1) / 20
+    assert fisher_collapse(3, 3, 0, 3) == pytest.approx(0.1, abs=1e-12)
+    # 2 collapsed of 6: P(k_a = 2, 1, 0) = 3, 9, 3 / 15 -> 2/3 vs 0/3: (3 + 3) / 15
+    assert fisher_collapse(2, 3, 0, 3) == pytest.approx(0.4, abs=1e-12)
+    assert fisher_collapse(0, 3, 0, 3) == 1.0 and fisher_collapse(1, 3, 0, 3) == pytest.approx(1.0)
+    assert math.isnan(fisher_collapse(0, 0, 1, 3))

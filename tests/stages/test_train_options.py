@@ -151,3 +151,108 @@ def test_print_config_of_a_mixed_precision_run_works_without_a_gpu(synth_prepare
     assert "type='AmpOptimWrapper'" in shown and "dtype='bfloat16'" in shown and "# config_digest: " in shown
     assert main(argv) == 2 and "mixed precision" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------ the families added by issue 21
+@pytest.mark.parametrize("argv, expected, spelled", [
+    (["--family", "ghm"], {"type": "ghm", "bins": 30, "momentum": 0.75}, {"bins": 30, "momentum": 0.75}),
+    (["--family", "ghm", "--bins", "10", "--momentum", "0"], {"type": "ghm", "bins": 10, "momentum": 0.0},
+     {"bins": "10", "momentum": "0"}),
+    (["--family", "qfl", "--beta", "1.5"], {"type": "qfl", "beta": 1.5}, {"beta": "1.5"}),
+    (["--family", "vfl", "--vfl-gamma", "1.0", "--vfl-alpha", "0.5"],
+     {"type": "vfl", "vfl_gamma": 1.0, "vfl_alpha": 0.5}, {"vfl_gamma": "1.0", "vfl_alpha": "0.5"}),
+    (["--family", "ce_prior"], {"type": "ce_prior", "scaling": "on"}, {"scaling": "on"}),
+    (["--family", "ce_prior", "--scaling", "off"], {"type": "ce_prior", "scaling": "off"}, {"scaling": "off"}),
+])
+def test_new_families_parse(argv, expected, spelled):
+    imb, given = imbalance_from_args(parse(*argv, "--seed", "0"))
+    assert imb == expected and given == spelled
+    assert type(imb.get("bins", 0)) is int
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--family", "ghm", "--bins", "2.5"], r"--ghm.bins must be an integer >= 1, got 2.5"),
+    (["--family", "ghm", "--momentum", "1"], r"--ghm.momentum must be in \[0, 1\), got 1.0"),
+    (["--family", "ghm", "--bins", "many"], r"--bins must be a number, got 'many'"),
+    (["--family", "vfl", "--vfl-alpha", "2"], r"--vfl.vfl_alpha must be in \[0, 1\], got 2.0"),
+    (["--family", "vfl", "--gamma", "2"], r"--vfl.gamma is not a knob of family 'vfl': it belongs to family 'focal'"),
+    (["--family", "qfl", "--beta", "-1"], r"--qfl.beta must be >= 0"),
+])
+def test_new_families_bad_knobs_are_named(argv, message):
+    from lossbench.families import ImbalanceConfigError
+
+    with pytest.raises(ImbalanceConfigError, match=message):
+        imbalance_from_args(parse(*argv, "--seed", "0"))
+
+
+def test_switch_and_family_choices_are_the_tables(capsys):
+    with pytest.raises(SystemExit):
+        parse("--family", "ce_prior", "--seed", "0", "--scaling", "maybe")
+    assert "invalid choice: 'maybe'" in capsys.readouterr().err
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    text = p.format_help()
+    for flag in ("--bins", "--momentum", "--beta", "--vfl-gamma", "--vfl-alpha", "--scaling", "--cls-weight"):
+        assert flag in text
+    assert "{ce_prior,focal,ghm,ohem,qfl,sse,vfl}" in text
+
+
+def test_choose_reads_a_switch_and_settings(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("ce_prior: {scaling: ['on', 'off'], default: 'on'}\n"
+                      "ghm: {default: {bins: 30, momentum: 0.75}}\n"
+                      "vfl: {default: {vfl_gamma: 2.0, vfl_alpha: 0.75}}\n")
+    for family, expected in (("ce_prior", {"scaling": "on"}), ("ghm", {"bins": 30, "momentum": 0.75}),
+                             ("vfl", {"vfl_gamma": 2.0, "vfl_alpha": 0.75})):
+        imb, _ = imbalance_from_args(parse("--family", family, "--seed", "0", "--choose", "default",
+                                           "--params", str(params)))
+        assert {k: imb[k] for k in expected} == expected
+
+
+def test_cls_weight_option():
+    from lossbench.stages.train import parse_cls_weight, set_cls_weight
+
+    assert parse_cls_weight("2") == 2.0 and parse_cls_weight("0.5") == 0.5
+    for bad in ("0", "-1", "inf", "nan", "x"):
+        with pytest.raises(ValueError, match="--cls-weight must be a number > 0"):
+            parse_cls_weight(bad)
+    cfg = Config(dict(model=dict(bbox_head=dict(type="ImbalanceRetinaHead"))))
+    set_cls_weight(cfg, None)
+    set_cls_weight(cfg, "1")  # weight 1 leaves the config (its digest, the run's resume) as it was
+    assert "cls_weight" not in cfg.model.bbox_head
+    set_cls_weight(cfg, "2.5")
+    assert cfg.model.bbox_head.cls_weight == 2.5
+    set_cls_weight(cfg, "1")  # ...unless the config has one to override
+    assert cfg.model.bbox_head.cls_weight == 1.0
+
+
+@pytest.mark.parametrize("family, knobs, shown", [
+    ("ghm", ["--bins", "10", "--momentum", "0.5"], "bins=10"),
+    ("qfl", ["--beta", "1.5"], "beta=1.5"),
+    ("vfl", ["--vfl-gamma", "1.0"], "vfl_gamma=1.0"),
+    ("ce_prior", ["--scaling", "off"], "scaling='off'"),
+])
+def test_print_config_of_each_new_family(synth_prepared, tmp_path, capsys, family, knobs, shown):
+    from lossbench.cli import main
+
+    config = Path(__file__).resolve().parents[2] / "configs/smoke/retinanet_r18n_fpn_smoke.py"
+    argv = ["train", "--config", str(config), "--family", family, "--seed", "0", *knobs,
+            "--data-root", str(synth_prepared["root"]), "--ann-dir", str(synth_prepared["ann_dir"]),
+            "--out", str(tmp_path / "run"), "--print-config"]
+    assert main(argv) == 0
+    plain = capsys.readouterr().out
+    assert f"type='{family}'" in plain and shown in plain and "cls_weight" not in plain
+    assert main([*argv, "--cls-weight", "1"]) == 0  # weight 1: the same config, the same digest
+    assert capsys.readouterr().out == plain
+    assert main([*argv, "--cls-weight", "2"]) == 0
+    weighted = capsys.readouterr().out
+    assert "cls_weight=2.0" in weighted and weighted.splitlines()[-1] != plain.splitlines()[-1]
+    assert not (tmp_path / "run").exists()
+
+
+def test_choose_names_a_yaml_boolean(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("ce_prior: {default: on}\n")  # unquoted: YAML reads true
+    with pytest.raises(ValueError, match=r"ce_prior.default: scaling is the YAML boolean True; quote it"):
+        imbalance_from_args(parse("--family", "ce_prior", "--seed", "0", "--choose", "default",
+                                  "--params", str(params)))

@@ -123,3 +123,19 @@ def test_the_fingerprint_follows_the_seed(synth_prepared, tmp_path):
     assert prepare_work_dir(work, fingerprint(cfg1), log=lambda s: None) is None  # seed 1 starts over
     assert [p.name for p in work.iterdir()] == ["fingerprint.txt"]
     assert (work / "fingerprint.txt").read_text().strip() == fingerprint(cfg1)
+
+
+def test_the_fingerprint_follows_the_pretrained_weights(synth_prepared, tmp_path):
+    """A run initialised from other pretrained weights (same path, other bytes) does not resume:
+    the fingerprint hashes the file the backbone's init_cfg loads, not only its name."""
+    from lossbench.training.config import load_config
+
+    weights = tmp_path / "backbone.pth"
+    cfg = load_config(SMOKE, data_root=synth_prepared["root"], ann_dir=synth_prepared["ann_dir"], seed=0,
+                      work_dir=tmp_path / "work")
+    cfg.model.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(weights))
+    weights.write_bytes(b"one")
+    first = fingerprint(cfg)
+    assert fingerprint(cfg) == first
+    weights.write_bytes(b"two")
+    assert fingerprint(cfg) != first

@@ -1,2 +1,3 @@
-"""The study's models: the common head and the three imbalance losses, registered into
+"""The study's models: the common head and the imbalance losses (one per family of
+:mod:`lossbench.families`), registered into
 MMDetection's ``MODELS`` by :mod:`lossbench.models.registry` (configs import it)."""

@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from lossbench.families import FAMILIES, FAMILY_ORDER
+from lossbench.families import FAMILIES
 from lossbench.report import figures, tables
-from lossbench.report.collect import ReportError, bootstrap, collect, grid_runs, seeds
+from lossbench.report.collect import ReportError, bootstrap, collect, families_of, grid_runs, seeds, study_families
 from lossbench.report.select import check_selection, select_from
 from lossbench.utils import atomic_path, read_json
 
@@ -119,14 +119,15 @@ def build_report(runs: str | Path, params: dict[str, Any], profile: str, out: st
     """
     sel = select_from(grid_runs(runs, params), params)
     check_selection(sel, selection)
-    df = collect(runs, params, {f: sel["families"][f]["best"] for f in FAMILY_ORDER})
+    families = study_families(params)
+    df = collect(runs, params, {f: sel["families"][f]["best"] for f in families})
     boot = bootstrap(df, tables.N_BOOT, tables.BOOT_SEED)
     grid_seeds = seeds(params)
     summary = tables.summarise(df, boot, sel)
     comp = tables.comparisons(df, boot, summary, grid_seeds)
     cal = tables.calibration(df, summary)
     prov = provenance(df, profile, {"n_boot": tables.N_BOOT, "seed": tables.BOOT_SEED})
-    text = {f"{fam}{sfx}": t for fam in FAMILY_ORDER
+    text = {f"{fam}{sfx}": t for fam in families
             for sfx, t in tables.family_tables(summary, fam, grid_seeds).items()}
     for name, parts in (("comparisons", tables.comparison_tables(comp)),
                         ("prior_off", tables.prior_off_tables(df, boot, summary, comp, grid_seeds)),
@@ -203,7 +204,7 @@ def readme(df: pd.DataFrame, sel: dict[str, Any], summary: pd.DataFrame, comp: p
         parts += ["Runs with no detection above the score threshold on test (COCO AP 0 by "
                   "definition): " + ", ".join(df.loc[df["test_no_detections"], "run"]), ""]
     parts += ["## Best setting of each family", ""]
-    for fam in FAMILY_ORDER:
+    for fam in families_of(summary):
         choice = sel["families"][fam]
         rows = summary[(summary.family == fam) & summary.prior]
         b, d = rows[rows.best].iloc[0], rows[rows.default].iloc[0]
@@ -222,7 +223,7 @@ def readme(df: pd.DataFrame, sel: dict[str, Any], summary: pd.DataFrame, comp: p
               "## Comparisons", "", "In words (verdicts verbatim from the table):", ""]
     parts += [f"- {comparison_sentence(r)}" for _, r in comp.iterrows()]
     parts += ["", text["comparisons.md"], "## The grids", ""]
-    for fam in FAMILY_ORDER:
+    for fam in families_of(summary):
         parts += [f"### {FAMILIES[fam].label}", "", text[f"{fam}.md"]]
     parts += ["![ablations](figures/ablation_mAP50.png)", "", "## Prior-probability init", "", text["prior_off.md"],
               "## Calibration", "", "![calibration](figures/calibration_val_mAP50.png)", "", text["calibration.md"]]

@@ -47,10 +47,27 @@ def _params(params: Mapping[str, Any], *keys: str) -> Any:
     return node
 
 
+def study_families(params: Mapping[str, Any]) -> list[str]:
+    """The families a study compares, in the family table's order: ``params['families']``, else
+    every family of the table that has a section in ``params``."""
+    if "families" not in params:
+        return [f for f in FAMILY_ORDER if f in params]
+    listed = params["families"]
+    if not isinstance(listed, list) or not listed or any(f not in FAMILY_ORDER for f in listed):
+        raise ReportError(f"params: families must be a non-empty list of {list(FAMILY_ORDER)}, got {listed!r}")
+    return [f for f in FAMILY_ORDER if f in listed]
+
+
+def families_of(frame: pd.DataFrame) -> list[str]:
+    """The families present in a table of runs, in the family table's order."""
+    present = set(frame["family"])
+    return [f for f in FAMILY_ORDER if f in present]
+
+
 def grids(params: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """family -> its settings in grid order, spelled as ``params`` writes them."""
+    """family -> its settings in grid order, spelled as ``params`` writes them (:func:`study_families`)."""
     try:
-        return {f: grid_of(f, _params(params, f)) for f in FAMILY_ORDER}
+        return {f: grid_of(f, _params(params, f)) for f in study_families(params)}
     except KeyError as e:
         raise ReportError(e.args[0]) from None
 
@@ -58,7 +75,7 @@ def grids(params: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
 def paper_defaults(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """family -> its paper default setting (``<family>.default``), which must be on the grid."""
     try:
-        out = {f: default_of(f, _params(params, f)) for f in FAMILY_ORDER}
+        out = {f: default_of(f, _params(params, f)) for f in study_families(params)}
     except (KeyError, ValueError) as e:
         raise ReportError(e.args[0]) from None
     for fam, grid in grids(params).items():
@@ -181,7 +198,7 @@ def collect(runs: str | Path, params: Mapping[str, Any], best: Mapping[str, Mapp
     defaults = paper_defaults(params)
     kept: dict[tuple, dict[str, Any]] = {}
     for role in ROLES:
-        for fam in FAMILY_ORDER:
+        for fam in study_families(params):
             want = (defaults if role == "default" else best)[fam]
             for seed in seeds(params, "extra_seeds"):
                 d = root / "extra" / role / fam / f"seed{seed}"
@@ -189,7 +206,7 @@ def collect(runs: str | Path, params: Mapping[str, Any], best: Mapping[str, Mapp
                           d, fam, seed)
     rows += list(kept.values())
     rows += [read_run(root / "prior_off" / fam / f"seed{seed}", fam, seed, "prior_off", defaults[fam],
-                      prior=False) for fam in FAMILY_ORDER for seed in seeds(params)]
+                      prior=False) for fam in study_families(params) for seed in seeds(params)]
     return _frame(rows, root, params)
 
 

@@ -15,6 +15,7 @@ import torch  # noqa: E402
 
 from lossbench.families import FAMILIES, FAMILY_ORDER  # noqa: E402
 from lossbench.models.losses.functional import focal_loss, sse_loss  # noqa: E402
+from lossbench.report.collect import families_of  # noqa: E402
 
 PALETTE = dict(zip(FAMILY_ORDER, sns.color_palette("colorblind", len(FAMILY_ORDER))))
 DIAG_SHARES = (("diag_share_pos", "positives"), ("diag_share_hard_neg", "hard negatives"),
@@ -40,8 +41,9 @@ def _setting_ticks(g: pd.DataFrame) -> list[str]:
 def ablation(summary: pd.DataFrame, out: Path, grid_seeds: list[int]) -> list[Path]:
     """One panel per family: per grid setting, mean val mAP50 over the grid seeds (hollow, 95%
     t-interval) and mean test mAP50 over every seed (filled, combined 95% interval)."""
-    fig, axes = plt.subplots(1, len(FAMILY_ORDER), figsize=(14, 4.2), sharey=True, squeeze=False)
-    for ax, fam in zip(axes[0], FAMILY_ORDER):
+    families = families_of(summary)
+    fig, axes = plt.subplots(1, len(families), figsize=(14, 4.2), sharey=True, squeeze=False)
+    for ax, fam in zip(axes[0], families):
         g = summary[(summary.family == fam) & summary.prior].sort_values("order").reset_index(drop=True)
         x = np.arange(len(g))
         for split, dx, face in (("val", -0.12, "white"), ("test", 0.12, PALETTE[fam])):

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from lossbench.families import FAMILIES, FAMILY_ORDER, KNOBS, knob_value, setting_key, setting_label, slug
+from lossbench.families import FAMILIES, KNOBS, knob_value, setting_key, setting_label, slug
 from lossbench.report.collect import ReportError, grid_runs, grids, paper_defaults, seeds
 from lossbench.utils import atomic_write_json, read_json
 
@@ -104,7 +104,7 @@ def check_selection(selection: dict[str, Any], path: str | Path) -> None:
     saved = read_json(path)
     if saved.get("seeds") != selection["seeds"]:
         raise ReportError(f"{path}: seeds {saved.get('seeds')} but the runs and params give {selection['seeds']}")
-    for fam in FAMILY_ORDER:
+    for fam in selection["families"]:
         got = ((saved.get("families") or {}).get(fam) or {}).get("best")
         want = selection["families"][fam]["best"]
         if not isinstance(got, dict) or setting_key(fam, got) != setting_key(fam, want):

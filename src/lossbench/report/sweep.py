@@ -45,7 +45,7 @@ def sweep_design(params: Mapping[str, Any], selection: Mapping[str, Any],
                           f"{list(FAMILY_ORDER)} and choose one of {list(ROLES)}")
     defaults = paper_defaults(params)
     out = {}
-    for fam in FAMILY_ORDER:
+    for fam in [f for f in FAMILY_ORDER if any(p[0] == f for p in pairs)]:
         best = ((selection.get("families") or {}).get(fam) or {}).get("best")
         if not isinstance(best, Mapping):
             raise ReportError(f"{selection_path}: no families.{fam}.best")
@@ -98,7 +98,7 @@ def collect_sweep(runs: str | Path, data: str | Path, params: Mapping[str, Any],
         size, share = canvas_stats(data, profile)
         per_image = objects_per_image(data, profile)
         kept: dict[tuple, dict[str, Any]] = {}
-        for fam in FAMILY_ORDER:
+        for fam in design:
             for role, setting in design[fam]:
                 for seed in sweep.get("seeds") or []:
                     d = root / profile / role / fam / f"seed{seed}"
@@ -156,8 +156,9 @@ def sweep_comparisons(df: pd.DataFrame, boot: np.ndarray, summary: pd.DataFrame)
     pairs = []
     for point, g in summary[summary.role.isin(["default", "both"])].groupby("point", sort=False):
         by = {r.family: r for r in g.itertuples()}
-        for i, fa in enumerate(FAMILY_ORDER):
-            for fb in FAMILY_ORDER[i + 1:]:
+        fams = [f for f in FAMILY_ORDER if f in by]
+        for i, fa in enumerate(fams):
+            for fb in fams[i + 1:]:
                 a, b = by[fa], by[fb]
                 pairs.append((point, f"{fa} {a.label}", tables.arm(df, a.condition),
                               f"{fb} {b.label}", tables.arm(df, b.condition)))

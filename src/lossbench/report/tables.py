@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lossbench.families import FAMILIES, FAMILY_ORDER, setting_key
+from lossbench.families import FAMILIES, setting_key
 from lossbench.report import stats
-from lossbench.report.collect import ReportError
+from lossbench.report.collect import ReportError, families_of
 
 N_BOOT = 1000  # bootstrap replicates over test images (fixed)
 BOOT_SEED = 0  # their resampling seed (fixed)
@@ -143,23 +143,23 @@ def comparisons(df: pd.DataFrame, boot: np.ndarray, summary: pd.DataFrame, grid_
     rows = summary.set_index("condition", drop=False)
     on = rows[rows["prior"]]
     pick = {fam: {role: on[(on["family"] == fam) & on[role]].iloc[0] for role in ("best", "default")}
-            for fam in FAMILY_ORDER}
+            for fam in families_of(on)}
     pairs = []
-    for fam in FAMILY_ORDER:
+    for fam in pick:
         ref = pick[fam]["default"]
         for _, r in on[(on["family"] == fam) & ~on["default"]].iterrows():
             pairs.append((f"within {fam}", arm_name(r), arm(df, r["condition"], grid_seeds),
                           arm_name(ref), arm(df, ref["condition"], grid_seeds)))
     seen = set()
     for role, group in (("best", "val-best across families"), ("default", "paper default across families")):
-        for i, fa in enumerate(FAMILY_ORDER):
-            for fb in FAMILY_ORDER[i + 1:]:
+        for i, fa in enumerate(pick):
+            for fb in list(pick)[i + 1:]:
                 a, b = pick[fa][role], pick[fb][role]
                 if (a["condition"], b["condition"]) in seen:
                     continue
                 seen.add((a["condition"], b["condition"]))
                 pairs.append((group, arm_name(a), arm(df, a["condition"]), arm_name(b), arm(df, b["condition"])))
-    for fam in FAMILY_ORDER:
+    for fam in pick:
         ref = pick[fam]["default"]
         off = rows[(rows["family"] == fam) & ~rows["prior"]].iloc[0]
         pairs.append(("prior init", arm_name(ref), arm(df, ref["condition"], grid_seeds),
@@ -271,7 +271,7 @@ def prior_off_tables(df: pd.DataFrame, boot: np.ndarray, summary: pd.DataFrame,
     with the difference and verdict of the ``prior init`` rows of ``comp``."""
     rows = []
     diff = comp[comp["group"] == "prior init"].set_index("A")
-    for fam in FAMILY_ORDER:
+    for fam in families_of(summary):
         on = summary[(summary["family"] == fam) & summary["prior"] & summary["default"]].iloc[0]
         off = summary[(summary["family"] == fam) & ~summary["prior"]].iloc[0]
         cells = {}

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="params file with the grids and seeds")
     parser.add_argument("--out", required=True, help="selection file to write: the choices (JSON)")
     parser.add_argument("--val-means", help="file to write the val mean of every setting to (JSON)")
+    parser.add_argument("--families-key", metavar="KEY", default="families",
+                        help="the params key listing the families to choose for (dotted, e.g. remedies.families; "
+                             "default: families)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +29,15 @@ def run(args: argparse.Namespace) -> int:
     from lossbench.report.select import select, write_selection
 
     try:
-        sel = select(args.runs, load_params(args.params))
+        params = load_params(args.params)
+        if args.families_key != "families":
+            node = params
+            for part in args.families_key.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    raise ProfileError(f"{args.params}: missing key {args.families_key}")
+                node = node[part]
+            params = {**params, "families": node}
+        sel = select(args.runs, params)
     except (ProfileError, ValueError) as e:
         print(f"lossbench select: error: {e}", file=sys.stderr)
         return 2

@@ -22,11 +22,15 @@ Examples:
       ... --out runs/synth/prior_off/sse/seed0
   lossbench train --config configs/smoke/retinanet_r18n_fpn_smoke.py --family ohem \\
       --neg-pos-ratio all --seed 0 ... --cfg-options train_cfg.max_iters=8
+  lossbench train --profile synth --family ghm --bins 30 --momentum 0.75 --seed 0 ... \\
+      --out runs/synth/ghm/bins30_momentum0.75/seed0
+  lossbench train --profile synth --family ce_prior --scaling off --cls-weight 2 --seed 0 ...
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -55,12 +59,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     knobs.add_argument("--selection", help="selection file of `lossbench select` (for --choose best)")
     knobs.add_argument("--prior-prob", help="pi of the prior-probability bias init, or 'none' "
                                             "(every bias starts at 0); default: the config's")
+    knobs.add_argument("--cls-weight", metavar="W",
+                       help="weight of the classification loss (a number > 0), every family's loss_weight "
+                            "(model.bbox_head.cls_weight); default: the config's, else 1")
     io = parser.add_argument_group("paths")
     io.add_argument("--data-root", required=True, help="folder the images' file_name are relative to")
     io.add_argument("--ann-dir", required=True, help="prepared {train,val,test}.json folder")
     io.add_argument("--out", required=True, help="run folder (metrics, config, env, curves)")
     io.add_argument("--work-dir", help=f"checkpoints and logs (default OUT/work; relative to "
                                        f"${WORK_ROOT_ENV} when that is set)")
+    parser.add_argument("--iters", type=int, metavar="N",
+                        help="a complete schedule of N iterations instead of the config's (warm-up and "
+                             "decay scaled with it); the run's role becomes calibration")
     parser.add_argument("--val-every", type=float, metavar="F",
                         help="evaluate val every F of the schedule (a fraction of max_iters / "
                              "max_epochs), from --val-from on; default: the config's val_interval")
@@ -112,6 +122,9 @@ def chosen_setting(args: argparse.Namespace) -> dict[str, str]:
     missing = [k for k in knobs if k not in (setting or {})]
     if setting is None or missing:
         raise ValueError(f"{where} is missing or lacks {missing or knobs}")
+    booleans = [k for k in knobs if isinstance(setting[k], bool)]
+    if booleans:  # YAML 1.1 reads unquoted on / off as true / false
+        raise ValueError(f"{where}: {booleans[0]} is the YAML boolean {setting[booleans[0]]}; quote it, e.g. 'on'")
     return {k: "all" if setting[k] in (None, "all") else str(setting[k]) for k in knobs}
 
 
@@ -144,6 +157,27 @@ def parse_prior(text: str) -> float | None:
     if not 0.0 < p < 1.0:
         raise ValueError(f"--prior-prob must be a probability in (0, 1) or 'none', got {text!r}")
     return p
+
+
+def parse_cls_weight(text: str) -> float:
+    """``--cls-weight``: a finite number > 0."""
+    try:
+        w = float(text)
+    except ValueError:
+        w = math.nan
+    if not (math.isfinite(w) and w > 0):
+        raise ValueError(f"--cls-weight must be a number > 0, got {text!r}")
+    return w
+
+
+def set_cls_weight(cfg, text: str | None) -> None:
+    """Set ``model.bbox_head.cls_weight`` from ``--cls-weight``; weight 1 leaves a config without the key as it is
+    (its digest, resume fingerprint and run name unchanged)."""
+    if text is None:
+        return
+    w = parse_cls_weight(text)
+    if w != 1.0 or "cls_weight" in cfg.model.bbox_head:
+        cfg.model.bbox_head.cls_weight = w
 
 
 def set_validation(cfg, every: float | None, start: float | None) -> None:
@@ -196,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         device = None if args.print_config else pin_device_from_pool(log=log)
         from lossbench.profiles import ProfileError, load_profile
-        from lossbench.training.config import load_config
+        from lossbench.training.config import load_config, scale_schedule
 
         imbalance, spelled = imbalance_from_args(args)
         if args.config:
@@ -209,15 +243,22 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("give --profile (with --params) or --config")
         prior_off = args.prior_prob is not None and parse_prior(args.prior_prob) is None
         role = "prior_off" if prior_off else (args.choose or "grid")
+        if args.iters is not None:
+            role = f"calibration_{role}"
         name = run_name(args.family, spelled, args.seed)
         if role != "grid":  # named by its folder below runs/<study>/ (dvc.yaml), e.g. extra/best/ohem/seed3
             parts = Path(args.out).parts
             name = ("/".join(parts[2:]) if len(parts) > 2 and parts[0] == "runs" else
                     f"{'prior_off' if role == 'prior_off' else 'extra/' + role}/{args.family}/seed{args.seed}")
+            if args.iters is not None and not (len(parts) > 2 and parts[0] == "runs"):
+                name = f"calibration/{args.iters}/{name}"
         cfg = load_config(config, data_root=args.data_root, ann_dir=args.ann_dir, imbalance=imbalance, seed=args.seed)
         if args.prior_prob is not None:
             cfg.model.bbox_head.prior_prob = parse_prior(args.prior_prob)
+        set_cls_weight(cfg, args.cls_weight)
         cfg.merge_from_dict({**cfg_options(args.cfg_options), **(amp_options(args.amp) if args.amp else {})})
+        if args.iters is not None:
+            scale_schedule(cfg, args.iters)
         set_validation(cfg, args.val_every, args.val_from)
         if not args.print_config:  # the config as given: a mixed-precision one prints on a CPU too
             check_precision(cfg, log)
@@ -245,7 +286,8 @@ def run(args: argparse.Namespace) -> int:
     fam = FAMILIES[args.family]
     meta = {"profile": args.profile, "config": str(config), "family": args.family,
             "imbalance": imbalance, "knob": fam.swept, "value": imbalance[fam.swept], "seed": args.seed,
-            "setting": {k.name: imbalance[k.name] for k in fam.setting_knobs}, "role": role,
+            "setting": {k.name: imbalance[k.name] for k in fam.setting_knobs},
+            "cls_weight": float(cfg.model.bbox_head.get("cls_weight", 1.0)), "role": role,
             "pool_device": device, "data": {"data_root": args.data_root, "ann_dir": args.ann_dir}}
     try:
         rec = train_run(cfg, out, name, meta, work_dir=work_dir, log=log)

@@ -111,3 +111,29 @@ def config_digest(cfg: Config) -> str:
     command line and commit, and in the run's ``metrics.json``."""
     text = json.dumps(portable_config(cfg).to_dict(), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def scale_schedule(cfg: Config, iters: int) -> None:
+    """Make the config's iteration-based schedule a complete one of ``iters`` iterations, in place:
+    ``train_cfg.max_iters``, every ``param_scheduler``'s ``begin`` / ``end`` (warm-up and decay
+    together) and the checkpoint interval scaled by ``iters / max_iters`` (the T-against-2T
+    calibration of the study trains the same config at twice its length)."""
+    if not isinstance(iters, int) or iters < 1:
+        raise ValueError(f"--iters must be a positive number of iterations, got {iters!r}")
+    old = cfg.train_cfg.get("max_iters")
+    if not old or cfg.train_cfg.get("type", "IterBasedTrainLoop") != "IterBasedTrainLoop":
+        raise ValueError("--iters needs an iteration-based schedule (train_cfg.type IterBasedTrainLoop, max_iters)")
+    factor = iters / old
+    cfg.train_cfg.max_iters = iters
+    if cfg.train_cfg.get("val_interval"):
+        cfg.train_cfg.val_interval = max(1, round(cfg.train_cfg.val_interval * factor))
+    schedulers = cfg.get("param_scheduler") or []
+    for s in schedulers if isinstance(schedulers, list) else [schedulers]:
+        if s.get("by_epoch", True):
+            raise ValueError("--iters needs every param_scheduler with by_epoch=False")
+        for key in ("begin", "end"):
+            if s.get(key) is not None:
+                s[key] = min(iters, round(s[key] * factor))
+    ckpt = (cfg.get("default_hooks") or {}).get("checkpoint")
+    if ckpt and ckpt.get("interval"):
+        ckpt.interval = max(1, round(ckpt.interval * factor))

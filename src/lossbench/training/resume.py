@@ -45,10 +45,12 @@ def code_digest(root: Path = codedeps.PACKAGE) -> str:
 
 
 def _strip(x: Any, found: set[str]) -> Any:
-    """``x`` without path-valued keys; the annotation files they name are collected in ``found``."""
+    """``x`` without path-valued keys; the annotation files they name, and the weights files an
+    initialiser loads (``init_cfg.checkpoint``, e.g. the pretrained backbone), are collected in ``found``."""
     if isinstance(x, dict):
         found.update(v for k, v in x.items()
                      if k in PATH_KEYS and isinstance(v, str) and v.endswith(".json") and Path(v).is_file())
+        found.update(v for k, v in x.items() if k == "checkpoint" and isinstance(v, str) and Path(v).is_file())
         return {k: _strip(v, found) for k, v in x.items() if k not in PATH_KEYS}
     if isinstance(x, (list, tuple)):
         return [_strip(v, found) for v in x]
@@ -57,7 +59,7 @@ def _strip(x: Any, found: set[str]) -> Any:
 
 def fingerprint(cfg) -> str:
     """Digest of what training computes: the config without paths or logging, the contents
-    of the annotation files it names (by file name, not location) and the training code."""
+    of the annotation and weights files it names (by file name, not location) and the training code."""
     found: set[str] = set()
     d = _strip({k: v for k, v in cfg.to_dict().items() if k not in IGNORED_KEYS}, found)
     d["__data__"] = sorted((Path(f).name, hashlib.sha256(Path(f).read_bytes()).hexdigest()) for f in found)

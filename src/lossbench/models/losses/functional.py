@@ -1,7 +1,8 @@
-"""The three imbalance losses as pure, element-wise tensor functions.
+"""The focal, OHEM and SSE losses as pure, element-wise tensor functions, and the targets of the IoU-aware
+losses (QFL, VFL), whose loss terms are MMDetection's own (:mod:`lossbench.models.losses.modules`).
 
 Every function returns the **per-anchor** loss of shape ``(N,)`` and never reduces: normalisation (by the number of
-positive anchors) is the head's job, so the three families share it exactly.
+positive anchors) is the head's job, so the families share it exactly.
 
 Label convention (MMDetection's): ``labels`` is a ``LongTensor (N,)`` with values in ``[0, C]``; ``0 .. C-1`` are
 foreground classes and ``C`` means background. The optional ``weights (N,)`` multiply the per-anchor loss; a weight of 0
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["focal_loss", "hard_negative_ce", "sse_loss", "one_hot_targets"]
+__all__ = ["focal_loss", "hard_negative_ce", "sse_loss", "one_hot_targets", "quality_targets", "iou_class_targets"]
 
 
 def one_hot_targets(labels: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
@@ -28,6 +29,22 @@ def one_hot_targets(labels: Tensor, num_classes: int, dtype: torch.dtype) -> Ten
             f"got values in [{int(labels.min())}, {int(labels.max())}]")
     onehot = F.one_hot(labels, num_classes + 1)[:, :num_classes]  # (N, C)
     return onehot.to(dtype)
+
+
+def quality_targets(labels: Tensor, iou: Tensor | None, num_classes: int) -> Tensor:
+    """QFL's quality target ``(N,)``: ``iou`` on positives (``labels < C``), 0 on every other anchor, whatever
+    ``iou`` holds there (the head fills them with 1)."""
+    one_hot_targets(labels, num_classes, torch.float32)  # validates the label range
+    if iou is None or iou.shape != labels.shape:
+        raise ValueError(f"iou_target must have shape {tuple(labels.shape)} (the IoU of each positive's decoded "
+                         f"box with its gt), got {None if iou is None else tuple(iou.shape)}")
+    return torch.where(labels < num_classes, iou, torch.zeros_like(iou))
+
+
+def iou_class_targets(labels: Tensor, iou: Tensor | None, num_classes: int, dtype: torch.dtype) -> Tensor:
+    """VFL's target ``(N, C)``: a positive's ``iou`` in the column of its class, 0 everywhere else."""
+    q = quality_targets(labels, iou, num_classes)
+    return one_hot_targets(labels, num_classes, dtype) * q.to(dtype)[:, None]
 
 
 def _apply_weights(loss: Tensor, weights: Tensor | None) -> Tensor:
