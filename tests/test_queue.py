@@ -127,7 +127,7 @@ def test_run_here_runs_the_smoke_study(tmp_path):
     """`make repro`'s path on the smoke profile: the trainings that need no selection, the
     selection, the val-bests' extra seeds, then `dvc repro report` has nothing left to train."""
     repo = smoke_repo(tmp_path)
-    _dvc(repo, "repro", "prepare")
+    _dvc(repo, "repro", "prepare", "pretrain")
     p = lossbench(repo, "queue", "run", "--set", "extra", ok=False)
     assert p.returncode == 2 and "dvc repro select" in p.stderr, p.stderr
     out = lossbench(repo, "queue", "run", "--jobs", "2", "--threads", "1").stdout
@@ -345,7 +345,7 @@ def test_slurm_local_executor_trains_the_smoke_study(tmp_path):
     repo = smoke_repo(tmp_path)
     p = lossbench(repo, "queue", "slurm", "--executor", "local", ok=False)
     assert p.returncode == 2 and "dvc repro prepare" in p.stderr, p.stderr
-    _dvc(repo, "repro", "prepare")
+    _dvc(repo, "repro", "prepare", "pretrain")
     t0 = time.monotonic()
     out = lossbench(repo, "queue", "slurm", "--threads", "1",
                     env={"LOSSBENCH_SLURM_EXECUTOR": "local", "LOSSBENCH_SLURM_ARRAY_PARALLELISM": "2"}).stdout

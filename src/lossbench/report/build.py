@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import pandas as pd
 
 from lossbench.families import FAMILIES
 from lossbench.report import figures, tables
-from lossbench.report.collect import ReportError, bootstrap, collect, families_of, grid_runs, seeds, study_families
+from lossbench.report.collect import (ReportError, bootstrap, calibration, check_schedule, collect, families_of,
+                                      grid_runs, read_pretrain, seeds, study_families)
 from lossbench.report.select import check_selection, select_from
 from lossbench.utils import atomic_path, read_json
 
@@ -77,12 +79,15 @@ def _machine(env: dict[str, Any]) -> str:
     return f"{cpu} ({detail})" + "".join(f" + {g}" for g in gpus)
 
 
-def provenance(df: pd.DataFrame, label: str, bootstrap_spec: dict[str, int]) -> dict[str, Any]:
-    """Where the numbers come from, read from the runs only (nothing of the build itself)."""
+def provenance(df: pd.DataFrame, label: str, bootstrap_spec: dict[str, int],
+               inputs: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Where the numbers come from, read from the runs (and the files ``inputs``) only, nothing of the build itself."""
     envs = {r.run: read_json(Path(r.run_dir) / "env.json") for r in df.itertuples()
             if (Path(r.run_dir) / "env.json").is_file()}
     first = next(iter(envs.values()), {})
     digest = hashlib.sha256()
+    for path in inputs:
+        digest.update(Path(path).read_bytes())
     for r in df.itertuples():
         digest.update((Path(r.run_dir) / "metrics.json").read_bytes())
         digest.update(Path(r.records).read_bytes())
@@ -115,23 +120,34 @@ def build_report(runs: str | Path, params: dict[str, Any], profile: str, out: st
     """Write every table and figure into ``out`` (atomically, as a whole).
 
     The selection is recomputed from the grid runs' val mAP50 and must agree with the file ``selection`` (which the
-    extra runs trained from). The output depends on the runs only: unchanged runs give byte-identical files.
+    extra and calibration runs trained from). The output depends on the runs only: unchanged runs give byte-identical
+    files.
     """
     sel = select_from(grid_runs(runs, params), params)
     check_selection(sel, selection)
     families = study_families(params)
+    pre = read_pretrain(runs)
+    spec = tables.comparison_spec(params)
     df = collect(runs, params, {f: sel["families"][f]["best"] for f in families})
-    boot = bootstrap(df, tables.N_BOOT, tables.BOOT_SEED)
+    t_iters, cal_seeds = check_schedule(df, params), calibration(params)[1]
+    study = df[~df["calibration"]].reset_index(drop=True)  # the T runs: a row's position is its bootstrap column
+    boot = bootstrap(study, tables.N_BOOT, tables.BOOT_SEED)
+    res = {"selection": sel, "runs": df, "T": t_iters, "pretrain": pre,
+           "comparisons": tables.primary(study, boot, params, sel), "summary": tables.summary(study, boot, params, sel),
+           "calibration": tables.calibration(df, sel, cal_seeds), "prior_off": tables.prior_off(study, boot, params, sel),
+           "loss_shares": tables.loss_shares(study)}
+    res["orderings"] = tables.orderings(res["comparisons"], families)
+    res["provenance"] = provenance(df, profile, {"n_boot": tables.N_BOOT, "seed": tables.BOOT_SEED},
+                                   (Path(runs) / "pretrain" / "metrics.json",))
     grid_seeds = seeds(params)
-    summary = tables.summarise(df, boot, sel)
-    comp = tables.comparisons(df, boot, summary, grid_seeds)
-    cal = tables.calibration(df, summary)
-    prov = provenance(df, profile, {"n_boot": tables.N_BOOT, "seed": tables.BOOT_SEED})
     text = {f"{fam}{sfx}": t for fam in families
-            for sfx, t in tables.family_tables(summary, fam, grid_seeds).items()}
-    for name, parts in (("comparisons", tables.comparison_tables(comp)),
-                        ("prior_off", tables.prior_off_tables(df, boot, summary, comp, grid_seeds)),
-                        ("calibration", tables.calibration_tables(cal)), ("clipping", tables.clipping_tables(summary))):
+            for sfx, t in tables.family_tables(res["summary"], fam, grid_seeds, spec["collapse_below"]).items()}
+    for name, parts in (
+            ("comparisons", tables.comparison_tables(res["comparisons"], spec["alpha"], spec["power"],
+                                                     spec["collapse_below"])),
+            ("calibration", tables.calibration_tables(res["calibration"])),
+            ("prior_off", tables.prior_off_tables(res["prior_off"], spec["collapse_below"])),
+            ("loss_shares", tables.loss_share_tables(res["loss_shares"]))):
         text.update({f"{name}{sfx}": t for sfx, t in parts.items()})
     with atomic_path(out) as tmp:
         (tmp / "tables").mkdir(parents=True)
@@ -140,102 +156,152 @@ def build_report(runs: str | Path, params: dict[str, Any], profile: str, out: st
         df.drop(columns=["run_dir", "records", "setting", "val_curve"]).to_csv(
             tmp / "runs.csv", index=False, float_format="%.6f")
         figs = tmp / "figures"
-        best = summary[summary.prior & summary.best]
-        written = [*figures.ablation(summary, figs, grid_seeds), *figures.cross_family(df, summary, figs),
-                   *figures.calibration(df, summary, figs, tables.TARGET_VAL),
-                   *figures.training_curves(df, best, figs), *figures.loss_shares(df, best, figs),
-                   *figures.focal_figure(figs)]
-        (tmp / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
-        (tmp / "README.md").write_text(readme(df, sel, summary, comp, cal, text, prov,
-                                              {p.stem for p in written}, params))
-    return {"selection": sel, "runs": df, "summary": summary, "comparisons": comp,
-            "calibration": cal, "provenance": prov}
+        figures.ablation(res["summary"], figs, grid_seeds)
+        figures.cross_family(study, res["summary"], figs)
+        figures.calibration(df, res["calibration"], cal_seeds, t_iters, figs)
+        figures.focal_figure(figs)
+        (tmp / "provenance.json").write_text(json.dumps(res["provenance"], indent=2) + "\n")
+        (tmp / "README.md").write_text(readme(res, text, params, profile))
+    return res
 
 
-def _ci(mean: float, lo: float, hi: float) -> str:
-    return f"{100 * mean:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+def pretrain_text(pre: dict[str, Any]) -> str:
+    """The pretrained backbone in words: recipe, held-out accuracy, cost, checkpoint; or what the config loads."""
+    if "spec" not in pre:
+        return f"none (the config's init_cfg: `{json.dumps(pre.get('backbone_init_cfg'))}`)."
+    spec, held, sec, ckpt = pre["spec"], pre["held_out"], pre["seconds"], pre["checkpoint"]
+    data = spec.get("data") or {}
+    return (f"the profile's backbone trained here as a multi-label shape classifier (no box, anchor or detection "
+            f"loss): {data.get('n_train', 0):,} generated images of generator seed {data.get('seed')} "
+            f"({data.get('image_size')} px; every detection set uses its own seed), {spec.get('steps', 0):,} steps "
+            f"of {spec.get('batch_size')}, lr {spec.get('lr')}, weight decay {spec.get('weight_decay')}, "
+            f"{spec.get('warmup')} warm-up steps, seed {spec.get('seed')}. Held out ({data.get('n_val', 0):,} "
+            f"images, step {held.get('step')}): mAP {held.get('mAP')} %, subset accuracy "
+            f"{held.get('subset_accuracy')} %. Cost: {sec.get('total')} s ({sec.get('render')} s rendering the "
+            f"images, {sec.get('train')} s training, {pre.get('threads', '?')} threads). Checkpoint: "
+            f"{ckpt['bytes'] / 1e6:.1f} MB ({ckpt.get('dtype')}, sha256 `{str(ckpt.get('sha256'))[:16]}`), "
+            f"{pre['backbone_parameters']:,} backbone parameters; every run loads it.")
 
 
-def comparison_sentence(r: pd.Series) -> str:
-    """One comparison row in words, its verdict verbatim from the table."""
-    return (f"{r['A']} vs {r['B']} ({r['group']}, {r['n']} seeds): A − B = {100 * r['diff']:+.1f} "
-            f"points [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}] at {100 * r['level']:.2f}%, "
-            f"Holm p {r['p_holm']:.3f}: **{r['verdict']}**")
+def regime(profile: str, t_iters: int, pre: dict[str, Any]) -> str:
+    backbone = (f"backbone pretrained here ({pre['backbone_parameters']:,} parameters)" if "spec" in pre
+                else f"backbone from the config's init_cfg ({json.dumps(pre.get('backbone_init_cfg'))})")
+    return f"{profile} profile, T = {t_iters:,} iterations, {backbone}"
 
 
-def _clip_policy(summary: pd.DataFrame) -> str:
-    norms = sorted({n for x in summary["max_norm"] for n in x.split("/")})
+def _spec_words(spec: list[dict[str, Any]]) -> str:
+    words = [f"every other {x['within']} setting against its paper default" if "within" in x
+             else f"the {x['across'].replace('_', '-')}s across families, every pair" for x in spec]
+    return "; ".join(words)
+
+
+def detectability(comp: pd.DataFrame, goal: float) -> list[str]:
+    """Per family, whether each within-family comparison detects ``goal`` points at the design's power."""
+    lines = []
+    for fam, g in comp[comp["kind"] == "within"].groupby("family", sort=False):
+        miss = g[~(g["detectable"] <= goal)]
+        det = ", ".join(tables.num(x) for x in g["detectable"])
+        if miss.empty:
+            lines.append(f"- {fam}: every one of its {len(g)} comparisons detects {goal:g} points (detectable: {det}).")
+        else:
+            lines.append(f"- {fam}: {len(g) - len(miss)} of {len(g)} comparisons detect {goal:g} points; "
+                         + "; ".join(f"{r.a} vs {r.b} detects "
+                                     + ("nothing (no test)" if math.isnan(r.detectable) else f"{r.detectable:.1f}")
+                                     for r in miss.itertuples()) + ".")
+    return lines
+
+
+def ordering_line(r: Any, sel: dict[str, Any], where: str) -> str:
+    default = tables.chosen(sel, "default")[r.family]
+    parts = [f"{r.default_above} of {r.comparisons} primary comparisons resolved with the default above"]
+    if r.other_above:
+        parts.append(f"{', '.join(r.other_above)} resolved above it")
+    if r.unresolved:
+        parts.append(f"{r.unresolved} not resolved")
+    return f"- {r.claim} ({r.family} {default}): **{r.status}**; {', '.join(parts)} ({where})."
+
+
+def _clip_policy(summ: pd.DataFrame) -> str:
+    norms = sorted({n for x in summ["max_norm"] for n in x.split("/")})
     if norms == ["none"]:
         return "No run clipped its gradients (`clip.max_norm` null in every run)."
-    return (f"Gradient clipping: before each optimiser step the total gradient norm is scaled down "
-            f"to `max_norm` when it exceeds it (values in these runs: {', '.join(norms)}). The "
-            f"share of clipped steps, mean {100 * summary['clip_mean'].mean():.1f}% and at most "
-            f"{100 * summary['clip_max'].max():.1f}% over every run, is in the table below.")
+    return (f"Gradient clipping: before each optimiser step the total gradient norm is scaled down to `max_norm` when "
+            f"it exceeds it (values in these runs: {', '.join(norms)}); clipped steps, mean over a setting's runs "
+            f"{summ['clip_mean'].min():.1f}–{summ['clip_mean'].max():.1f}%, at most {summ['clip_max'].max():.1f}% "
+            "in one run (the tables' clipped-steps column).")
 
 
-def readme(df: pd.DataFrame, sel: dict[str, Any], summary: pd.DataFrame, comp: pd.DataFrame, cal: pd.DataFrame,
-           text: dict[str, str], prov: dict[str, Any], figs: set[str], params: dict[str, Any]) -> str:
+def readme(res: dict[str, Any], text: dict[str, str], params: dict[str, Any], profile: str) -> str:
     """The report's prose, every number from the tables it cites."""
-    grid_seeds = ",".join(map(str, sel["seeds"]))
-    extra = ",".join(map(str, seeds(params, "extra_seeds")))
-    n_boot, boot_seed = prov["bootstrap"]["n_boot"], prov["bootstrap"]["seed"]
-    parts = [f"# lossbench report — profile `{prov['profile']}`", "",
-             "Generated by `lossbench report` (stage `report`) from the runs' `metrics.json` and "
-             "test records; do not edit by hand.", "", "## How the numbers are made", "",
+    sel, df, comp, summ, prov = res["selection"], res["runs"], res["comparisons"], res["summary"], res["provenance"]
+    spec = tables.comparison_spec(params)
+    grid = tables.seeds_text(sel["seeds"])
+    extra = tables.seeds_text(seeds(params, "extra_seeds"))
+    cal_iters, cal_seeds = calibration(params)
+    where = regime(profile, res["T"], res["pretrain"])
+    m = int(comp["p"].notna().sum())
+    parts = [f"# lossbench report — profile `{profile}`", "",
+             "Generated by `lossbench report` (stage `report`) from the runs' `metrics.json` and test records; do "
+             "not edit by hand.", "", "## How the numbers are made", "",
              "- **Chosen on val, reported on test.** Each family's val-best setting is the grid setting with the "
-             f"highest mean val mAP50 over seeds {grid_seeds}, which every grid setting has (ties: the paper default, "
-             "then grid order); the test split never chooses. The selection is recomputed here and agrees with the "
-             "selection file the extra runs were trained from.",
-             f"- **Seeds.** Every grid setting: seeds {grid_seeds}. Each family's paper default "
-             f"and val-best: also seeds {extra}. The prior-off runs: seeds {grid_seeds}.",
+             f"highest mean val mAP50 over seeds {grid}, which every grid setting has (ties: the paper default, then "
+             "grid order); the test split never chooses. The selection is recomputed here and agrees with the "
+             "selection file the extra and calibration runs were trained from.",
+             f"- **Runs.** Every grid setting: seeds {grid}, T = {res['T']:,} iterations (the profile config's "
+             f"schedule). Each family's paper default and val-best: also seeds {extra}. The prior-off ablation: seeds "
+             f"{grid}. Calibration: the paper default and val-best again on a complete schedule of 2T = "
+             f"{cal_iters:,} iterations, seeds {tables.seeds_text(cal_seeds)}.",
              "- **Metric.** mAP50 is VOC-style AP at IoU 0.5, the area under the interpolated precision–recall curve "
-             "(MMDetection's `eval_map`, area mode), mean over classes, in %; test AP is COCO's AP@[.5:.95].",
-             f"- **Intervals (95%).** val: Student-t over seeds. test: mean over seeds ± "
-             f"t(n−1) · se with se² = s²/n (seed noise) + the variance over {n_boot} bootstrap "
-             f"resamples of the test images of the seed mean (image noise); resampling seed "
-             f"{boot_seed}, fixed; one resample per replicate is shared by every run, and the "
-             "bootstrap is recomputed from the records at every build.",
-             f"- **Comparisons.** Paired by seed; the {len(comp)} comparisons below (each grid setting against its "
-             "family's paper default, val-best against val-best and paper default against paper default across "
-             "families, prior init on against off) form one Holm family at a family-wise 95%. Each interval is taken "
-             "at the level Holm tests its comparison at, so it excludes 0 exactly when Holm rejects; a difference is "
-             "claimed only then, otherwise it is *not resolved*.", "", ""]
-    if df["test_no_detections"].any():
-        parts += ["Runs with no detection above the score threshold on test (COCO AP 0 by "
-                  "definition): " + ", ".join(df.loc[df["test_no_detections"], "run"]), ""]
-    parts += ["## Best setting of each family", ""]
-    for fam in families_of(summary):
-        choice = sel["families"][fam]
-        rows = summary[(summary.family == fam) & summary.prior]
-        b, d = rows[rows.best].iloc[0], rows[rows.default].iloc[0]
-        line = (f"- **{FAMILIES[fam].label}**: val-best {b['label']} (mean val mAP50 "
-                f"{100 * b['val_mean']:.1f}% over seeds {grid_seeds}); test mAP50 "
-                f"{_ci(b['test_mean'], b['test_lo'], b['test_hi'])} over {b['n']} seeds.")
-        if b["condition"] == d["condition"]:
-            line += " It is the paper default."
-        else:
-            line += (f" Paper default {d['label']}: test mAP50 "
-                     f"{_ci(d['test_mean'], d['test_lo'], d['test_hi'])} over {d['n']} seeds.")
-        if choice["best_on_grid_edge"]:
-            line += (f" **On the grid's edge**: {choice['grid_edge_note']}; the optimum may lie outside the grid.")
+             "(MMDetection's `eval_map`, area mode), mean over classes, in %.",
+             f"- **Primary comparisons**, fixed in `params.yaml: comparisons` before the runs: {_spec_words(spec['primary'])}"
+             f". One Holm family of {m} tests at family-wise {100 * (1 - spec['alpha']):g}%; each interval at the "
+             "level Holm tests its comparison at, so a difference is claimed exactly where it excludes 0, otherwise "
+             "it is *not resolved*. Seed variance pooled over a family's settings (one-way model), across families "
+             "a Welch standard error; a val-best uses only the seeds that did not choose it. Test-image noise: the "
+             f"variance of each mean over {tables.N_BOOT} bootstrap resamples of the test images (resampling seed "
+             f"{tables.BOOT_SEED}, recomputed from the records at every build) is added to its standard error. Every "
+             "interval lies within the metric's range ([0, 100] for a mean, [−100, 100] for a difference). Each "
+             f"comparison states the difference it detects with {100 * spec['power']:g}% power.",
+             f"- **Collapse.** A run whose final val mAP50 is below {spec['collapse_below']:g}% has collapsed: counted "
+             "per setting, compared by Fisher's exact test, and left out of the mAP means the comparisons use.",
+             "- **Everything else is exploratory**, outside the Holm family: the prior-init ablation, the loss "
+             "shares, the calibration.", ""]
+    nodet = df.loc[df["test_no_detections"], "run"].tolist()
+    if nodet:
+        parts += ["Runs with no detection above the score threshold on test: " + ", ".join(nodet), ""]
+    parts += ["## Pretrained backbone", "", "Pretrained backbone: " + pretrain_text(res["pretrain"]), "",
+              "## Calibration: T against 2T", "", tables.calibration_verdict(res["calibration"]), "",
+              text["calibration.md"], "![calibration](figures/calibration_val_mAP50.png)", "",
+              "## Primary comparisons", "", text["comparisons.md"],
+              f"Detectable differences against the goal of {spec['detect_goal']:g} points (test mAP50, "
+              f"{100 * spec['power']:g}% power):", "", *detectability(comp, spec["detect_goal"]), "",
+              "![cross-family](figures/cross_family_mAP50.png)", "",
+              "## Paper orderings", "",
+              "Read mechanically off the primary verdicts of each family's comparisons against its paper default: "
+              "*confirmed* when every one has the default above, *contradicted* when another setting is above it, "
+              "otherwise *not resolved*.", ""]
+    parts += [ordering_line(r, sel, where) for r in res["orderings"].itertuples()]
+    parts += ["", "## Best setting of each family", ""]
+    for fam in families_of(summ):
+        rows = summ[summ["family"] == fam]
+        b, d = rows[rows["best"]].iloc[0], rows[rows["default"]].iloc[0]
+        line = (f"- **{FAMILIES[fam].label}**: val-best {b['setting']} (mean val mAP50 {b['val_mean']:.1f}% over "
+                f"seeds {grid}); test mAP50 {tables.ci(b['test_all_mean'], b['test_all_lo'], b['test_all_hi'])} over "
+                f"seeds {tables.seeds_text(b['seeds'])}.")
+        line += (" It is the paper default." if b["setting"] == d["setting"] else
+                 f" Paper default {d['setting']}: test mAP50 "
+                 f"{tables.ci(d['test_all_mean'], d['test_all_lo'], d['test_all_hi'])} over seeds "
+                 f"{tables.seeds_text(d['seeds'])}.")
+        if b["grid_edge"]:
+            line += f" **On the grid's edge**: {b['grid_edge']}; the optimum may lie outside the grid."
         parts.append(line)
-    parts += ["", "![cross-family](figures/cross_family_mAP50.png)", "",
-              "## Comparisons", "", "In words (verdicts verbatim from the table):", ""]
-    parts += [f"- {comparison_sentence(r)}" for _, r in comp.iterrows()]
-    parts += ["", text["comparisons.md"], "## The grids", ""]
-    for fam in families_of(summary):
+    parts += ["", "## Per-setting summary", "", _clip_policy(summ), ""]
+    for fam in families_of(summ):
         parts += [f"### {FAMILIES[fam].label}", "", text[f"{fam}.md"]]
-    parts += ["![ablations](figures/ablation_mAP50.png)", "", "## Prior-probability init", "", text["prior_off.md"],
-              "## Calibration", "", "![calibration](figures/calibration_val_mAP50.png)", "", text["calibration.md"]]
-    parts += [f"- {r['family']} {r['label']} ({r['role']}): the last 25% of iterations gained "
-              f"{100 * r['gain_mean']:+.1f} points of val mAP50 (plateau: {r['plateau']}); final "
-              f"val mAP50 {100 * r['final_mean']:.1f}% (target {100 * tables.TARGET_VAL:g}%: "
-              f"{'met' if r['target_met'] == 'yes' else 'not met'})." for _, r in cal.iterrows()]
-    parts += ["", "## Clipping", "", _clip_policy(summary), "", text["clipping.md"]]
-    if {"training_curves", "loss_shares"} & figs:
-        parts += ["## Training", ""] + [f"![{n}](figures/{n}.png)\n" for n in ("training_curves", "loss_shares")
-                                         if n in figs]
-    if prov["profile"] == SWEEP_BASE_PROFILE and params.get("sweep"):
+    parts += ["![ablations](figures/ablation_mAP50.png)", "",
+              "## Exploratory (outside the Holm family)", "", "### Prior-probability init", "", text["prior_off.md"],
+              "### Loss shares", "", text["loss_shares.md"]]
+    if profile == SWEEP_BASE_PROFILE and params.get("sweep"):
         points = ", ".join(map(str, params["sweep"].get("profiles") or []))
         parts += [line.format(points=points) for line in SWEEP_SECTION]
     parts += ["## The losses", "", "![focal](figures/focal_loss_fig1.png)", "",
@@ -246,7 +312,6 @@ def readme(df: pd.DataFrame, sel: dict[str, Any], summary: pd.DataFrame, comp: p
         parts += [f"**{len(dirty)} of {prov['runs']} run(s) were not produced from a clean tree** "
                   "(their `env.json` records a git revision ending in `-dirty`): " + ", ".join(dirty), ""]
     parts += ["## Provenance", "", "```json", json.dumps(prov, indent=2), "```", "",
-              "Files: `tables/*.{md,csv,tex}` (LaTeX uses booktabs), `figures/*.{png,pdf}`, "
-              "`runs.csv` (every run, one row each), `provenance.json`.", ""]
+              "Files: `tables/*.{md,csv,tex}` (values in %; LaTeX uses booktabs), `figures/*.{png,pdf}`, `runs.csv` "
+              "(every run, one row each, metrics as fractions as in `metrics.json`), `provenance.json`.", ""]
     return "\n".join(parts)
-

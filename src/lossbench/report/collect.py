@@ -2,19 +2,24 @@
 
 Layout under ``runs/<profile>/`` (folder names from :func:`lossbench.families.run_name`)::
 
-    <family>/<slug>/seed<k>/                  grid: every setting of params.yaml, seeds ``seeds``
-    extra/{default,best}/<family>/seed<k>/    the paper default and the val-best, ``extra_seeds``
-    prior_off/<family>/seed<k>/               the paper default, prior-probability init off, ``seeds``
+    pretrain/metrics.json                           the backbone every run loads (or ``{"pretrain": null, ...}``)
+    <family>/<slug>/seed<k>/                        grid: every setting of params.yaml, seeds ``seeds``
+    extra/{default,best}/<family>/seed<k>/          the paper default and the val-best, ``extra_seeds``
+    prior_off/<family>/seed<k>/                     the paper default, prior-probability init off, ``seeds``
+    calibration/{default,best}/<family>/seed<k>/    the paper default and the val-best on a schedule of 2T,
+                                                    ``calibration.seeds`` (role ``calibration_default|best``)
 
-A missing run, or one whose ``metrics.json`` contradicts its folder (family, seed, role, setting, prior init), is an
-error naming the folder: no table averages over fewer seeds than the design asks for. When the val-best setting is the
-paper default, ``extra/best`` and ``extra/default`` train the same (family, setting, seed): one of each pair is kept,
-after checking that the two agree.
+T is the schedule every run but the calibration runs trained (their ``iters``: the profile config's max_iters); the
+calibration runs and ``calibration.iters`` must be 2T. A missing run, or one whose ``metrics.json`` contradicts its
+folder (family, seed, role, setting, prior init, iterations), is an error naming the folder: no table averages over
+fewer seeds than the design asks for. When the val-best setting is the paper default, ``best`` and ``default`` train
+the same (family, setting, seed): one of each pair is kept, after checking that the two agree.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -92,6 +97,31 @@ def seeds(params: Mapping[str, Any], key: str = "seeds") -> list[int]:
     return value
 
 
+def calibration(params: Mapping[str, Any]) -> tuple[int, list[int]]:
+    """``(iters, seeds)`` of ``params['calibration']``: the 2T schedule and the seeds it trains."""
+    iters, cal_seeds = _params(params, "calibration", "iters"), _params(params, "calibration", "seeds")
+    if not isinstance(iters, int) or iters <= 0:
+        raise ReportError(f"params: calibration.iters must be a positive integer, got {iters!r}")
+    if not isinstance(cal_seeds, list) or not cal_seeds or not all(isinstance(s, int) for s in cal_seeds):
+        raise ReportError(f"params: calibration.seeds must be a non-empty list of integer seeds, got {cal_seeds!r}")
+    return iters, cal_seeds
+
+
+def read_pretrain(runs: str | Path) -> dict[str, Any]:
+    """``runs/pretrain/metrics.json``: the pretrained backbone's recipe, accuracy and cost, or ``{"pretrain": null,
+    "backbone_init_cfg": ...}`` for a profile that loads its config's weights."""
+    path = Path(runs) / "pretrain" / "metrics.json"
+    if not path.is_file():
+        raise ReportError(f"missing {path} (the pretrain stage writes it for every profile)")
+    rec = read_json(path)
+    if "pretrain" in rec and rec["pretrain"] is None:
+        return rec
+    for key in ("spec", "held_out", "seconds", "checkpoint", "backbone_parameters"):
+        if key not in rec:
+            raise ReportError(f"{path}: no '{key}'")
+    return rec
+
+
 def grid_setting(params: Mapping[str, Any], family: str, setting: Mapping[str, Any]) -> tuple[int, dict]:
     """``(grid index, params spelling)`` of ``setting``; an error when it is not on the grid."""
     key = setting_key(family, setting)
@@ -156,11 +186,13 @@ def _frame(rows: list[dict[str, Any]], root: Path, params: Mapping[str, Any]) ->
         r["setting"] = spelled
         r["slug"], r["label"] = slug(r["family"], spelled), setting_label(r["family"], spelled)
         r["knob_value"] = knob_value(r["family"], spelled)
-        r["condition"] = f"{r['family']}/{r['slug']}" + ("" if r["prior"] else "/prior_off")
+        r["calibration"] = r["role"].startswith("calibration_")
+        r["condition"] = (f"{r['family']}/{r['slug']}" + ("" if r["prior"] else "/prior_off")
+                          + ("/2T" if r["calibration"] else ""))
         r["run"] = Path(r["run_dir"]).relative_to(root).as_posix()
     df = pd.DataFrame(rows)
     df["_f"] = df["family"].map(FAMILY_ORDER.index)
-    return (df.sort_values(["_f", "order", "prior", "seed"], ascending=[True, True, False, True],
+    return (df.sort_values(["calibration", "_f", "order", "prior", "seed"], ascending=[True, True, True, False, True],
                            kind="stable").drop(columns="_f").reset_index(drop=True))
 
 
@@ -185,29 +217,58 @@ def keep_once(kept: dict[tuple, dict[str, Any]], key: tuple, row: dict[str, Any]
     return other
 
 
-def collect(runs: str | Path, params: Mapping[str, Any], best: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Every run of the design, one row per (family, setting, prior init, seed).
-
-    ``best``: family -> the val-best setting (:func:`lossbench.report.select.select`); the ``extra/best`` runs must have
-    trained it and ``extra/default`` the paper default. Columns: ``run`` (path under ``runs``), ``family``, ``setting``,
-    ``slug``, ``label``, ``order`` (grid index), ``seed``, ``role``, ``prior``, ``condition``, ``val_<metric>``,
-    ``test_<metric>`` (fractions), ``val_curve`` [(iter, mAP50)], ``clip_*``, ``records``, ``final_*`` and timings.
-    """
-    root = Path(runs)
-    rows = grid_runs(root, params).to_dict("records")
+def _paired_runs(root: Path, params: Mapping[str, Any], best: Mapping[str, Mapping[str, Any]], folder: str,
+                 role_prefix: str, run_seeds: list[int]) -> list[dict[str, Any]]:
+    """The paper default's and the val-best's runs under ``root/folder/{default,best}/<family>/seed<k>``, one of each
+    duplicate pair kept (the val-best is the paper default)."""
     defaults = paper_defaults(params)
     kept: dict[tuple, dict[str, Any]] = {}
     for role in ROLES:
         for fam in study_families(params):
             want = (defaults if role == "default" else best)[fam]
-            for seed in seeds(params, "extra_seeds"):
-                d = root / "extra" / role / fam / f"seed{seed}"
-                keep_once(kept, (fam, setting_key(fam, want), seed), read_run(d, fam, seed, role, want, prior=True),
-                          d, fam, seed)
-    rows += list(kept.values())
-    rows += [read_run(root / "prior_off" / fam / f"seed{seed}", fam, seed, "prior_off", defaults[fam],
+            for seed in run_seeds:
+                d = root / folder / role / fam / f"seed{seed}"
+                keep_once(kept, (fam, setting_key(fam, want), seed),
+                          read_run(d, fam, seed, role_prefix + role, want, prior=True), d, fam, seed)
+    return list(kept.values())
+
+
+def check_schedule(df: pd.DataFrame, params: Mapping[str, Any]) -> int:
+    """T: the iterations every run but the calibration runs trained; those must have trained ``calibration.iters``
+    = 2T. An error names a run that differs."""
+    iters, _ = calibration(params)
+    study = df[~df["calibration"]]
+    t = Counter(study["iters"]).most_common(1)[0][0]
+    for r in df.itertuples():
+        want = iters if r.calibration else t
+        if r.iters != want:
+            raise ReportError(f"{r.run_dir}/metrics.json: iters is {r.iters!r}, but "
+                              + (f"calibration.iters is {iters}" if r.calibration else f"the study's T is {t}"))
+    if not isinstance(t, int) or iters != 2 * t:
+        raise ReportError(f"params: calibration.iters is {iters}, but the study's runs trained T = {t!r} "
+                          "iterations: the calibration schedule is 2T")
+    return t
+
+
+def collect(runs: str | Path, params: Mapping[str, Any], best: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Every run of the design, one row per (family, setting, prior init, schedule, seed).
+
+    ``best``: family -> the val-best setting (:func:`lossbench.report.select.select`); the ``best`` runs must have
+    trained it and the ``default`` runs the paper default. Columns: ``run`` (path under ``runs``), ``family``,
+    ``setting``, ``slug``, ``label``, ``order`` (grid index), ``seed``, ``role``, ``prior``, ``calibration`` (a 2T
+    run), ``condition``, ``val_<metric>``, ``test_<metric>`` (fractions), ``val_curve`` [(iter, mAP50)], ``clip_*``,
+    ``iters``, ``records``, ``final_*`` and timings. The study's runs come first, the calibration runs last;
+    :func:`check_schedule` has checked their iterations.
+    """
+    root = Path(runs)
+    rows = grid_runs(root, params).to_dict("records")
+    rows += _paired_runs(root, params, best, "extra", "", seeds(params, "extra_seeds"))
+    rows += [read_run(root / "prior_off" / fam / f"seed{seed}", fam, seed, "prior_off", paper_defaults(params)[fam],
                       prior=False) for fam in study_families(params) for seed in seeds(params)]
-    return _frame(rows, root, params)
+    rows += _paired_runs(root, params, best, "calibration", "calibration_", calibration(params)[1])
+    df = _frame(rows, root, params)
+    check_schedule(df, params)
+    return df
 
 
 def bootstrap(df: pd.DataFrame, n_boot: int, seed: int) -> np.ndarray:

@@ -18,8 +18,6 @@ from lossbench.models.losses.functional import focal_loss, sse_loss  # noqa: E40
 from lossbench.report.collect import families_of  # noqa: E402
 
 PALETTE = dict(zip(FAMILY_ORDER, sns.color_palette("colorblind", len(FAMILY_ORDER))))
-DIAG_SHARES = (("diag_share_pos", "positives"), ("diag_share_hard_neg", "hard negatives"),
-               ("diag_share_easy_neg", "easy negatives"))
 sns.set_theme(style="whitegrid", context="notebook")
 
 
@@ -35,141 +33,99 @@ def _save(fig, out: Path, name: str) -> list[Path]:
 
 def _setting_ticks(g: pd.DataFrame) -> list[str]:
     """Tick labels of a family's settings: the label, ★ val-best, † paper default."""
-    return [lab + (" ★" if b else "") + (" †" if d else "") for lab, b, d in zip(g["label"], g["best"], g["default"])]
+    return [lab + (" ★" if b else "") + (" †" if d else "") for lab, b, d in zip(g["setting"], g["best"], g["default"])]
+
+
+def _yerr(mean, lo, hi) -> np.ndarray:
+    """Error bars of intervals (in %) clipped to [0, 100]; none where an end is unknown."""
+    mean, lo, hi = (np.asarray(x, dtype=float) for x in (mean, lo, hi))
+    lo, hi = np.clip(lo, 0, 100), np.clip(hi, 0, 100)
+    return np.nan_to_num(np.clip([mean - lo, hi - mean], 0, None))
 
 
 def ablation(summary: pd.DataFrame, out: Path, grid_seeds: list[int]) -> list[Path]:
-    """One panel per family: per grid setting, mean val mAP50 over the grid seeds (hollow, 95%
-    t-interval) and mean test mAP50 over every seed (filled, combined 95% interval)."""
+    """One panel per family: per grid setting, mean val mAP50 over the grid seeds (hollow, 95% t-interval) and mean test
+    mAP50 over every run counted (filled, 95% t-interval), intervals within [0, 100]; collapsed runs counted below."""
     families = families_of(summary)
-    fig, axes = plt.subplots(1, len(families), figsize=(14, 4.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(families), figsize=(4.7 * len(families), 4.4), sharey=True, squeeze=False)
     for ax, fam in zip(axes[0], families):
-        g = summary[(summary.family == fam) & summary.prior].sort_values("order").reset_index(drop=True)
+        g = summary[summary.family == fam].sort_values("order").reset_index(drop=True)
         x = np.arange(len(g))
-        for split, dx, face in (("val", -0.12, "white"), ("test", 0.12, PALETTE[fam])):
-            mean, lo, hi = (100 * g[f"{split}_{k}"].to_numpy(dtype=float) for k in ("mean", "lo", "hi"))
-            ax.errorbar(x + dx, mean, yerr=[mean - lo, hi - mean], fmt="o", color=PALETTE[fam],
-                        mfc=face, capsize=3, label=split)
+        for split, dx, face in (("val", -0.12, "white"), ("test_all", 0.12, PALETTE[fam])):
+            mean, lo, hi = (g[f"{split}_{k}"].to_numpy(dtype=float) for k in ("mean", "lo", "hi"))
+            ax.errorbar(x + dx, mean, yerr=_yerr(mean, lo, hi), fmt="o", color=PALETTE[fam], mfc=face, capsize=3)
+        for i, r in g.iterrows():
+            if r["n_collapsed"]:
+                ax.annotate(f"{r['n_collapsed']} of {r['n']}\ncollapsed", (i, 2), ha="center", fontsize=7, color="0.3")
         ax.set_xticks(x, _setting_ticks(g), rotation=30, ha="right", fontsize=9)
         ax.set_xlabel(FAMILIES[fam].knob_label)
         ax.set_title(FAMILIES[fam].label, fontsize=11)
+        ax.set_ylim(0, 100)
     axes[0][0].set_ylabel("mAP@0.5 (%)")
     axes[0][0].legend(handles=[
         plt.Line2D([], [], marker="o", ls="", color="0.3", mfc="white",
                    label=f"val, seeds {','.join(map(str, grid_seeds))} (t 95%)"),
-        plt.Line2D([], [], marker="o", ls="", color="0.3",
-                   label="test, every seed (seeds + images 95%)")], fontsize=8, loc="lower left")
-    fig.suptitle("Grid of each family: val chooses (★ val-best), test reports; † paper default", fontsize=11)
+        plt.Line2D([], [], marker="o", ls="", color="0.3", label="test, all runs counted (t 95%)")],
+        fontsize=8, loc="upper right")
+    fig.suptitle("Grid of each family: val chooses (★ val-best, test on its other seeds), test reports; † paper default",
+                 fontsize=11)
     fig.tight_layout()
     return _save(fig, out, "ablation_mAP50")
 
 
-def cross_family(df: pd.DataFrame, summary: pd.DataFrame, out: Path) -> list[Path]:
-    """Each family's paper default and val-best (one bar when they coincide): mean test mAP50
-    with its combined 95% interval, seeds as dots."""
-    rows = summary[summary.prior & (summary.best | summary.default)]
+def cross_family(study: pd.DataFrame, summary: pd.DataFrame, out: Path) -> list[Path]:
+    """Each family's val-best (dark) and paper default (light; one bar when they coincide): mean test mAP50 over the
+    runs counted, 95% t-interval within [0, 100], the runs as dots."""
+    rows = summary[summary.best | summary.default]
     fig, ax = plt.subplots(figsize=(7.5, 4))
     labels = []
     for i, r in enumerate(rows.itertuples()):
-        vals = 100 * df.loc[df.condition == r.condition, "test_mAP50"].astype(float)
-        mean, lo, hi = 100 * r.test_mean, 100 * r.test_lo, 100 * r.test_hi
-        ax.bar(i, mean, color=PALETTE[r.family], alpha=0.35 if not r.best else 0.7, width=0.65)
-        ax.errorbar(i, mean, yerr=[[mean - lo], [hi - mean]], color="black", capsize=6)
-        ax.scatter(np.full(len(vals), i), vals, color="0.2", zorder=3, s=12)
+        runs = study[study.prior & (study.family == r.family) & (study.label == r.setting) & study.seed.isin(r.seeds)]
+        ax.bar(i, r.test_all_mean, color=PALETTE[r.family], alpha=0.7 if r.best else 0.35, width=0.65)
+        ax.errorbar(i, r.test_all_mean, yerr=_yerr([r.test_all_mean], [r.test_all_lo], [r.test_all_hi]),
+                    color="black", capsize=6)
+        ax.scatter(np.full(len(runs), i), 100 * runs["test_mAP50"].astype(float), color="0.2", zorder=3, s=12)
         role = " = ".join(t for t, on in (("val-best", r.best), ("default", r.default)) if on)
-        labels.append(f"{r.family}\n{r.label}\n({role})")
+        labels.append(f"{r.family}\n{r.setting}\n({role}, seeds {','.join(map(str, r.seeds))})")
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.set_ylabel("test mAP@0.5 (%)")
-    ax.set_title("Paper default and val-best of each family: mean, 95% interval (seeds + test "
-                 "images), dots = seeds", fontsize=10)
+    ax.set(ylabel="test mAP@0.5 (%)", ylim=(0, 100))
+    ax.set_title("Val-best and paper default of each family: mean, 95% interval, dots = runs", fontsize=10)
     fig.tight_layout()
     return _save(fig, out, "cross_family_mAP50")
 
 
-def calibration(df: pd.DataFrame, summary: pd.DataFrame, out: Path, target: float) -> list[Path]:
-    """val mAP50 against iteration for each family's paper default (solid) and val-best (dashed, when it differs), over
-    the seeds whose val curve has the most points (every seed when all were validated alike): their mean, and the range
-    over those seeds as a band (two seeds give no useful t band); the study's target as a dotted line."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    rows = summary[summary.prior & (summary.default | summary.best)]
-    for r in rows.itertuples():
-        g = df[df.condition == r.condition]
-        dense = g[g["val_curve"].map(len) == g["val_curve"].map(len).max()]
-        curves = pd.DataFrame([{"iter": it, "seed": s, "v": 100 * v}
-                               for s, c in zip(dense["seed"], dense["val_curve"]) for it, v in c])
-        m = curves.groupby("iter")["v"].agg(["mean", "min", "max"]).reset_index()
-        role = "paper default" if r.default else "val-best"
-        ax.plot(m["iter"], m["mean"], marker="o", ms=3, color=PALETTE[r.family], ls="-" if r.default else "--",
-                label=f"{r.family} {r.label}, {role} (seeds {','.join(map(str, dense['seed']))})")
-        ax.fill_between(m["iter"], m["min"], m["max"], color=PALETTE[r.family], alpha=0.15)
-    ax.axhline(100 * target, color="0.4", ls=":", lw=1, label=f"target {100 * target:g}%")
-    ax.set(xlabel="iteration", ylabel="val mAP@0.5 (%)")
-    ax.set_title("Calibration: val mAP50 during training (mean; band: range over seeds)", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+def _mean_curve(runs: pd.DataFrame) -> pd.DataFrame:
+    """``iter, mean, min, max`` of the val curves (in %) of ``runs`` at each validated iteration."""
+    points = pd.DataFrame([{"iter": it, "v": 100 * v} for c in runs["val_curve"] for it, v in c],
+                          columns=["iter", "v"])
+    return points.groupby("iter")["v"].agg(["mean", "min", "max"]).reset_index()
+
+
+def calibration(df: pd.DataFrame, cal: pd.DataFrame, cal_seeds: list[int], t_iters: int, out: Path) -> list[Path]:
+    """One panel per family: val mAP50 against iteration of its paper default (solid) and val-best (dashed) over the
+    calibration seeds, after the study's schedule of T (squares) and the complete schedule of 2T (circles, band: range
+    over the seeds)."""
+    families = list(dict.fromkeys(cal["family"]))
+    fig, axes = plt.subplots(1, len(families), figsize=(4.7 * len(families), 4), sharey=True, squeeze=False)
+    for ax, fam in zip(axes[0], families):
+        for r in cal[cal.family == fam].itertuples():
+            ls = "--" if r.role == "val-best" else "-"
+            for suffix, marker, name in (("", "s", "T"), ("/2T", "o", "2T")):
+                runs = df[(df.condition == r.condition + suffix) & df.seed.isin(cal_seeds)]
+                m = _mean_curve(runs)
+                ax.plot(m["iter"], m["mean"], marker=marker, ms=4, ls=ls, color=PALETTE[fam],
+                        mfc="white" if name == "T" else PALETTE[fam], label=f"{r.setting} ({r.role}), {name}")
+                if name == "2T":
+                    ax.fill_between(m["iter"], m["min"], m["max"], color=PALETTE[fam], alpha=0.12)
+        ax.axvline(t_iters, color="0.5", ls=":", lw=1)
+        ax.set(xlabel="iteration", ylim=(0, 100))
+        ax.set_title(f"{FAMILIES[fam].label}", fontsize=10)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("val mAP@0.5 (%)")
+    fig.suptitle(f"Calibration: val mAP50 after T = {t_iters} (squares) and 2T = {2 * t_iters} iterations (circles), "
+                 f"mean over seeds {','.join(map(str, cal_seeds))}", fontsize=10)
     fig.tight_layout()
     return _save(fig, out, "calibration_val_mAP50")
-
-
-def read_curve(run_dir: str | Path, name: str) -> pd.DataFrame | None:
-    """A DVCLive curve (``step``, value) of a run, or None."""
-    path = Path(run_dir) / "dvclive" / "plots" / "metrics" / f"{name}.tsv"
-    return pd.read_csv(path, sep="\t") if path.is_file() else None
-
-
-def training_curves(df: pd.DataFrame, best: pd.DataFrame, out: Path) -> list[Path]:
-    """Classification and box loss over training, val-best setting of each family, every seed;
-    nothing when no run has its curves."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    drawn = False
-    for r in best.itertuples():
-        runs = df[df.condition == r.condition]
-        for i, run in enumerate(runs.itertuples()):
-            for ax, key in zip(axes, ("loss_cls", "loss_bbox")):
-                c = read_curve(run.run_dir, key)
-                if c is not None:
-                    drawn = True
-                    ax.plot(c["step"], c[key], color=PALETTE[r.family], alpha=0.8, lw=1.2,
-                            label=f"{r.family} {r.label}" if i == 0 else None)
-    if not drawn:
-        plt.close(fig)
-        return []
-    for ax, title in zip(axes, ("classification loss (per positive)", "box loss (L1, per positive)")):
-        ax.set(xlabel="iteration", yscale="log")
-        ax.set_title(title, fontsize=11)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Training losses of each family's val-best setting, every seed", fontsize=11)
-    fig.tight_layout()
-    return _save(fig, out, "training_curves")
-
-
-def loss_shares(df: pd.DataFrame, best: pd.DataFrame, out: Path) -> list[Path]:
-    """Share of the classification loss from positives / hard / easy negatives over training,
-    val-best setting of each family, mean over seeds; nothing when no run has the curves."""
-    fig, axes = plt.subplots(1, len(best), figsize=(4.2 * len(best), 3.4), sharey=True, squeeze=False)
-    colors = sns.color_palette("Set2", 3)
-    drawn = False
-    for ax, r in zip(axes[0], best.itertuples()):
-        curves = []
-        for run in df[df.condition == r.condition].itertuples():
-            parts = [read_curve(run.run_dir, k) for k, _ in DIAG_SHARES]
-            if all(p is not None for p in parts):  # the shares on the first curve's steps
-                shares = {k: p[k].values[:len(parts[0])] for (k, _), p in zip(DIAG_SHARES, parts)}
-                curves.append(parts[0][["step"]].assign(**shares))
-        if curves:
-            drawn = True
-            mean = pd.concat(curves).groupby("step").mean().reset_index()
-            ax.stackplot(mean["step"], *[mean[k] for k, _ in DIAG_SHARES], colors=colors,
-                         labels=[lab for _, lab in DIAG_SHARES], alpha=0.85)
-        ax.set_title(f"{r.family} {r.label} (val-best, mean over seeds)", fontsize=10)
-        ax.set(xlabel="iteration", ylim=(0, 1))
-    if not drawn:
-        plt.close(fig)
-        return []
-    axes[0][0].set_ylabel("share of classification loss")
-    axes[0][0].legend(loc="lower left", fontsize=8, framealpha=0.9)
-    fig.suptitle("Where the classification loss comes from (easy negative: background prob. > 0.9)", fontsize=11)
-    fig.tight_layout()
-    return _save(fig, out, "loss_shares")
 
 
 def sweep(table: pd.DataFrame, out: Path) -> list[Path]:

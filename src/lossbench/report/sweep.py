@@ -6,12 +6,15 @@ Reads params.yaml's ``sweep`` (``profiles``: one synth profile per point; ``seed
 the runs ``RUNS/<profile>/<choose>/<family>/seed<k>/`` (``default``: the paper default; ``best``: the main grid's
 val-best from the selection file; when the two are one setting, one of each pair is kept after checking that they agree)
 and ``DATA/<profile>/raw/stats.json``. Each profile is its own test set: its own bootstrap, its own row in the tables.
+At each point the paper defaults are compared across families, paired by seed (:func:`compare`), one Holm family over
+every point.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +22,91 @@ import numpy as np
 import pandas as pd
 
 from lossbench.families import FAMILY_ORDER, setting_key, setting_label, slug
-from lossbench.report import figures, tables
-from lossbench.report.build import comparison_sentence, provenance
+from lossbench.report import figures, stats, tables
+from lossbench.report.build import provenance
 from lossbench.report.collect import ROLES, ReportError, bootstrap, keep_once, paper_defaults, read_run
 from lossbench.utils import atomic_path, read_json
 
 ROLE_LABEL = {"default": "paper default", "best": "val-best", "both": "paper default = val-best"}
+CONFIDENCE = stats.CONFIDENCE
+
+
+def combined(per_seed: Sequence[float], boot: np.ndarray,
+             confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
+    """``(mean, lo, hi, p)`` over seeds with image noise: ``per_seed`` (n,), ``boot`` (n_boot, n)."""
+    return tuple(map(float, stats.combined_interval(per_seed, boot, confidence=confidence)))
+
+
+def ci_cell(mean: float, lo: float, hi: float) -> str:
+    """``mean [lo, hi]`` of fractions, in %."""
+    return tables.ci(100 * mean, 100 * lo, 100 * hi)
+
+
+def arm(df: pd.DataFrame, condition: str) -> dict[int, int]:
+    """seed -> row position of ``condition``'s runs; ``df`` has a RangeIndex, so a position is also the run's column
+    in the bootstrap matrix."""
+    g = df[df["condition"] == condition]
+    return {int(s): int(i) for s, i in zip(g["seed"], g.index)}
+
+
+def verdict(lo: float, hi: float) -> str:
+    """``A > B`` / ``A < B`` where the interval of A − B excludes 0, else ``not resolved``."""
+    if math.isnan(lo) or math.isnan(hi) or lo <= 0 <= hi:
+        return "not resolved"
+    return "A > B" if lo > 0 else "A < B"
+
+
+COMPARISON_COLUMNS = ["group", "A", "B", "n", "seeds", "diff", "lo", "hi", "level", "p", "p_holm", "verdict"]
+
+
+def compare(pairs: Sequence[tuple[str, str, dict[int, int], str, dict[int, int]]],
+            values: np.ndarray, boot: np.ndarray) -> pd.DataFrame:
+    """Paired test-mAP50 differences A − B over common seeds, Holm-corrected together.
+
+    ``pairs``: ``(group, name_a, arm_a, name_b, arm_b)`` with arms seed -> run position; ``values`` (n_runs,) the runs'
+    test mAP50, ``boot`` (n_boot, n_runs) their bootstrap. Per pair: per-seed differences and ``boot_a − boot_b`` (same
+    replicates) go into the combined interval; its p-values are Holm-corrected (family-wise 1 − CONFIDENCE) and each
+    interval is recomputed at the level Holm tests that pair at (``level``), so it excludes 0 exactly when Holm rejects.
+    """
+    prepared = []
+    for group, na, a, nb, b in pairs:
+        common = sorted(set(a) & set(b))
+        if not common:
+            raise ReportError(f"{na} vs {nb}: no common seed")
+        pa, pb = [a[s] for s in common], [b[s] for s in common]
+        prepared.append((group, na, nb, common, values[pa] - values[pb], boot[:, pa] - boot[:, pb]))
+    # a single seed says nothing about seed noise: no interval, no test (left out of Holm's m)
+    pvalues = [combined(d, bd)[3] if len(d) >= 2 else math.nan for *_, d, bd in prepared]
+    adjusted, levels = stats.holm(pvalues, alpha=1 - CONFIDENCE) if prepared else ([], [])
+    rows = []
+    for (group, na, nb, common, d, bd), p, p_adj, level in zip(prepared, pvalues, adjusted, levels):
+        row = {"group": group, "A": na, "B": nb, "n": len(common), "seeds": ",".join(map(str, common))}
+        if len(common) < 2:
+            rows.append({**row, "diff": float(d.mean()), "lo": math.nan, "hi": math.nan, "level": math.nan,
+                         "p": math.nan, "p_holm": math.nan, "verdict": "not resolved (one seed)"})
+            continue
+        mean, lo, hi, _ = combined(d, bd, confidence=level)
+        rows.append({**row, "diff": mean, "lo": lo, "hi": hi, "level": level, "p": p, "p_holm": p_adj,
+                     "verdict": verdict(lo, hi)})
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def comparison_sentence(r: pd.Series) -> str:
+    """One comparison row in words, its verdict verbatim from the table."""
+    return (f"{r['A']} vs {r['B']} ({r['group']}, {r['n']} seeds): A − B = {100 * r['diff']:+.1f} "
+            f"points [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}] at {100 * r['level']:.2f}%, "
+            f"Holm p {r['p_holm']:.3f}: **{r['verdict']}**")
+
+
+def comparison_tables(comp: pd.DataFrame, caption: str) -> dict[str, str]:
+    """``{suffix: text}`` of :func:`compare`'s rows: A − B [interval at the Holm level]."""
+    t = pd.DataFrame({
+        "group": comp["group"], "A": comp["A"], "B": comp["B"], "seeds": comp["n"].astype(str),
+        "A − B (pts)": [f"{100 * d:+.1f}" for d in comp["diff"]],
+        "interval at Holm level (pts)": [f"[{100 * lo:+.1f}, {100 * hi:+.1f}] ({tables.level_text(lv)})"
+                                         for lo, hi, lv in zip(comp["lo"], comp["hi"], comp["level"])],
+        "Holm p": [f"{p:.3f}" for p in comp["p_holm"]], "verdict": comp["verdict"]})
+    return tables.texts(t, 3, caption, comp)
 
 
 def sweep_design(params: Mapping[str, Any], selection: Mapping[str, Any],
@@ -133,7 +215,7 @@ def summarise_sweep(df: pd.DataFrame, boot: np.ndarray) -> pd.DataFrame:
     """One row per (profile, family, role): mean test mAP50 and its combined 95% interval."""
     rows = []
     for cond, g in df.groupby("condition", sort=False):
-        mean, lo, hi, _ = tables.combined(g["test_mAP50"], boot[:, list(g.index)])
+        mean, lo, hi, _ = combined(g["test_mAP50"], boot[:, list(g.index)])
         r = g.iloc[0]
         batch = "/".join(sorted({str(b) for b in g["batch_size"]}))
         per_step = (r["objects_per_image"] * g["batch_size"].mean()
@@ -160,9 +242,9 @@ def sweep_comparisons(df: pd.DataFrame, boot: np.ndarray, summary: pd.DataFrame)
         for i, fa in enumerate(fams):
             for fb in fams[i + 1:]:
                 a, b = by[fa], by[fb]
-                pairs.append((point, f"{fa} {a.label}", tables.arm(df, a.condition),
-                              f"{fb} {b.label}", tables.arm(df, b.condition)))
-    return tables.compare(pairs, df["test_mAP50"].to_numpy(dtype=float), boot)
+                pairs.append((point, f"{fa} {a.label}", arm(df, a.condition),
+                              f"{fb} {b.label}", arm(df, b.condition)))
+    return compare(pairs, df["test_mAP50"].to_numpy(dtype=float), boot)
 
 
 def _point_table(summary: pd.DataFrame, name: str, column: list[str], cell) -> pd.DataFrame:
@@ -183,9 +265,9 @@ def _point_table(summary: pd.DataFrame, name: str, column: list[str], cell) -> p
 def sweep_tables(summary: pd.DataFrame) -> dict[str, str]:
     """``{suffix: text}``: one row per point of the sweep, one column per family and role."""
     shares = [f"{100 * s:.3g}" for s in summary.drop_duplicates("profile")["positive_share"]]
-    t = _point_table(summary, "positive anchors (%)", shares, lambda r: tables.ci_cell(r.mean, r.lo, r.hi))
-    caption = (f"Foreground-share sweep: test mAP50 per point, {tables.CAPTION} (combined: seeds + {tables.N_BOOT} "
-               "test-image bootstrap replicates). positive anchors: measured share of anchors assigned positive on the "
+    t = _point_table(summary, "positive anchors (%)", shares, lambda r: ci_cell(r.mean, r.lo, r.hi))
+    caption = (f"Foreground-share sweep: test mAP50 per point, {tables.CAPTION}; intervals 95% (combined: seeds + "
+               f"{tables.N_BOOT} test-image bootstrap replicates). positive anchors: measured share of anchors assigned positive on the "
                "point's data; objects / image: mean labelled objects per training image.")
     return tables.texts(t, 4, caption, summary.drop(columns="condition"))
 
@@ -220,7 +302,7 @@ def build_sweep_report(runs: str | Path, data: str | Path, params: Mapping[str, 
                f"sweep, A − B over common seeds; interval: seeds + test images ({tables.N_BOOT} bootstrap replicates "
                "shared by A and B) at the level Holm tests it at; every row of the table is one Holm family "
                "(family-wise 95%). A > B or A < B only where that interval excludes 0; otherwise not resolved.")
-    text.update({f"sweep_comparisons{sfx}": t for sfx, t in tables.comparison_tables(comp, caption).items()})
+    text.update({f"sweep_comparisons{sfx}": t for sfx, t in comparison_tables(comp, caption).items()})
     prov = provenance(df, "sweep", {"n_boot": tables.N_BOOT, "seed": tables.BOOT_SEED})
     with atomic_path(out) as tmp:
         (tmp / "tables").mkdir(parents=True)
