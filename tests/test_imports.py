@@ -210,6 +210,6 @@ def test_report_cli_runs_where_mmdet_cannot_be_imported(tmp_path):
                          env=env, capture_output=True, text=True, cwd=tmp_path, timeout=540)
     assert res.returncode == 0, res.stdout + res.stderr
     assert not attempts.exists(), "the report tried to import MMDetection:\n" + attempts.read_text()
-    assert "49 runs, 16 comparisons" in res.stdout
+    assert "64 runs, 10 comparisons" in res.stdout
     assert (out / "README.md").is_file() and (out / "provenance.json").is_file()
     assert list((out / "figures").glob("*.png"))

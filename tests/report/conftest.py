@@ -1,10 +1,12 @@
 """Fabricated runs of the whole study design, with test records whose mAP50 is known by hand.
 
-Records: ``N_IMAGES`` test images, one class, one ground truth per image. A run detects the
-ground truth of ``tp`` images (one true positive each, no false positive), so its VOC mAP50 is
-exactly ``tp / N_IMAGES``, and on a bootstrap resample it is the share of resampled images
-that are among its ``tp``. The images of seed ``k`` start at ``7 k``: runs of one seed with
-more true positives detect a superset, so paired differences have little image noise.
+Records: ``n_images`` test images, one class, one ground truth per image. A run detects the ground truth of ``tp``
+images (one true positive each, no false positive), so its VOC mAP50 is exactly ``tp / n_images``, and on a bootstrap
+resample it is the share of resampled images that are among its ``tp``. The images of seed ``k`` start at ``7 k``.
+
+The study (``PARAMS``): T = ``ITERS`` iterations, grid seeds 0-2, extra seeds 3-5, calibration seeds 0, 1 at 2T. Test
+values in points: ``tp / 10`` (1000 test images); seed noise -1, 0, +1 point for seeds 0, 1, 2 (and 3, 4, 5), on val
+and test alike, so every cell's pooled seed variance is 1 point².
 """
 
 from __future__ import annotations
@@ -19,38 +21,59 @@ import pytest
 
 from lossbench.families import run_name
 
-N_IMAGES = 200
-ITERS = 600
+N_IMAGES = 1000
+ITERS = 600  # T
 PARAMS: dict[str, Any] = {
-    "seeds": [0, 1, 2], "extra_seeds": [3, 4],
+    "seeds": [0, 1, 2], "extra_seeds": [3, 4, 5], "calibration": {"iters": 2 * ITERS, "seeds": [0, 1]},
+    "families": ["focal", "ohem", "sse"],
+    "comparisons": {"alpha": 0.05, "power": 0.8, "collapse_below": 5.0, "detect_goal": 3.0,
+                    "primary": [{"within": "focal"}, {"within": "ohem"}, {"within": "sse"}, {"across": "val_best"}]},
     "focal": {"settings": [{"gamma": 0.0, "alpha": 0.75}, {"gamma": 1.0, "alpha": 0.25},
                            {"gamma": 2.0, "alpha": 0.25}, {"gamma": 5.0, "alpha": 0.25}],
               "default": {"gamma": 2.0, "alpha": 0.25}},
     "ohem": {"neg_pos_ratio": [1, 3, "all"], "default": 3},
     "sse": {"lambda_noobj": [0.1, 0.5, 1.0], "default": 0.5},
 }
-# (family, slug) -> (val mAP50 of seed 1, true positives of seed 1). Val and test disagree in
-# focal: γ 1 is best on val, γ 2 (the paper default) on test. ohem's val-best is 'all', the
-# grid's edge; sse's val-best is its paper default.
+# (family, slug) -> (val mAP50 of seed 1, true positives of seed 1). Val and test disagree in focal: γ 1 is best on val,
+# γ 2 (the paper default) on test; ohem's val-best is 'all', the grid's edge; sse's val-best is its paper default.
 SPEC: dict[tuple[str, str], tuple[float, int]] = {
-    ("focal", "gamma0.0_alpha0.75"): (0.40, 100), ("focal", "gamma1.0_alpha0.25"): (0.62, 150),
-    ("focal", "gamma2.0_alpha0.25"): (0.55, 190), ("focal", "gamma5.0_alpha0.25"): (0.45, 6),
-    ("ohem", "ratio1"): (0.30, 80), ("ohem", "ratio3"): (0.50, 120), ("ohem", "ratioall"): (0.52, 122),
-    ("sse", "lambda0.1"): (0.35, 60), ("sse", "lambda0.5"): (0.45, 100), ("sse", "lambda1.0"): (0.40, 90),
+    ("focal", "gamma0.0_alpha0.75"): (0.40, 500), ("focal", "gamma1.0_alpha0.25"): (0.62, 750),
+    ("focal", "gamma2.0_alpha0.25"): (0.55, 950), ("focal", "gamma5.0_alpha0.25"): (0.45, 30),
+    ("ohem", "ratio1"): (0.30, 400), ("ohem", "ratio3"): (0.50, 600), ("ohem", "ratioall"): (0.52, 610),
+    ("sse", "lambda0.1"): (0.35, 300), ("sse", "lambda0.5"): (0.45, 500), ("sse", "lambda1.0"): (0.40, 495),
 }
+# the val-bests' extra seeds (3-5) test otherwise than the seeds that chose them: a mean over all six would show it
+EXTRA_BEST_TP = {"focal": 700, "ohem": 720}
+# the one collapsed grid run: focal γ 5 seed 1 ends at val 0.0 (and test 0.0)
+COLLAPSED = ("focal", "gamma5.0_alpha0.25", 1)
+# final val mAP50 of the 2T runs, seeds 0 and 1 (at T the same seeds give val_of(SPEC val, seed): -0.01, +0)
+# (2T - T: focal default +4.0, best +0.8; ohem default +0.8, best -1.7, below the default at 2T; sse +0.5)
+CAL_VAL = {("focal", "default"): (0.58, 0.59), ("focal", "best"): (0.62, 0.626),
+           ("ohem", "default"): (0.50, 0.506), ("ohem", "best"): (0.495, 0.501), ("sse", "default"): (0.449, 0.451),
+           ("sse", "best"): (0.449, 0.451)}
 BEST = {"focal": {"gamma": 1.0, "alpha": 0.25}, "ohem": {"neg_pos_ratio": "all"}, "sse": {"lambda_noobj": 0.5}}
 DEFAULT = {f: (PARAMS[f]["default"] if f == "focal" else {k: PARAMS[f]["default"]})
            for f, k in (("focal", None), ("ohem", "neg_pos_ratio"), ("sse", "lambda_noobj"))}
-PRIOR_OFF_LOSS = 30  # true positives the prior-off runs lose
+PRIOR_OFF_LOSS = 100  # true positives the prior-off runs of focal and ohem lose; sse's prior-off runs all collapse
+FINAL = {"loss_cls": 0.3, "loss_bbox": 0.2, "diag_share_pos": 0.5, "diag_share_hard_neg": 0.3,
+         "diag_share_easy_neg": 0.2}
+PRETRAIN = {
+    "spec": {"data": {"seed": 1, "n_train": 20000, "n_val": 1000, "image_size": 96}, "steps": 3000, "batch_size": 32,
+             "lr": 0.002, "weight_decay": 0.0001, "warmup": 50, "seed": 0, "eval_every": 500},
+    "backbone_parameters": 2798880,
+    "checkpoint": {"file": "backbone.pth", "bytes": 5643725, "sha256": "66e4b5caf1a6c4c3" + "0" * 48,
+                   "dtype": "float16"},
+    "held_out": {"step": 3000, "mAP": 97.64, "subset_accuracy": 73.4}, "seconds": {"render": 19.4, "train": 451.8,
+                                                                                  "total": 473.5}, "threads": 2}
 
 
 def tp_of(tp: int, seed: int) -> int:
-    """Seed noise: seeds 0, 1, 2, 3, 4 detect tp − 2, tp, tp + 2, tp − 2, tp images."""
-    return tp + 2 * (seed % 3 - 1)
+    """Seed noise: seeds 0, 1, 2 (and 3, 4, 5) detect tp − 10, tp, tp + 10 images."""
+    return tp + 10 * (seed % 3 - 1)
 
 
 def val_of(val: float, seed: int) -> float:
-    """Seed noise of val: −0.01, 0, +0.01, −0.01, 0."""
+    """Seed noise of val: −0.01, 0, +0.01 for seeds 0, 1, 2 (and 3, 4, 5)."""
     return round(val + 0.01 * (seed % 3 - 1), 6)
 
 
@@ -72,25 +95,22 @@ def write_records(path: Path, images: np.ndarray, n_images: int = N_IMAGES) -> f
 
 def write_run(d: Path, family: str, setting: dict[str, Any], seed: int, role: str, val: float,
               tp: int, prior: bool = True, n_images: int = N_IMAGES, max_norm: float | None = 20.0,
-              clipped: float = 0.01, batch: int = 8) -> None:
+              clipped: float = 0.01, batch: int = 8, iters: int = ITERS,
+              final: dict[str, float] | None = None) -> None:
     d.mkdir(parents=True, exist_ok=True)
     test = write_records(d / "test_records.npz", tp_images(tp, seed, n_images), n_images)
-    # val every 1/8 of the schedule for the extra seeds (calibration), at 75% and 100% otherwise
-    eighths = range(1, 9) if role in ("default", "best") else (6, 8)
-    curve = [{"iter": ITERS * q // 8, "mAP50": round(val - 0.01 * (8 - q) / 2, 6)} for q in eighths]
+    # val every 1/8 of the schedule for the extra seeds and the 2T runs, at 75% and 100% otherwise
+    eighths = range(1, 9) if role not in ("grid", "prior_off") else (6, 8)
+    curve = [{"iter": iters * q // 8, "mAP50": round(max(val - 0.01 * (8 - q) / 2, 0.0), 6)} for q in eighths]
     (d / "metrics.json").write_text(json.dumps({
-        "run": "unused", "profile": "synth", "family": family,
+        "run": "unused", "profile": "synth", "config": "configs/synth/x.py", "family": family,
         "imbalance": {"type": family, **setting, **({"obj_target": "iou"} if family == "sse" else {})},
         "seed": seed, "setting": setting, "prior_prob": 0.01 if prior else None, "role": role,
         "metrics": {"val": {"mAP50": val, "AP": val / 2}, "test": {"mAP50": test, "AP": test / 2}},
-        "val_curve": curve, "clip": {"max_norm": max_norm, "clipped_fraction": clipped, "steps": ITERS},
-        "records": "test_records.npz", "final": {"loss_cls": 0.3}, "iters": ITERS, "batch_size": batch,
+        "no_detections": {"val": False, "test": tp == 0},
+        "val_curve": curve, "clip": {"max_norm": max_norm, "clipped_fraction": clipped, "steps": iters},
+        "records": "test_records.npz", "final": final or FINAL, "iters": iters, "batch_size": batch,
         "timing": {"wall_time_s": 10.0}}))
-    curves = d / "dvclive" / "plots" / "metrics"
-    curves.mkdir(parents=True, exist_ok=True)
-    for k, vals in {"loss_cls": [1.0, 0.5], "loss_bbox": [0.8, 0.4], "diag_share_pos": [0.2, 0.5],
-                    "diag_share_hard_neg": [0.3, 0.3], "diag_share_easy_neg": [0.5, 0.2]}.items():
-        (curves / f"{k}.tsv").write_text(f"step\t{k}\n300\t{vals[0]}\n600\t{vals[1]}\n")
     (d / "env.json").write_text(json.dumps({
         "git_revision": "abc" + ("-dirty" if (family, seed) == ("sse", 2) and role == "grid" else ""),
         "packages": {"torch": "2.13.0"}, "cpu_threads": 2, "cpu_model": "Fake CPU 9000",
@@ -102,8 +122,10 @@ def _slug(family: str, setting: dict[str, Any]) -> str:
 
 
 def make_study(root: Path) -> Path:
-    """Every run of the design of ``PARAMS`` under ``root`` (grid, extra seeds, prior off) and
+    """Every run of the design of ``PARAMS`` under ``root`` (pretrain, grid, extra seeds, prior off, calibration) and
     ``root/selection.json`` as `lossbench select` would write it."""
+    (root / "pretrain").mkdir(parents=True)
+    (root / "pretrain" / "metrics.json").write_text(json.dumps(PRETRAIN))
     grids = {"focal": PARAMS["focal"]["settings"],
              "ohem": [{"neg_pos_ratio": r} for r in PARAMS["ohem"]["neg_pos_ratio"]],
              "sse": [{"lambda_noobj": v} for v in PARAMS["sse"]["lambda_noobj"]]}
@@ -111,19 +133,61 @@ def make_study(root: Path) -> Path:
         for s in grid:
             val, tp = SPEC[fam, _slug(fam, s)]
             for seed in PARAMS["seeds"]:
-                write_run(root / run_name(fam, s, seed), fam, s, seed, "grid", val_of(val, seed), tp_of(tp, seed))
+                down = (fam, _slug(fam, s), seed) == COLLAPSED
+                write_run(root / run_name(fam, s, seed), fam, s, seed, "grid", 0.0 if down else val_of(val, seed),
+                          0 if down else tp_of(tp, seed))
         for role, s in (("default", DEFAULT[fam]), ("best", BEST[fam])):
             val, tp = SPEC[fam, _slug(fam, s)]
+            tp = EXTRA_BEST_TP.get(fam, tp) if role == "best" else tp
             for seed in PARAMS["extra_seeds"]:
                 write_run(root / "extra" / role / fam / f"seed{seed}", fam, s, seed, role,
                           val_of(val, seed), tp_of(tp, seed))
+            for seed, cal_val in zip(PARAMS["calibration"]["seeds"], CAL_VAL[fam, role]):
+                write_run(root / "calibration" / role / fam / f"seed{seed}", fam, s, seed, f"calibration_{role}",
+                          cal_val, tp_of(tp, seed), iters=2 * ITERS)
         val, tp = SPEC[fam, _slug(fam, DEFAULT[fam])]
         for seed in PARAMS["seeds"]:
-            write_run(root / "prior_off" / fam / f"seed{seed}", fam, DEFAULT[fam], seed, "prior_off",
-                      val_of(val, seed) - 0.05, tp_of(tp, seed) - PRIOR_OFF_LOSS, prior=False)
+            off = (0.0, 0) if fam == "sse" else (val_of(val, seed) - 0.05, tp_of(tp, seed) - PRIOR_OFF_LOSS)
+            write_run(root / "prior_off" / fam / f"seed{seed}", fam, DEFAULT[fam], seed, "prior_off", *off,
+                      prior=False, final={**FINAL, "diag_share_pos": 1.0, "diag_share_hard_neg": 0.0,
+                                          "diag_share_easy_neg": 0.0} if fam == "sse" else None)
     from lossbench.report.select import select, write_selection
 
     write_selection(select(root, PARAMS), root / "selection.json")
+    return root
+
+
+SMOKE_PARAMS: dict[str, Any] = {
+    **{k: PARAMS[k] for k in ("families", "comparisons")}, "seeds": [0], "extra_seeds": [1],
+    "calibration": {"iters": 8, "seeds": [0]},
+    "focal": {"settings": [{"gamma": 2.0, "alpha": 0.25}, {"gamma": 0.0, "alpha": 0.25}],
+              "default": {"gamma": 2.0, "alpha": 0.25}},
+    "ohem": {"neg_pos_ratio": [3], "default": 3}, "sse": {"lambda_noobj": [0.25], "default": 0.25}}
+
+
+def make_collapsed_study(root: Path, params: dict[str, Any] = SMOKE_PARAMS, iters: int = 4) -> Path:
+    """Every run of the design of ``params`` (as the smoke profile's: one grid seed, 4 iterations, a config without
+    pretraining) ending at val and test mAP50 0: every run collapsed."""
+    from lossbench.families import default_of, grid_of
+    from lossbench.report.select import select, write_selection
+
+    (root / "pretrain").mkdir(parents=True)
+    (root / "pretrain" / "metrics.json").write_text(json.dumps({"pretrain": None, "backbone_init_cfg": None}))
+    for fam in params["families"]:
+        default = default_of(fam, params[fam])
+        for s in grid_of(fam, params[fam]):
+            for seed in params["seeds"]:
+                write_run(root / run_name(fam, s, seed), fam, s, seed, "grid", 0.0, 0, iters=iters)
+        for role in ("default", "best"):  # every setting ties at 0: the val-best is the paper default
+            for seed in params["extra_seeds"]:
+                write_run(root / "extra" / role / fam / f"seed{seed}", fam, default, seed, role, 0.0, 0, iters=iters)
+            for seed in params["calibration"]["seeds"]:
+                write_run(root / "calibration" / role / fam / f"seed{seed}", fam, default, seed,
+                          f"calibration_{role}", 0.0, 0, iters=2 * iters)
+        for seed in params["seeds"]:
+            write_run(root / "prior_off" / fam / f"seed{seed}", fam, default, seed, "prior_off", 0.0, 0, prior=False,
+                      iters=iters)
+    write_selection(select(root, params), root / "selection.json")
     return root
 
 

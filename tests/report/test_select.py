@@ -19,9 +19,9 @@ def test_select_file_from_fabricated_runs(study, fab, tmp_path):
     sel = select(study, fab.PARAMS)
     assert sel["metric"] == "val mAP50" and sel["seeds"] == [0, 1, 2]
     focal = sel["families"]["focal"]
-    # val means over seeds 0-2: the seed offsets -0.01, 0, +0.01 cancel
+    # val means over seeds 0-2: the seed offsets -0.01, 0, +0.01 cancel; γ 5's seed 1 collapsed (0.44, 0, 0.46)
     assert focal["val_means"] == pytest.approx({"gamma0.0_alpha0.75": 0.40, "gamma1.0_alpha0.25": 0.62,
-                                                "gamma2.0_alpha0.25": 0.55, "gamma5.0_alpha0.25": 0.45},
+                                                "gamma2.0_alpha0.25": 0.55, "gamma5.0_alpha0.25": 0.30},
                                                abs=1e-12)
     assert focal["best"] == {"gamma": 1.0, "alpha": 0.25} and focal["default"] == {"gamma": 2.0, "alpha": 0.25}
     assert sel["families"]["ohem"]["best"] == {"neg_pos_ratio": "all"}

@@ -121,7 +121,7 @@ def test_comparison_of_arms_with_different_seeds_pairs_by_seed():
     (Paired by position, seed 0 of A would meet seed 1 of B: .10, .15, -.20, mean .0167.)"""
     import pandas as pd
 
-    from lossbench.report.tables import arm, compare
+    from lossbench.report.sweep import arm, compare
 
     rows = [("B", 3, 0.90, 5), ("A", 2, 0.70, 3), ("B", 1, 0.40, 0), ("A", 0, 0.50, 0), ("B", 2, 0.45, 1),
             ("A", 1, 0.60, 1)]

@@ -3,6 +3,7 @@
 import copy
 import json
 
+import numpy as np
 import pytest
 
 from lossbench.report.collect import ReportError
@@ -150,3 +151,55 @@ def test_cli_sweep_report_exit_codes(sweep, fab, tmp_path, capsys):
     assert main(args) == 0 and "45 runs" in capsys.readouterr().out
     params.write_text(yaml.safe_dump(_without(fab, "focal", "best")))
     assert main(args) == 2 and "sweep.runs lacks {family: focal, choose: best}" in capsys.readouterr().err
+
+
+# --- the sweep's paired comparisons (lossbench.report.sweep.compare) ------------------------------------------------
+
+def test_verdict_is_not_resolved_exactly_when_the_holm_interval_contains_zero():
+    from lossbench.report.sweep import compare
+
+    # no image noise (a constant bootstrap): the combined interval is the paired t-interval.
+    # pair 1: diffs .10, .11, .09 -> mean .10, sd .01, t = .10 / (.01 / sqrt 3) = 17.32, df 2,
+    #   p = 0.0033 <= .05 / 2: Holm rejects at its first step, interval at 97.5%:
+    #   t(0.9875, 2) = 6.2053 -> half width 6.2053 * .01 / sqrt 3 = .0358 -> [.0642, .1358]
+    # pair 2: diffs .05, -.05, .02 -> p = 0.85 > .05: accepted, interval at 95% contains 0
+    values = np.array([.60, .62, .64, .50, .51, .55, .55, .45, .52, .50, .50, .50])
+    arms = [{s: 3 * k + s for s in range(3)} for k in range(4)]
+    pairs = [("g", "A1", arms[0], "B1", arms[1]), ("g", "A2", arms[2], "B2", arms[3])]
+    one, two = compare(pairs, values, np.zeros((2, 12))).to_dict("records")
+    assert one["level"] == pytest.approx(0.975) and two["level"] == pytest.approx(0.95)
+    assert (one["lo"], one["hi"]) == pytest.approx((0.0642, 0.1358), abs=1e-4)
+    assert one["p_holm"] == pytest.approx(2 * 0.003316, abs=2e-5)
+    assert one["verdict"] == "A > B"
+    assert two["lo"] < 0 < two["hi"] and two["verdict"] == "not resolved"
+    # the same pair reversed reads A < B
+    rev = compare([("g", "B1", arms[1], "A1", arms[0])], values, np.zeros((2, 12)))
+    assert rev.loc[0, "hi"] < 0 and rev.loc[0, "verdict"] == "A < B"
+    # with image noise: the verdict follows the Holm-level interval, for random pairs
+    rng = np.random.default_rng(1)
+    seen = set()
+    for _ in range(40):
+        vals = rng.normal(0.5, 0.02, size=12) + np.repeat(rng.normal(0, 0.03, size=4), 3)
+        boot = rng.normal(0, 0.005, size=(200, 12))
+        for r in compare(pairs, vals, boot).itertuples():
+            assert (r.verdict == "not resolved") == (r.lo <= 0 <= r.hi)
+            assert (r.verdict == "A > B") == (r.lo > 0)
+            seen.add(r.verdict)
+    assert seen == {"A > B", "A < B", "not resolved"}  # every case was met
+
+
+def test_a_comparison_on_one_seed_is_not_resolved_and_not_counted_by_holm():
+    from lossbench.report.sweep import compare
+
+    values = np.array([0.5, 0.9, 0.1, 0.6, 0.7, 0.2, 0.3])
+    boot = np.tile(values, (10, 1))
+    # A and B share seed 1 only: a difference of +0.8 with no interval; C vs D has 2 seeds
+    out = compare([("g", "A", {0: 0, 1: 1}, "B", {1: 2}), ("g", "C", {0: 3, 1: 4}, "D", {0: 5, 1: 6})],
+                  values, boot)
+    one, two = out.iloc[0], out.iloc[1]
+    assert one["verdict"] == "not resolved (one seed)" and one["n"] == 1
+    assert one["diff"] == pytest.approx(0.8) and np.isnan(one["lo"]) and np.isnan(one["p_holm"])
+    # Holm's m counts only the comparison that has an interval: level 1 - 0.05 / 1
+    assert two["level"] == pytest.approx(0.95)
+    with pytest.raises(ReportError, match="A vs B: no common seed"):
+        compare([("g", "A", {0: 0}, "B", {1: 2})], values, boot)

@@ -12,8 +12,18 @@ import pandas as pd
 
 from lossbench.families import FAMILIES
 from lossbench.report import figures, tables
-from lossbench.report.collect import (ReportError, bootstrap, calibration, check_schedule, collect, families_of,
-                                      grid_runs, read_pretrain, seeds, study_families)
+from lossbench.report.collect import (
+    ReportError,
+    bootstrap,
+    calibration,
+    check_schedule,
+    collect,
+    families_of,
+    grid_runs,
+    read_pretrain,
+    seeds,
+    study_families,
+)
 from lossbench.report.select import check_selection, select_from
 from lossbench.utils import atomic_path, read_json
 
@@ -136,7 +146,7 @@ def build_report(runs: str | Path, params: dict[str, Any], profile: str, out: st
            "comparisons": tables.primary(study, boot, params, sel), "summary": tables.summary(study, boot, params, sel),
            "calibration": tables.calibration(df, sel, cal_seeds), "prior_off": tables.prior_off(study, boot, params, sel),
            "loss_shares": tables.loss_shares(study)}
-    res["orderings"] = tables.orderings(res["comparisons"], families)
+    res["orderings"] = tables.orderings(res["comparisons"], sel)
     res["provenance"] = provenance(df, profile, {"n_boot": tables.N_BOOT, "seed": tables.BOOT_SEED},
                                    (Path(runs) / "pretrain" / "metrics.json",))
     grid_seeds = seeds(params)
@@ -184,8 +194,10 @@ def pretrain_text(pre: dict[str, Any]) -> str:
 
 
 def regime(profile: str, t_iters: int, pre: dict[str, Any]) -> str:
-    backbone = (f"backbone pretrained here ({pre['backbone_parameters']:,} parameters)" if "spec" in pre
-                else f"backbone from the config's init_cfg ({json.dumps(pre.get('backbone_init_cfg'))})")
+    init = pre.get("backbone_init_cfg")
+    backbone = (f"the backbone pretrained here, {pre['backbone_parameters']:,} parameters" if "spec" in pre
+                else "a backbone from scratch (init_cfg null)" if init is None
+                else f"the backbone the config's init_cfg loads, {json.dumps(init)}")
     return f"{profile} profile, T = {t_iters:,} iterations, {backbone}"
 
 
@@ -206,19 +218,28 @@ def detectability(comp: pd.DataFrame, goal: float) -> list[str]:
         else:
             lines.append(f"- {fam}: {len(g) - len(miss)} of {len(g)} comparisons detect {goal:g} points; "
                          + "; ".join(f"{r.a} vs {r.b} detects "
-                                     + ("nothing (no test)" if math.isnan(r.detectable) else f"{r.detectable:.1f}")
+                                     + ("nothing (no test)" if math.isnan(r.detectable)
+                                        else f"{r.detectable:.1f} points")
                                      for r in miss.itertuples()) + ".")
     return lines
 
 
 def ordering_line(r: Any, sel: dict[str, Any], where: str) -> str:
     default = tables.chosen(sel, "default")[r.family]
-    parts = [f"{r.default_above} of {r.comparisons} primary comparisons resolved with the default above"]
+    head = f"- {r.claim} ({r.family} {default}): **{r.status}**; "
+    if r.status == "not tested":
+        return head + "the paper default of params.yaml is not the paper's value."
+    if not r.comparisons:
+        return head + (f"no primary comparison against the default (no other grid setting or no `within: "
+                       f"{r.family}`). Regime: {where}.")
+    parts = [f"of {r.comparisons} primary comparison(s) against the default, {r.default_above} resolved with the "
+             "default above"]
     if r.other_above:
-        parts.append(f"{', '.join(r.other_above)} resolved above it")
+        parts.append(f"{len(r.other_above)} with another setting above it ("
+                     + ", ".join(f"{r.family} {s}" for s in r.other_above) + ")")
     if r.unresolved:
         parts.append(f"{r.unresolved} not resolved")
-    return f"- {r.claim} ({r.family} {default}): **{r.status}**; {', '.join(parts)} ({where})."
+    return head + f"{', '.join(parts)}. Regime: {where}."
 
 
 def _clip_policy(summ: pd.DataFrame) -> str:
@@ -226,9 +247,9 @@ def _clip_policy(summ: pd.DataFrame) -> str:
     if norms == ["none"]:
         return "No run clipped its gradients (`clip.max_norm` null in every run)."
     return (f"Gradient clipping: before each optimiser step the total gradient norm is scaled down to `max_norm` when "
-            f"it exceeds it (values in these runs: {', '.join(norms)}); clipped steps, mean over a setting's runs "
-            f"{summ['clip_mean'].min():.1f}–{summ['clip_mean'].max():.1f}%, at most {summ['clip_max'].max():.1f}% "
-            "in one run (the tables' clipped-steps column).")
+            f"it exceeds it (values in these runs: {', '.join(norms)}); clipped steps, mean over a setting's runs: "
+            + "–".join(dict.fromkeys(f"{x:.1f}%" for x in (summ["clip_mean"].min(), summ["clip_mean"].max())))
+            + f", at most {summ['clip_max'].max():.1f}% in one run (the tables' clipped-steps column).")
 
 
 def readme(res: dict[str, Any], text: dict[str, str], params: dict[str, Any], profile: str) -> str:

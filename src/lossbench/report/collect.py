@@ -237,16 +237,14 @@ def check_schedule(df: pd.DataFrame, params: Mapping[str, Any]) -> int:
     """T: the iterations every run but the calibration runs trained; those must have trained ``calibration.iters``
     = 2T. An error names a run that differs."""
     iters, _ = calibration(params)
-    study = df[~df["calibration"]]
-    t = Counter(study["iters"]).most_common(1)[0][0]
-    for r in df.itertuples():
-        want = iters if r.calibration else t
-        if r.iters != want:
-            raise ReportError(f"{r.run_dir}/metrics.json: iters is {r.iters!r}, but "
-                              + (f"calibration.iters is {iters}" if r.calibration else f"the study's T is {t}"))
+    t = Counter(df.loc[~df["calibration"], "iters"]).most_common(1)[0][0]
     if not isinstance(t, int) or iters != 2 * t:
         raise ReportError(f"params: calibration.iters is {iters}, but the study's runs trained T = {t!r} "
                           "iterations: the calibration schedule is 2T")
+    for r in df.itertuples():
+        if r.iters != (iters if r.calibration else t):
+            raise ReportError(f"{r.run_dir}/metrics.json: iters is {r.iters!r}, but "
+                              + (f"calibration.iters is {iters}" if r.calibration else f"the study's T is {t}"))
     return t
 
 
@@ -257,8 +255,8 @@ def collect(runs: str | Path, params: Mapping[str, Any], best: Mapping[str, Mapp
     trained it and the ``default`` runs the paper default. Columns: ``run`` (path under ``runs``), ``family``,
     ``setting``, ``slug``, ``label``, ``order`` (grid index), ``seed``, ``role``, ``prior``, ``calibration`` (a 2T
     run), ``condition``, ``val_<metric>``, ``test_<metric>`` (fractions), ``val_curve`` [(iter, mAP50)], ``clip_*``,
-    ``iters``, ``records``, ``final_*`` and timings. The study's runs come first, the calibration runs last;
-    :func:`check_schedule` has checked their iterations.
+    ``iters``, ``records``, ``final_*`` and timings. The study's runs come first, the calibration runs last
+    (:func:`check_schedule` checks their iterations).
     """
     root = Path(runs)
     rows = grid_runs(root, params).to_dict("records")
@@ -266,9 +264,7 @@ def collect(runs: str | Path, params: Mapping[str, Any], best: Mapping[str, Mapp
     rows += [read_run(root / "prior_off" / fam / f"seed{seed}", fam, seed, "prior_off", paper_defaults(params)[fam],
                       prior=False) for fam in study_families(params) for seed in seeds(params)]
     rows += _paired_runs(root, params, best, "calibration", "calibration_", calibration(params)[1])
-    df = _frame(rows, root, params)
-    check_schedule(df, params)
-    return df
+    return _frame(rows, root, params)
 
 
 def bootstrap(df: pd.DataFrame, n_boot: int, seed: int) -> np.ndarray:

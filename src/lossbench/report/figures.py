@@ -32,8 +32,15 @@ def _save(fig, out: Path, name: str) -> list[Path]:
 
 
 def _setting_ticks(g: pd.DataFrame) -> list[str]:
-    """Tick labels of a family's settings: the label, ★ val-best, † paper default."""
-    return [lab + (" ★" if b else "") + (" †" if d else "") for lab, b, d in zip(g["setting"], g["best"], g["default"])]
+    """Tick labels of a family's settings: the label, ★ val-best, † paper default, the collapsed runs."""
+    return [lab + (" ★" if b else "") + (" †" if d else "") + (f"\n({k} of {n} collapsed)" if k else "")
+            for lab, b, d, k, n in zip(g["setting"], g["best"], g["default"], g["n_collapsed"], g["n"])]
+
+
+def _ylim(ax) -> None:
+    """The y range as drawn, within [0, 100] (and a hair around it)."""
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(max(lo, -1), min(hi, 101))
 
 
 def _yerr(mean, lo, hi) -> np.ndarray:
@@ -54,22 +61,19 @@ def ablation(summary: pd.DataFrame, out: Path, grid_seeds: list[int]) -> list[Pa
         for split, dx, face in (("val", -0.12, "white"), ("test_all", 0.12, PALETTE[fam])):
             mean, lo, hi = (g[f"{split}_{k}"].to_numpy(dtype=float) for k in ("mean", "lo", "hi"))
             ax.errorbar(x + dx, mean, yerr=_yerr(mean, lo, hi), fmt="o", color=PALETTE[fam], mfc=face, capsize=3)
-        for i, r in g.iterrows():
-            if r["n_collapsed"]:
-                ax.annotate(f"{r['n_collapsed']} of {r['n']}\ncollapsed", (i, 2), ha="center", fontsize=7, color="0.3")
         ax.set_xticks(x, _setting_ticks(g), rotation=30, ha="right", fontsize=9)
         ax.set_xlabel(FAMILIES[fam].knob_label)
         ax.set_title(FAMILIES[fam].label, fontsize=11)
         ax.set_ylim(0, 100)
     axes[0][0].set_ylabel("mAP@0.5 (%)")
-    axes[0][0].legend(handles=[
+    fig.legend(handles=[
         plt.Line2D([], [], marker="o", ls="", color="0.3", mfc="white",
                    label=f"val, seeds {','.join(map(str, grid_seeds))} (t 95%)"),
         plt.Line2D([], [], marker="o", ls="", color="0.3", label="test, all runs counted (t 95%)")],
-        fontsize=8, loc="upper right")
-    fig.suptitle("Grid of each family: val chooses (★ val-best, test on its other seeds), test reports; † paper default",
-                 fontsize=11)
-    fig.tight_layout()
+        fontsize=8, loc="upper center", ncol=2, bbox_to_anchor=(0.5, 0.94), frameon=False)
+    fig.suptitle("Grid of each family: val chooses (★ val-best, test on its other seeds), test reports; "
+                 "† paper default", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     return _save(fig, out, "ablation_mAP50")
 
 
@@ -77,7 +81,7 @@ def cross_family(study: pd.DataFrame, summary: pd.DataFrame, out: Path) -> list[
     """Each family's val-best (dark) and paper default (light; one bar when they coincide): mean test mAP50 over the
     runs counted, 95% t-interval within [0, 100], the runs as dots."""
     rows = summary[summary.best | summary.default]
-    fig, ax = plt.subplots(figsize=(7.5, 4))
+    fig, ax = plt.subplots(figsize=(1.5 * len(rows) + 1.5, 4.4))
     labels = []
     for i, r in enumerate(rows.itertuples()):
         runs = study[study.prior & (study.family == r.family) & (study.label == r.setting) & study.seed.isin(r.seeds)]
@@ -86,7 +90,7 @@ def cross_family(study: pd.DataFrame, summary: pd.DataFrame, out: Path) -> list[
                     color="black", capsize=6)
         ax.scatter(np.full(len(runs), i), 100 * runs["test_mAP50"].astype(float), color="0.2", zorder=3, s=12)
         role = " = ".join(t for t, on in (("val-best", r.best), ("default", r.default)) if on)
-        labels.append(f"{r.family}\n{r.setting}\n({role}, seeds {','.join(map(str, r.seeds))})")
+        labels.append(f"{r.family}\n{r.setting}\n{role}\nseeds {','.join(map(str, r.seeds))}")
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set(ylabel="test mAP@0.5 (%)", ylim=(0, 100))
     ax.set_title("Val-best and paper default of each family: mean, 95% interval, dots = runs", fontsize=10)
@@ -106,7 +110,7 @@ def calibration(df: pd.DataFrame, cal: pd.DataFrame, cal_seeds: list[int], t_ite
     calibration seeds, after the study's schedule of T (squares) and the complete schedule of 2T (circles, band: range
     over the seeds)."""
     families = list(dict.fromkeys(cal["family"]))
-    fig, axes = plt.subplots(1, len(families), figsize=(4.7 * len(families), 4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(families), figsize=(4.7 * len(families), 4), squeeze=False)
     for ax, fam in zip(axes[0], families):
         for r in cal[cal.family == fam].itertuples():
             ls = "--" if r.role == "val-best" else "-"
@@ -118,7 +122,8 @@ def calibration(df: pd.DataFrame, cal: pd.DataFrame, cal_seeds: list[int], t_ite
                 if name == "2T":
                     ax.fill_between(m["iter"], m["min"], m["max"], color=PALETTE[fam], alpha=0.12)
         ax.axvline(t_iters, color="0.5", ls=":", lw=1)
-        ax.set(xlabel="iteration", ylim=(0, 100))
+        ax.set(xlabel="iteration")
+        _ylim(ax)
         ax.set_title(f"{FAMILIES[fam].label}", fontsize=10)
         ax.legend(fontsize=7, loc="lower right")
     axes[0][0].set_ylabel("val mAP@0.5 (%)")

@@ -267,8 +267,8 @@ def sweep_tables(summary: pd.DataFrame) -> dict[str, str]:
     shares = [f"{100 * s:.3g}" for s in summary.drop_duplicates("profile")["positive_share"]]
     t = _point_table(summary, "positive anchors (%)", shares, lambda r: ci_cell(r.mean, r.lo, r.hi))
     caption = (f"Foreground-share sweep: test mAP50 per point, {tables.CAPTION}; intervals 95% (combined: seeds + "
-               f"{tables.N_BOOT} test-image bootstrap replicates). positive anchors: measured share of anchors assigned positive on the "
-               "point's data; objects / image: mean labelled objects per training image.")
+               f"{tables.N_BOOT} test-image bootstrap replicates). positive anchors: measured share of anchors "
+               "assigned positive on the point's data; objects / image: mean labelled objects per training image.")
     return tables.texts(t, 4, caption, summary.drop(columns="condition"))
 
 

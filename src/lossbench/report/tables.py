@@ -106,7 +106,7 @@ def design_runs(study: pd.DataFrame) -> pd.DataFrame:
 
 
 def boot_var(runs: pd.DataFrame, boot: np.ndarray, collapse_below: float,
-             exclude: Mapping[str, Collection[int]] | None = None) -> dict[tuple[str, str], float]:
+             exclude: Mapping[str, tuple[str, Collection[int]]] | None = None) -> dict[tuple[str, str], float]:
     """(family, setting) -> the test-image variance (points²) of the cell's mean over the runs the design uses for it:
     not collapsed, and for the chosen cell of a family (``exclude``: family -> (setting, seeds)) not its selection
     seeds. ``runs``: :func:`design_runs`; ``boot``: (n_boot, n_runs) test mAP50 fractions."""
@@ -123,6 +123,7 @@ def boot_var(runs: pd.DataFrame, boot: np.ndarray, collapse_below: float,
 
 
 def comparison_spec(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params['comparisons']``: alpha, power, collapse_below (%), detect_goal (points), primary (the spec)."""
     comp = params.get("comparisons")
     keys = ("alpha", "power", "collapse_below", "detect_goal", "primary")
     if not isinstance(comp, Mapping) or any(k not in comp for k in keys):
@@ -137,17 +138,23 @@ def _name(family: str, setting: str, sel: Mapping[str, Any]) -> str:
     return f"{family} {setting}" + (f" ({', '.join(tags)})" if tags else "")
 
 
-def primary(study: pd.DataFrame, boot: np.ndarray, params: Mapping[str, Any], sel: Mapping[str, Any]) -> pd.DataFrame:
-    """:func:`lossbench.report.design.primary_comparisons` of ``params['comparisons']`` on test mAP50 (%), the val-best
-    cells on their non-selection seeds, ``boot_var`` from the test-image bootstrap; plus ``name_a``, ``name_b``."""
+def _inputs(study: pd.DataFrame, boot: np.ndarray, params: Mapping[str, Any], sel: Mapping[str, Any]) -> tuple:
+    """``(spec, runs, val_best, selection seeds, boot_var)`` of the design for the T runs ``study``."""
     spec, runs = comparison_spec(params), design_runs(study)
     val_best, grid_seeds = chosen(sel, "best"), list(sel["seeds"])
     bv = boot_var(runs, boot, spec["collapse_below"], {f: (s, grid_seeds) for f, s in val_best.items()})
+    return spec, runs.drop(columns="pos"), val_best, grid_seeds, bv
+
+
+def primary(study: pd.DataFrame, boot: np.ndarray, params: Mapping[str, Any], sel: Mapping[str, Any]) -> pd.DataFrame:
+    """:func:`lossbench.report.design.primary_comparisons` of ``params['comparisons']`` on test mAP50 (%), the val-best
+    cells on their non-selection seeds, ``boot_var`` from the test-image bootstrap; plus ``name_a``, ``name_b``."""
+    spec, runs, val_best, grid_seeds, bv = _inputs(study, boot, params, sel)
     try:
         comp = design.primary_comparisons(
-            runs.drop(columns="pos"), spec=spec["primary"], selection_seeds=grid_seeds, val_best=val_best,
-            default=chosen(sel, "default"), alpha=spec["alpha"], power=spec["power"],
-            collapse_below=spec["collapse_below"], metric="test", boot_var=bv)
+            runs, spec=spec["primary"], selection_seeds=grid_seeds, val_best=val_best, default=chosen(sel, "default"),
+            alpha=spec["alpha"], power=spec["power"], collapse_below=spec["collapse_below"], metric="test",
+            boot_var=bv)
     except ValueError as e:
         raise ReportError(f"params: comparisons.primary: {e}") from None
     comp.insert(3, "name_a", [_name(f, s, sel) for f, s in zip(comp["family_a"], comp["a"])])
@@ -164,10 +171,8 @@ def summary(study: pd.DataFrame, boot: np.ndarray, params: Mapping[str, Any], se
     """Per setting (prior on, grid order): :func:`lossbench.report.design.setting_summary` of test mAP50 (%), the
     val-best on its non-selection seeds; the val mean over the grid seeds (t-interval in [0, 100]); over every run of
     the setting the cls/box loss ratio at the end of training and the clipped-step share (%); the grid-edge note."""
-    spec, runs = comparison_spec(params), design_runs(study)
-    val_best, grid_seeds = chosen(sel, "best"), list(sel["seeds"])
-    bv = boot_var(runs, boot, spec["collapse_below"], {f: (s, grid_seeds) for f, s in val_best.items()})
-    out = design.setting_summary(runs.drop(columns="pos"), collapse_below=spec["collapse_below"], metric="test",
+    spec, runs, val_best, grid_seeds, bv = _inputs(study, boot, params, sel)
+    out = design.setting_summary(runs, collapse_below=spec["collapse_below"], metric="test",
                                  selection_seeds=grid_seeds, val_best=val_best, boot_var=bv)
     out = out.rename(columns={"mean_all": "test_all_mean", "lo_all": "test_all_lo", "hi_all": "test_all_hi",
                               "mean_ok": "test_ok_mean", "lo_ok": "test_ok_lo", "hi_ok": "test_ok_hi"})
@@ -213,7 +218,7 @@ def calibration(df: pd.DataFrame, sel: Mapping[str, Any], cal_seeds: Sequence[in
             means[role] = (t, t2)
             rows.append({"family": fam, "role": role, "setting": setting_label(fam, setting), "condition": cond,
                          "seeds": tuple(int(s) for s in at_2t["seed"]), "val_T": t, "val_2T": t2, "gain": t2 - t,
-                         f"gain_below_{CONVERGED_BELOW:g}": t2 - t < CONVERGED_BELOW})
+                         "gain_below": t2 - t < CONVERGED_BELOW})
         orders = [_order(means["val-best"][i], means["paper default"][i]) if not same else "" for i in (0, 1)]
         for r in rows[-len(roles):]:
             r.update(order_T=orders[0], order_2T=orders[1], order_changes=orders[0] != orders[1])
@@ -232,10 +237,10 @@ def calibration_verdict(cal: pd.DataFrame) -> str:
     order = (f"; the order of paper default and val-best changes in {', '.join(changed)}" if changed
              else "; no within-family order changes")
     if worst < CONVERGED_BELOW and not changed:
-        return (f"**converged**: every gain of 2T over T is below {CONVERGED_BELOW:g} point (largest {worst:+.1f}, "
+        return (f"**converged**: every gain of 2T over T is below {CONVERGED_BELOW:.1f} point (largest {worst:+.1f}, "
                 f"{who}){order}.")
     return (f"**not converged**: shortfall {max(worst - CONVERGED_BELOW, 0.0):.1f} points (the largest gain of 2T "
-            f"over T, {worst:+.1f} for {who}, against the criterion of less than {CONVERGED_BELOW:g}){order}.")
+            f"over T, {worst:+.1f} for {who}, against the criterion of less than {CONVERGED_BELOW:.1f}){order}.")
 
 
 # --- exploratory: prior init, loss shares ----------------------------------------------------------------------------
@@ -269,7 +274,7 @@ def loss_shares(study: pd.DataFrame) -> pd.DataFrame:
     """Per setting (prior on, then the prior-off runs): the share (%) of the last logged classification loss from
     positives, hard and easy negatives, and the cls/box loss ratio, means over every run of the setting."""
     rows = []
-    for cond, g in study.groupby("condition", sort=False):
+    for _, g in study.groupby("condition", sort=False):
         row = {"family": g["family"].iloc[0], "setting": g["label"].iloc[0], "prior": bool(g["prior"].iloc[0]),
                "n": len(g)}
         row.update({k.removeprefix("diag_"): 100 * float(g[f"final_{k}"].mean()) if f"final_{k}" in g else math.nan
@@ -282,15 +287,16 @@ def loss_shares(study: pd.DataFrame) -> pd.DataFrame:
 
 # --- paper orderings -------------------------------------------------------------------------------------------------
 
-def orderings(comp: pd.DataFrame, families: Sequence[str]) -> pd.DataFrame:
+def orderings(comp: pd.DataFrame, sel: Mapping[str, Any]) -> pd.DataFrame:
     """Per family with a paper claim: ``confirmed`` when it has primary comparisons against its paper default and every
     one reads default > other (``A < B``: the other setting is A), ``contradicted`` when one reads other > default
-    (``A > B``), else ``not resolved``."""
+    (``A > B``), else ``not resolved``; ``not tested`` when params' default is not the paper's value."""
     rows = []
-    for fam in [f for f in families if f in PAPER_CLAIMS]:
+    for fam in [f for f in sel["families"] if f in PAPER_CLAIMS]:
         within = comp[(comp["kind"] == "within") & (comp["family"] == fam)]
         above, below = within[within["verdict"] == "A > B"], within[within["verdict"] == "A < B"]
-        status = ("contradicted" if len(above) else
+        paper = setting_key(fam, FAMILIES[fam].defaults) == setting_key(fam, sel["families"][fam]["default"])
+        status = ("not tested" if not paper else "contradicted" if len(above) else
                   "confirmed" if len(within) and len(below) == len(within) else "not resolved")
         rows.append({"family": fam, "claim": PAPER_CLAIMS[fam], "status": status, "comparisons": len(within),
                      "default_above": len(below), "other_above": tuple(above["a"]),
@@ -308,20 +314,21 @@ def family_tables(summ: pd.DataFrame, family: str, grid_seeds: Sequence[int], co
     seeds = seeds_text(grid_seeds)
     t = pd.DataFrame({
         f"setting ({FAMILIES[family].knob_label})": [f"{lab} {m}".rstrip() for lab, m in zip(g["setting"], marks)],
-        "test seeds": g["seeds"].map(seeds_text), "collapsed": [f"{k} of {n}" for k, n in zip(g["n_collapsed"], g["n"])],
+        "test seeds": g["seeds"].map(seeds_text),
+        "collapsed": [f"{k} of {n}" for k, n in zip(g["n_collapsed"], g["n"])],
         f"val mAP50, seeds {seeds} [t]": [ci(*x) for x in zip(g["val_mean"], g["val_lo"], g["val_hi"])],
         "test mAP50, all runs [t]": [ci(*x) for x in zip(g["test_all_mean"], g["test_all_lo"], g["test_all_hi"])],
         "test mAP50, not collapsed [pooled]": [ci(*x) for x in zip(g["test_ok_mean"], g["test_ok_lo"],
                                                                      g["test_ok_hi"])],
         "cls/box loss": [num(x, "{:.2f}") for x in g["cls_box_ratio"]],
         "clipped steps (%)": [num(x) for x in g["clip_mean"]], "grid edge": g["grid_edge"]})
-    caption = (f"{FAMILIES[family].label}. {CAPTION}; intervals 95% and within [0, 100]. {BEST} val-best (highest mean "
-               f"val mAP50 over seeds {seeds}; its test cells use only the other seeds), {DEFAULT} paper default. "
-               f"collapsed: runs whose final val mAP50 is below {collapse_below:g}%. test, all runs: every run counted, "
-               "the setting's own t-interval; not collapsed: the family's pooled seed variance plus the test-image "
-               f"bootstrap ({N_BOOT} replicates), as in the primary comparisons. cls/box loss: final classification "
-               "over box loss, mean over every run of the setting; clipped steps: share of steps whose gradient norm "
-               "was clipped, mean over those runs.")
+    caption = (f"{FAMILIES[family].label}. {CAPTION}; intervals 95% and within [0, 100]. {BEST} val-best "
+               f"(highest mean val mAP50 over seeds {seeds}; its test cells use only the other seeds), {DEFAULT} paper "
+               f"default. collapsed: runs whose final val mAP50 is below {collapse_below:g}%. test, all runs: every "
+               "run counted, the setting's own t-interval; not collapsed: the family's pooled seed variance plus the "
+               f"test-image bootstrap ({N_BOOT} replicates), as in the primary comparisons. cls/box loss: final "
+               "classification over box loss, mean over every run of the setting; clipped steps: share of steps whose "
+               "gradient norm was clipped, mean over those runs.")
     cols = ["family", "setting", "best", "default", "chosen", "seeds", "n", "n_collapsed", "val_n", "val_mean",
             "val_lo", "val_hi", "test_all_mean", "test_all_lo", "test_all_hi", "n_ok", "test_ok_mean", "test_ok_lo",
             "test_ok_hi", "sigma_ok", "df_ok", "cls_box_ratio", "clip_mean", "clip_max", "max_norm", "grid_edge"]
@@ -342,13 +349,14 @@ def comparison_tables(comp: pd.DataFrame, alpha: float, power: float, collapse_b
         "collapsed (A / B)": [f"{ka} of {na} / {kb} of {nb}" for ka, na, kb, nb in
                               zip(comp["collapsed_a"], comp["n_a_all"], comp["collapsed_b"], comp["n_b_all"])],
         "Fisher p (Holm)": [f"{_p(p)} ({_p(ph)})" for p, ph in zip(comp["p_collapse"], comp["p_collapse_holm"])]})
-    caption = (f"Primary comparisons, fixed in params.yaml before the runs: test mAP50, A − B in points. One Holm family "
-               f"(family-wise {100 * (1 - alpha):g}%); each interval is taken at the level Holm tests its comparison "
-               "at, so it excludes 0 exactly where Holm rejects, and lies within [−100, 100]. Seed variance pooled per "
-               "family (across families: Welch), plus the test-image bootstrap variance of both means. A val-best uses "
-               "only the seeds that did not choose it. detectable: the smallest true difference found with "
-               f"{100 * power:g}% power at the Bonferroni level. collapsed: final val mAP50 below {collapse_below:g}% "
-               "(left out of the means), compared by Fisher's exact test, Holm over the comparisons with a collapse.")
+    caption = ("Primary comparisons, fixed in params.yaml before the runs: test mAP50, A − B in points. One Holm "
+               f"family (family-wise {100 * (1 - alpha):g}%); each interval is taken at the level Holm tests its "
+               "comparison at, so it excludes 0 exactly where Holm rejects, and lies within [−100, 100]. Seed "
+               "variance pooled per family (across families: Welch), plus the test-image bootstrap variance of both "
+               "means. A val-best uses only the seeds that did not choose it. detectable: the smallest true difference "
+               f"found with {100 * power:g}% power at the Bonferroni level. collapsed: final val mAP50 below "
+               f"{collapse_below:g}% (left out of the means), compared by Fisher's exact test, Holm over the "
+               "comparisons with a collapse.")
     return texts(t, 2, caption, comp)
 
 
@@ -357,12 +365,12 @@ def calibration_tables(cal: pd.DataFrame) -> dict[str, str]:
         "family": cal["family"], "role": cal["role"], "setting": cal["setting"],
         "seeds": cal["seeds"].map(seeds_text), "val mAP50 at T": cal["val_T"].map(num),
         "at 2T": cal["val_2T"].map(num), "2T − T (pts)": [num(x, "{:+.1f}") for x in cal["gain"]],
-        f"< {CONVERGED_BELOW:g}": np.where(cal[f"gain_below_{CONVERGED_BELOW:g}"], "yes", "no"),
+        f"< {CONVERGED_BELOW:.1f}": np.where(cal["gain_below"], "yes", "no"),
         "order at T → 2T": [f"{a} → {b}" if a else "—" for a, b in zip(cal["order_T"], cal["order_2T"])],
         "order changes": [("yes" if c else "no") if a else "—" for a, c in zip(cal["order_T"], cal["order_changes"])]})
     caption = ("Calibration of the schedule: final val mAP50 (%), mean over the calibration seeds, after the study's "
                "schedule of T iterations and after a complete schedule of 2T (warm-up and decay scaled with it). "
-               f"Converged when every gain 2T − T is below {CONVERGED_BELOW:g} point and the order of each family's "
+               f"Converged when every gain 2T − T is below {CONVERGED_BELOW:.1f} point and the order of each family's "
                "val-best and paper default is the same at T and 2T.")
     return texts(t, 3, caption, cal)
 
@@ -375,7 +383,7 @@ def prior_off_tables(po: pd.DataFrame, collapse_below: float) -> dict[str, str]:
         "Fisher p": po["p_collapse"].map(_p),
         "test, prior on [t]": [ci(*x) for x in zip(po["on_mean"], po["on_lo"], po["on_hi"])],
         "test, prior off [t]": [ci(*x) for x in zip(po["off_mean"], po["off_lo"], po["off_hi"])],
-        "on − off, not collapsed (pts) [95%]": [f"{num(d, '{:+.1f}')} [{num(lo, '{:+.1f}')}, {num(hi, '{:+.1f}')}]"
+        "on − off, not collapsed (pts) [95%]": [ci(d, lo, hi, "{:+.1f}")
                                                 for d, lo, hi in zip(po["diff"], po["diff_lo"], po["diff_hi"])],
         "A = on": po["verdict"]})
     caption = ("Exploratory, outside the Holm family: each family's paper default with the prior-probability bias init "
@@ -388,7 +396,8 @@ def prior_off_tables(po: pd.DataFrame, collapse_below: float) -> dict[str, str]:
 
 def loss_share_tables(ls: pd.DataFrame) -> dict[str, str]:
     t = pd.DataFrame({
-        "family": ls["family"], "setting": [s + ("" if p else " (prior off)") for s, p in zip(ls["setting"], ls["prior"])],
+        "family": ls["family"],
+        "setting": [s + ("" if p else " (prior off)") for s, p in zip(ls["setting"], ls["prior"])],
         "runs": ls["n"].astype(str), **{f"{lab} (%)": ls[k.removeprefix("diag_")].map(num) for k, lab in DIAG_SHARES},
         "cls/box loss": [num(x, "{:.2f}") for x in ls["cls_box_ratio"]]})
     caption = ("Exploratory: where the classification loss comes from at the end of training (the last logged "

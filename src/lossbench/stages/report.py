@@ -2,11 +2,14 @@
 
 Recomputes each family's val-best setting from the grid runs (val mAP50 over the grid seeds)
 and stops unless it agrees with SELECTION (lossbench select); reads every run the design asks
-for (grid, extra seeds of the paper default and the val-best, prior-off) with its test
-records, bootstraps the test images (1000 replicates, seed 0) and writes OUT/README.md,
-OUT/tables/*.{md,csv,tex}, OUT/figures/*.{png,pdf}, OUT/runs.csv and OUT/provenance.json.
-OUT is replaced as a whole; it depends on the runs only, so unchanged runs give
-byte-identical files. A missing or inconsistent run is an error naming its folder.
+for (grid, extra seeds of the paper default and the val-best, prior-off, the 2T calibration
+runs) with its test records and the pretrained backbone's record (RUNS/pretrain/metrics.json),
+bootstraps the test images (1000 replicates, seed 0) and writes OUT/README.md (pretrained
+backbone, T-vs-2T calibration, the primary comparisons of params.yaml: comparisons, paper
+orderings, per-setting summaries, exploratory tables), OUT/tables/*.{md,csv,tex},
+OUT/figures/*.{png,pdf}, OUT/runs.csv and OUT/provenance.json. OUT is replaced as a whole; it
+depends on the runs only, so unchanged runs give byte-identical files. A missing or
+inconsistent run is an error naming its folder.
 """
 
 from __future__ import annotations
