@@ -74,26 +74,32 @@ def test_profile_configs_build(name, family, tmp_path):
         assert cfg.train_dataloader.batch_size == 16
         assert cfg.auto_scale_lr == {"enable": True, "base_batch_size": 16}
     elif name.startswith("sweep"):
-        # the sweep's points train one config on their own data's canvas, with the synth
-        # profile's lr (not rescaled with the batch)
-        assert prof.data["image_size"] == cfg.img_scale[0] and cfg.auto_scale_lr.enable is False
+        # the sweep's points train one config, images kept at their canvas size (no rescaling, at
+        # train and test time), with the synth profile's lr (not rescaled with the batch)
+        for split in ("train", "val", "test"):
+            resize = [t for t in cfg[f"{split}_dataloader"].dataset.pipeline if t["type"] == "Resize"]
+            assert resize == [{"type": "Resize", "scale_factor": 1.0, "keep_ratio": True}]
+        assert cfg.train_dataloader.batch_size == 4 and cfg.auto_scale_lr.enable is False
     else:
         assert cfg.optim_wrapper.type == "OptimWrapper"
         assert cfg.auto_scale_lr == {"enable": True, "base_batch_size": 8}
 
 
-def test_the_sweep_points_differ_only_in_objects_per_image():
-    """Constant compute: one config (canvas, batch, network, lr, schedule) for every point, the
-    same data but for the labelled objects per image, which span >= 10x (the share of positive
-    anchors follows, measured in each point's stats.json)."""
+def test_the_sweep_points_differ_only_in_canvas():
+    """Positive exposure held fixed: one config (batch, network, lr, schedule) for every point and
+    the same data but for the canvas, a fixed count of labelled objects per image; the canvas areas
+    span >= 10x (the share of positive anchors follows, measured in each point's stats.json), each
+    canvas a multiple of the padding (32 px), so no anchor lies over padding."""
     points = [load_profile(PARAMS, p) for p in load_params(PARAMS)["sweep"]["profiles"]]
     assert len(points) >= 3
     assert len({p.config for p in points}) == 1
-    data = [{k: v for k, v in p.data.items() if k != "objects"} for p in points]
+    data = [{k: v for k, v in p.data.items() if k != "image_size"} for p in points]
     assert all(d == data[0] for d in data)
-    counts = [p.data["objects"] for p in points]
-    assert all(lo == hi for lo, hi in counts)  # a fixed count per image: the share is the knob's
-    assert max(c[0] for c in counts) >= 10 * min(c[0] for c in counts)
+    lo, hi = data[0]["objects"]
+    assert lo == hi  # the same scene in every image
+    sizes = [p.data["image_size"] for p in points]
+    assert all(s % 32 == 0 for s in sizes)
+    assert (max(sizes) / min(sizes)) ** 2 >= 10
 
 
 def test_amp_options():

@@ -118,9 +118,10 @@ SWEEP_BASE_PROFILE = "synth"
 SWEEP_SECTION = [
     "## Imbalance sweep", "",
     "Each family's paper default and its val-best from this study, trained again at each point of the sweep "
-    "(`params.yaml: sweep.profiles`: {points}): synth data whose share of positive anchors differs at constant "
-    "compute. It runs after this report (`make sweep`, stage `report_sweep`); its report, with the table of test mAP50 "
-    "against the measured positive share, the paired comparisons and the training conditions per point: "
+    "(`params.yaml: sweep.profiles`: {points}): synth data whose share of positive anchors differs while the labelled "
+    "objects per step stay fixed (background area added). It runs after this report (`make sweep`, stage "
+    "`report_sweep`); its report, with test mAP50 against the measured positive share, the family × share "
+    "interaction test and the training conditions per point: "
     "[`reports/sweep/`](../sweep/README.md) (table: [`tables/sweep.md`](../sweep/tables/sweep.md)).", "",
     "![sweep](../sweep/figures/sweep_mAP50_vs_positive_share.png)", ""]
 

@@ -149,7 +149,7 @@ def sweep(table: pd.DataFrame, out: Path) -> list[Path]:
         mean, lo, hi = (100 * g[k].to_numpy(dtype=float) for k in ("mean", "lo", "hi"))
         name = names[role]
         ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], color=PALETTE[fam], capsize=3, marker="o",
-                    ls="-" if role == "default" else "--", mfc="white" if role == "best" else PALETTE[fam],
+                    ls="-" if role in ("default", "both") else "--", mfc="white" if role == "best" else PALETTE[fam],
                     label=f"{fam} {g['label'].iloc[0]} ({name})")
     ax.set_xscale("log")
     ticks = table.drop_duplicates("profile")

@@ -1,12 +1,14 @@
-"""Report the foreground-share sweep: test mAP50 of each family's paper default and val-best per point.
+"""Report the imbalance sweep: test mAP50 of each family's paper default and val-best per point, and the family x
+share interaction.
 
 Reads, for every profile of `sweep.profiles` in the params file, the runs
 RUNS/<profile>/<choose>/<family>/seed<k>/ of `sweep.runs` and `sweep.seeds` with their test
 records (checked against the paper default and SELECTION's val-best; duplicates merged after
-checking they agree) and DATA/<profile>/raw/stats.json (canvas, objects per image, measured share
-of positive anchors). Writes OUT/README.md, OUT/tables/sweep*.{md,csv,tex},
-OUT/figures/sweep_mAP50_vs_positive_share.{png,pdf} and OUT/provenance.json; OUT is replaced as a
-whole. A missing or inconsistent run is an error naming its folder.
+checking they agree) and DATA/<profile>/raw/stats.json (canvas, objects per image, anchors per
+image, measured share of positive anchors). Writes OUT/README.md, OUT/tables/sweep*.{md,csv,tex}
+(per point, the comparisons at each point, the interaction F-tests and slopes, the training
+conditions), OUT/figures/sweep_mAP50_vs_positive_share.{png,pdf} and OUT/provenance.json; OUT is
+replaced as a whole. A missing or inconsistent run is an error naming its folder.
 """
 
 from __future__ import annotations
