@@ -120,12 +120,13 @@ sweep: $(STAMP)
 	$(PY) -m lossbench queue $(QUEUE) --set sweep $(QUEUE_ARGS)
 	$(DVC) repro report_sweep
 
-## remedies: the four later remedies (after make repro; QUEUE as repro), their report in reports/remedies/
+## remedies: the four later remedies (after make repro; QUEUE as repro), their report in reports/<profile>_remedies/
 remedies: $(STAMP)
 	$(DVC) repro prepare pretrain
 	$(PY) -m lossbench queue $(QUEUE) --set remedies $(QUEUE_ARGS)
 	$(DVC) repro select_remedies
 	$(PY) -m lossbench queue $(QUEUE) --set remedies_extra $(QUEUE_ARGS)
+	$(DVC) repro report_remedies
 
 ## report: rebuild reports/<profile>/ from the runs' metrics (no training; unchanged runs change no file)
 report: $(STAMP)

@@ -17,7 +17,7 @@ from lossbench import __version__
 # command name -> module implementing it: the DVC stages (lossbench.stages), then the helpers
 COMMANDS: dict[str, str] = {
     **{name: f"lossbench.stages.{name}" for name in ("fetch", "prepare", "pretrain", "train", "select", "report")},
-    "sweep-report": "lossbench.stages.sweep_report",
+    "sweep-report": "lossbench.stages.sweep_report", "remedies-report": "lossbench.stages.remedies_report",
     "queue": "lossbench.queue", "synth": "lossbench.data.synth.cli", "env": "lossbench.training.envinfo"}
 
 

@@ -126,6 +126,18 @@ SWEEP_SECTION = [
     "![sweep](../sweep/figures/sweep_mAP50_vs_positive_share.png)", ""]
 
 
+#: the remedies train after this report (`make remedies`), so this report points to theirs, which sets every family's
+#: val-best beside the others, rather than copying numbers that would go stale
+REMEDIES_SECTION = [
+    "## Later remedies", "",
+    "Four later remedies ({families}) are trained in the same head under the same controls, grids around their papers' "
+    "values, seeds and selection on val (`params.yaml: remedies`, `make remedies`, after this report). Their report, "
+    "with all seven families' val-bests and paper defaults side by side, the primary comparisons of the seven "
+    "val-bests and each remedy's deviations from its paper: [`reports/{profile}_remedies/`](../{profile}_remedies/"
+    "README.md).", "",
+    "![seven families](../{profile}_remedies/figures/cross_family_mAP50.png)", ""]
+
+
 def build_report(runs: str | Path, params: dict[str, Any], profile: str, out: str | Path,
                  selection: str | Path) -> dict[str, Any]:
     """Write every table and figure into ``out`` (atomically, as a whole).
@@ -326,6 +338,10 @@ def readme(res: dict[str, Any], text: dict[str, str], params: dict[str, Any], pr
     if profile == SWEEP_BASE_PROFILE and params.get("sweep"):
         points = ", ".join(map(str, params["sweep"].get("profiles") or []))
         parts += [line.format(points=points) for line in SWEEP_SECTION]
+    remedies = (params.get("remedies") or {}).get("families")
+    if remedies:
+        names = ", ".join(FAMILIES[f].label for f in remedies if f in FAMILIES)
+        parts += [line.format(families=names, profile=profile) for line in REMEDIES_SECTION]
     parts += ["## The losses", "", "![focal](figures/focal_loss_fig1.png)", "",
               "## Controlled variables and deviations", "", CONTROLLED.format(obj_target=_obj_target(df)),
               "## Published anchors", "", PUBLISHED]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -218,13 +218,17 @@ def keep_once(kept: dict[tuple, dict[str, Any]], key: tuple, row: dict[str, Any]
 
 
 def _paired_runs(root: Path, params: Mapping[str, Any], best: Mapping[str, Mapping[str, Any]], folder: str,
-                 role_prefix: str, run_seeds: list[int]) -> list[dict[str, Any]]:
+                 role_prefix: str, run_seeds: list[int],
+                 default_families: Collection[str] | None = None) -> list[dict[str, Any]]:
     """The paper default's and the val-best's runs under ``root/folder/{default,best}/<family>/seed<k>``, one of each
-    duplicate pair kept (the val-best is the paper default)."""
+    duplicate pair kept (the val-best is the paper default); the paper default's only for ``default_families``
+    (default: every family)."""
     defaults = paper_defaults(params)
     kept: dict[tuple, dict[str, Any]] = {}
     for role in ROLES:
         for fam in study_families(params):
+            if role == "default" and default_families is not None and fam not in default_families:
+                continue
             want = (defaults if role == "default" else best)[fam]
             for seed in run_seeds:
                 d = root / folder / role / fam / f"seed{seed}"

@@ -35,6 +35,13 @@ PAPER_CLAIMS = {
     "ohem": "SSD (Liu et al. 2016): hard negatives at most 3:1",
     "sse": "YOLO v1 (Redmon et al. 2016): λ_noobj .5",
 }
+#: the same for the later remedies (``make remedies``)
+REMEDY_CLAIMS = {
+    "ghm": "GHM-C (Li et al. 2019): M = 30 bins, momentum .75",
+    "qfl": "GFL (Li et al. 2020): quality focal loss β 2",
+    "vfl": "VarifocalNet (Zhang et al. 2021): γ 2 at α .75",
+    "ce_prior": "Sampling-free (Chen et al. 2019): guided loss scaling on",
+}
 
 
 # --- cells -----------------------------------------------------------------------------------------------------------
@@ -287,18 +294,18 @@ def loss_shares(study: pd.DataFrame) -> pd.DataFrame:
 
 # --- paper orderings -------------------------------------------------------------------------------------------------
 
-def orderings(comp: pd.DataFrame, sel: Mapping[str, Any]) -> pd.DataFrame:
-    """Per family with a paper claim: ``confirmed`` when it has primary comparisons against its paper default and every
-    one reads default > other (``A < B``: the other setting is A), ``contradicted`` when one reads other > default
-    (``A > B``), else ``not resolved``; ``not tested`` when params' default is not the paper's value."""
+def orderings(comp: pd.DataFrame, sel: Mapping[str, Any], claims: Mapping[str, str] = PAPER_CLAIMS) -> pd.DataFrame:
+    """Per family with a paper claim (``claims``): ``confirmed`` when it has primary comparisons against its paper
+    default and every one reads default > other (``A < B``: the other setting is A), ``contradicted`` when one reads
+    other > default (``A > B``), else ``not resolved``; ``not tested`` when params' default is not the paper's value."""
     rows = []
-    for fam in [f for f in sel["families"] if f in PAPER_CLAIMS]:
+    for fam in [f for f in sel["families"] if f in claims]:
         within = comp[(comp["kind"] == "within") & (comp["family"] == fam)]
         above, below = within[within["verdict"] == "A > B"], within[within["verdict"] == "A < B"]
         paper = setting_key(fam, FAMILIES[fam].defaults) == setting_key(fam, sel["families"][fam]["default"])
         status = ("not tested" if not paper else "contradicted" if len(above) else
                   "confirmed" if len(within) and len(below) == len(within) else "not resolved")
-        rows.append({"family": fam, "claim": PAPER_CLAIMS[fam], "status": status, "comparisons": len(within),
+        rows.append({"family": fam, "claim": claims[fam], "status": status, "comparisons": len(within),
                      "default_above": len(below), "other_above": tuple(above["a"]),
                      "unresolved": len(within) - len(below) - len(above)})
     return pd.DataFrame(rows, columns=["family", "claim", "status", "comparisons", "default_above", "other_above",
