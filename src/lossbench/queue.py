@@ -216,14 +216,6 @@ def _end_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
     proc.wait()
 
 
-def _commit(repo: Path, stages: list[str], failed: dict[str, str]) -> list[str]:
-    """Record ``stages`` less ``failed`` in dvc.lock; returns them."""
-    done = [s for s in stages if s not in failed]
-    if done:
-        _dvc(repo, "commit", "--force", *done)
-    return done
-
-
 class Progress:
     """``[k/N, 37 min elapsed, ~1 h 05 min left, ends ~11:42]``: the finished count and an estimated
     finish from the mean wall time per finished stage so far (stages of a set cost about alike)."""
@@ -248,11 +240,10 @@ class Progress:
         return text + "]"
 
 
-def _commit_and_report(repo: Path, stages: list[str], failed: dict[str, str], committed: bool = False) -> list[str]:
-    """Record the stages that did not fail in dvc.lock (unless each was ``committed`` as it
-    finished); raise naming the failed ones with ``failed``'s text (stage -> the end of its log).
-    Returns the recorded stages."""
-    done = [s for s in stages if s not in failed] if committed else _commit(repo, stages, failed)
+def _recorded(stages: list[str], failed: dict[str, str]) -> list[str]:
+    """The stages that did not fail (each recorded in dvc.lock as it finished); raise naming the failed ones with
+    ``failed``'s text (stage -> the end of its log)."""
+    done = [s for s in stages if s not in failed]
     if failed:
         raise QueueError(f"{len(failed)} of {len(stages)} stage(s) failed: {', '.join(failed)} "
                          f"({len(done)} recorded in dvc.lock)\n" + "\n".join(list(failed.values())[:3]))
@@ -304,7 +295,7 @@ def run_here(repo: Path, *, jobs: int = 1, stage_set: str = "study", threads: in
                 _dvc(repo, "commit", "--force", name)
             log(f"{'done' if rc[name] == 0 else f'FAILED (exit {rc[name]})'} {name} {progress.step()}")
     failed = {s: f"--- {s} ({f}):\n{_tail(f)}" for s in stages if rc[s] != 0 for f in [logs / f"{log_name(s)}.log"]}
-    return _commit_and_report(repo, stages, failed, committed=True)
+    return _recorded(stages, failed)
 
 
 # --- Slurm (submitit) --------------------------------------------------------------------------
@@ -468,9 +459,9 @@ def run_jobs(executor, runs: list[StageRun], env: dict[str, str], *, limit: int,
 def run_slurm(repo: Path, settings: SlurmSettings | None = None, *, stage_set: str = "study",
               threads: int | None = None, all_stages: bool = False, pattern: str | None = None,
               poll_s: float | None = None, log=print) -> list[str]:
-    """Run a set's stale training stages as submitit jobs (Slurm, or local processes), wait for them, and record the
-    ones that succeeded in dvc.lock (``dvc commit --force``); a failed one is reported with the end of its job's stdout
-    and stderr. Returns the recorded stages."""
+    """Run a set's stale training stages as submitit jobs (Slurm, or local processes), wait for them, and record each
+    one that succeeded in dvc.lock as it ends (``dvc commit --force``: an interrupted wait keeps every finished run); a
+    failed one is reported with the end of its job's stdout and stderr. Returns the recorded stages."""
     repo, settings = Path(repo).resolve(), settings or SlurmSettings()
     executor = make_executor(repo, settings, threads, name=f"lossbench-{stage_set}")
     runs = _stale_runs(repo, stage_set, all_stages, pattern, log)
@@ -486,14 +477,16 @@ def run_slurm(repo: Path, settings: SlurmSettings | None = None, *, stage_set: s
                                        if settings.array_parallelism else "")
     log(f"submit {len(stages)} stage(s) as {how}; logs in {executor.folder}")
     failed: dict[str, str] = {}
-    ended: list[str] = []
+    recorded: list[str] = []
     progress = Progress(len(stages))
     try:
         poll_s = poll_s or (1.0 if settings.executor == "local" else 15.0)
         events = run_jobs(executor, list(runs.values()), env, limit=limit, poll_s=poll_s, log=log)
         with contextlib.closing(events):
             for r, job, error in events:
-                ended.append(r.name)
+                if error is None:
+                    _dvc(repo, "commit", "--force", r.name)
+                    recorded.append(r.name)
                 log(f"{'done' if error is None else f'FAILED ({error})'} {r.name} "
                     f"{progress.step()} (job {job.job_id})")
                 if error is not None:
@@ -501,9 +494,9 @@ def run_slurm(repo: Path, settings: SlurmSettings | None = None, *, stage_set: s
                                       f"{job.paths.stdout}:\n{_tail(job.paths.stdout)}\n"
                                       f"{job.paths.stderr}:\n{_tail(job.paths.stderr)}")
     except KeyboardInterrupt:
-        log(f"interrupted: {len(_commit(repo, ended, failed))} finished stage(s) recorded in dvc.lock")
+        log(f"interrupted: {len(recorded)} finished stage(s) recorded in dvc.lock")
         raise
-    return _commit_and_report(repo, stages, failed)
+    return _recorded(stages, failed)
 
 
 # --- command line ------------------------------------------------------------------------------
