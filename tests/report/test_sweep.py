@@ -429,3 +429,14 @@ def test_a_comparison_on_one_seed_is_not_resolved_and_not_counted_by_holm():
     assert two["level"] == pytest.approx(0.95)
     with pytest.raises(ReportError, match="A vs B: no common seed"):
         compare([("g", "A", {0: 0}, "B", {1: 2})], values, boot)
+
+
+def test_the_remedies_the_sweep_leaves_out_are_named(sweep, fab, tmp_path):
+    runs, data, sel = sweep
+    params = {**point_params(fab), "remedies": {"families": ["ghm", "qfl"]}}
+    build_sweep_report(runs, data, params, sel, tmp_path / "sweep")
+    text = (tmp_path / "sweep" / "README.md").read_text()
+    # 2 remedies x 3 points x 3 seeds
+    assert "Not in the sweep: the later remedies (ghm, qfl; `make remedies`)" in text and "add 18 runs" in text
+    build_sweep_report(runs, data, point_params(fab), sel, tmp_path / "sweep2")
+    assert "Not in the sweep" not in (tmp_path / "sweep2" / "README.md").read_text()

@@ -574,6 +574,18 @@ def _interaction_text(tests: pd.DataFrame, slopes: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _absent_text(params: Mapping[str, Any]) -> list[str]:
+    """The families of ``remedies.families`` the sweep does not train, said with what they would cost."""
+    swept = {r["family"] for r in params["sweep"].get("runs") or []}
+    absent = [f for f in (params.get("remedies") or {}).get("families") or [] if f not in swept]
+    if not absent:
+        return []
+    n = len(absent) * len(params["sweep"].get("profiles") or []) * len(params["sweep"].get("seeds") or [])
+    return [f"Not in the sweep: the later remedies ({', '.join(absent)}; `make remedies`). The sweep's budget (2 h "
+            f"on a 2-core CPU machine) holds the three papers' families; their val-bests alone at every point and "
+            f"seed would add {n} runs.", ""]
+
+
 def _readme(summary: pd.DataFrame, comp: pd.DataFrame, tests: pd.DataFrame, slopes: pd.DataFrame,
             text: dict[str, str], prov: dict[str, Any], params: Mapping[str, Any]) -> str:
     sweep_seeds = ",".join(map(str, params["sweep"].get("seeds") or []))
@@ -585,6 +597,7 @@ def _readme(summary: pd.DataFrame, comp: pd.DataFrame, tests: pd.DataFrame, slop
              f"{sweep_seeds}. Test mAP50 (VOC-style, area, %) with 95% intervals that add seed noise and test-image "
              f"noise ({prov['bootstrap']['n_boot']} bootstrap replicates, seed {prov['bootstrap']['seed']}, per point: "
              "each has its own test set), bounded to [0, 100].", "",
+             *_absent_text(params),
              "![sweep](figures/sweep_mAP50_vs_positive_share.png)", "", text["sweep.md"],
              "## Family x share interaction", ""]
     parts += _interaction_text(tests, slopes)
