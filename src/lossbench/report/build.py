@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -163,29 +164,47 @@ def build_report(runs: str | Path, params: dict[str, Any], profile: str, out: st
     res["provenance"] = provenance(df, profile, {"n_boot": tables.N_BOOT, "seed": tables.BOOT_SEED},
                                    (Path(runs) / "pretrain" / "metrics.json",))
     grid_seeds = seeds(params)
+    text = report_texts(res["summary"], families, grid_seeds, spec["collapse_below"], (
+        ("comparisons", tables.comparison_tables(res["comparisons"], spec["alpha"], spec["power"],
+                                                 spec["collapse_below"])),
+        ("calibration", tables.calibration_tables(res["calibration"])),
+        ("prior_off", tables.prior_off_tables(res["prior_off"], spec["collapse_below"])),
+        ("loss_shares", tables.loss_share_tables(res["loss_shares"]))))
+
+    def draw(figs: Path) -> None:
+        figures.ablation(res["summary"], figs, grid_seeds)
+        figures.cross_family(study, res["summary"], figs)
+        figures.calibration(df, res["calibration"], cal_seeds, t_iters, figs)
+        figures.focal_figure(figs)
+
+    write_report(out, text, df, res["provenance"], draw, lambda: readme(res, text, params, profile))
+    return res
+
+
+def report_texts(summary: pd.DataFrame, families: list[str], grid_seeds: list[int], collapse_below: float,
+                 parts: tuple[tuple[str, dict[str, str]], ...]) -> dict[str, str]:
+    """``{file name: text}``: the per-setting tables of ``families`` (``<family>.md`` ...) and each named table of
+    ``parts`` (``(name, {suffix: text})``)."""
     text = {f"{fam}{sfx}": t for fam in families
-            for sfx, t in tables.family_tables(res["summary"], fam, grid_seeds, spec["collapse_below"]).items()}
-    for name, parts in (
-            ("comparisons", tables.comparison_tables(res["comparisons"], spec["alpha"], spec["power"],
-                                                     spec["collapse_below"])),
-            ("calibration", tables.calibration_tables(res["calibration"])),
-            ("prior_off", tables.prior_off_tables(res["prior_off"], spec["collapse_below"])),
-            ("loss_shares", tables.loss_share_tables(res["loss_shares"]))):
-        text.update({f"{name}{sfx}": t for sfx, t in parts.items()})
+            for sfx, t in tables.family_tables(summary, fam, grid_seeds, collapse_below).items()}
+    for name, texts in parts:
+        text.update({f"{name}{sfx}": t for sfx, t in texts.items()})
+    return text
+
+
+def write_report(out: str | Path, text: dict[str, str], df: pd.DataFrame, prov: dict[str, Any],
+                 draw: Callable[[Path], None], readme_text: Callable[[], str]) -> None:
+    """Replace ``out`` as a whole: ``tables/`` (``text``), ``runs.csv`` (``df``), ``figures/`` (``draw``),
+    ``provenance.json`` and ``README.md``."""
     with atomic_path(out) as tmp:
         (tmp / "tables").mkdir(parents=True)
         for name, t in text.items():
             (tmp / "tables" / name).write_text(t)
         df.drop(columns=["run_dir", "records", "setting", "val_curve"]).to_csv(
             tmp / "runs.csv", index=False, float_format="%.6f")
-        figs = tmp / "figures"
-        figures.ablation(res["summary"], figs, grid_seeds)
-        figures.cross_family(study, res["summary"], figs)
-        figures.calibration(df, res["calibration"], cal_seeds, t_iters, figs)
-        figures.focal_figure(figs)
-        (tmp / "provenance.json").write_text(json.dumps(res["provenance"], indent=2) + "\n")
-        (tmp / "README.md").write_text(readme(res, text, params, profile))
-    return res
+        draw(tmp / "figures")
+        (tmp / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
+        (tmp / "README.md").write_text(readme_text())
 
 
 def pretrain_text(pre: dict[str, Any]) -> str:

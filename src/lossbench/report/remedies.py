@@ -20,7 +20,15 @@ import pandas as pd
 
 from lossbench.families import FAMILIES, FAMILY_ORDER
 from lossbench.report import figures, tables
-from lossbench.report.build import detectability, ordering_line, pretrain_text, provenance, regime
+from lossbench.report.build import (
+    detectability,
+    ordering_line,
+    pretrain_text,
+    provenance,
+    regime,
+    report_texts,
+    write_report,
+)
 from lossbench.report.collect import (
     ReportError,
     _frame,
@@ -33,7 +41,6 @@ from lossbench.report.collect import (
     study_families,
 )
 from lossbench.report.select import check_selection, select_from
-from lossbench.utils import atomic_path
 
 #: each remedy's deviations from its paper (the loss modules' docstrings say the same, with the reasons)
 DEVIATIONS = {
@@ -176,25 +183,17 @@ def build_remedies_report(runs: str | Path, params: dict[str, Any], profile: str
     res["orderings"] = tables.orderings(res["comparisons"], sel, tables.REMEDY_CLAIMS)
     res["provenance"] = provenance(df, profile, {"n_boot": tables.N_BOOT, "seed": tables.BOOT_SEED},
                                    (Path(runs) / "pretrain" / "metrics.json",))
-    text = {f"{fam}{sfx}": t for fam in rem
-            for sfx, t in tables.family_tables(res["summary"], fam, grid_seeds, spec["collapse_below"]).items()}
-    for name, parts in (
-            ("cross_family", cross_family_tables(res["summary"], grid_seeds, spec["collapse_below"])),
-            ("comparisons", tables.comparison_tables(res["comparisons"], spec["alpha"], spec["power"],
-                                                     spec["collapse_below"])),
-            ("loss_shares", tables.loss_share_tables(res["loss_shares"]))):
-        text.update({f"{name}{sfx}": t for sfx, t in parts.items()})
-    with atomic_path(out) as tmp:
-        (tmp / "tables").mkdir(parents=True)
-        for name, t in text.items():
-            (tmp / "tables" / name).write_text(t)
-        df.drop(columns=["run_dir", "records", "setting", "val_curve"]).to_csv(
-            tmp / "runs.csv", index=False, float_format="%.6f")
-        figs = tmp / "figures"
+    text = report_texts(res["summary"], rem, grid_seeds, spec["collapse_below"], (
+        ("cross_family", cross_family_tables(res["summary"], grid_seeds, spec["collapse_below"])),
+        ("comparisons", tables.comparison_tables(res["comparisons"], spec["alpha"], spec["power"],
+                                                 spec["collapse_below"])),
+        ("loss_shares", tables.loss_share_tables(res["loss_shares"]))))
+
+    def draw(figs: Path) -> None:
         figures.ablation(res["summary"][res["summary"]["family"].isin(rem)], figs, grid_seeds)
         figures.cross_family(df, res["summary"], figs)
-        (tmp / "provenance.json").write_text(json.dumps(res["provenance"], indent=2) + "\n")
-        (tmp / "README.md").write_text(readme(res, text, p7, profile))
+
+    write_report(out, text, df, res["provenance"], draw, lambda: readme(res, text, p7, profile))
     return res
 
 

@@ -18,16 +18,13 @@ import sys
 import time
 from pathlib import Path
 
+from lossbench.stages import report
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", required=True, help="profile name (for the provenance block)")
-    parser.add_argument("--params", default="params.yaml", help="params file with the grids, seeds and `remedies`")
-    parser.add_argument("--runs", required=True, help="folder of the profile's runs")
-    parser.add_argument("--selection", default=None,
-                        help="the study's selection file (default: RUNS/selection.json)")
+    report.add_arguments(parser)  # --profile, --params, --runs, --selection (the study's), --out
     parser.add_argument("--selection-remedies", default=None,
                         help="the remedies' selection file (default: RUNS/selection_remedies.json)")
-    parser.add_argument("--out", required=True, help="report folder (replaced)")
 
 
 def run(args: argparse.Namespace) -> int:
