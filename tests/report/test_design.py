@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as st
 
 from lossbench.report.design import family_model, primary_comparisons, setting_summary
-from lossbench.report.stats import holm
+from lossbench.report.stats import detectable_difference, holm
 
 COLS = ["family", "setting", "seed", "val", "test"]
 
@@ -234,6 +234,16 @@ def test_bootstrap_variance_is_added_to_the_standard_error():
     assert r["se"] == pytest.approx(math.sqrt(13 / 3 + 0.75), rel=1e-12) and r["df"] == 4
     half = st.t.ppf(0.975, 4) * math.sqrt(13 / 3 + 0.75)
     assert (r["lo"], r["hi"]) == pytest.approx((9 - half, 9 + half), rel=1e-10)
+
+
+def test_a_paired_bootstrap_variance_replaces_the_sum_of_the_cells():
+    # the two cells share the test images: the variance of their difference (0.1) stands in for 0.5 + 0.25
+    out = primary_comparisons(TWO, [{"within": "f"}], set(), {"f": "A"}, {"f": "B"},
+                              boot_var={("f", "A"): 0.5, ("f", "B"): 0.25}, boot_diff_var={("f", "A", "f", "B"): 0.1})
+    r = out.iloc[0]
+    assert r["se"] == pytest.approx(math.sqrt(13 / 3 + 0.1), rel=1e-12)
+    assert r["detectable"] == pytest.approx(detectable_difference(math.sqrt(13 / 3 * 3 / 2), 3, 3, 4, 0.05,
+                                                                  extra_var=0.1), rel=1e-10)
 
 
 def test_bad_inputs_are_refused():

@@ -37,11 +37,20 @@ def cells(fab, tp: int, seeds) -> list[tuple[int, int]]:
     return [(fab.tp_of(tp, s), s) for s in seeds]
 
 
+def boot_mean(fab, draws, cell) -> np.ndarray:
+    """A cell's mean on each bootstrap resample (points), independently of the report: on resample b a run's mAP50 is
+    the share of the drawn images among its true-positive images."""
+    return np.mean([100 * np.isin(draws, fab.tp_images(tp, s)).mean(axis=1) for tp, s in cell], axis=0)
+
+
 def boot_var(fab, draws, cell) -> float:
-    """Independent bootstrap variance (points²) of a cell's mean: on resample b a run's mAP50 is the share of the drawn
-    images among its true-positive images."""
-    m = np.mean([100 * np.isin(draws, fab.tp_images(tp, s)).mean(axis=1) for tp, s in cell], axis=0)
-    return float(m.var(ddof=1))
+    """Bootstrap variance (points²) of a cell's mean."""
+    return float(boot_mean(fab, draws, cell).var(ddof=1))
+
+
+def boot_diff_var(fab, draws, a, b) -> float:
+    """Bootstrap variance (points²) of the difference of two cells' means on the same resamples (paired)."""
+    return float((boot_mean(fab, draws, a) - boot_mean(fab, draws, b)).var(ddof=1))
 
 
 def holm_by_hand(p: list[float], alpha: float = 0.05) -> tuple[list[float], list[float]]:
@@ -61,7 +70,8 @@ def holm_by_hand(p: list[float], alpha: float = 0.05) -> tuple[list[float], list
 
 def test_primary_comparisons_by_hand(built, fab, draws):
     """Every row of the Holm family from the fabricated values: cell means (the val-bests over seeds 3-5 only), pooled
-    seed variances, bootstrap variances, Welch df across families, Holm's levels, bounded intervals and verdicts."""
+    seed variances, paired bootstrap variances of the differences, Welch df across families, Holm's levels, bounded
+    intervals and verdicts."""
     comp = built["res"]["comparisons"]
     # focal: γ 0 (3 runs, SS 2), γ 1 extra (3, SS 2) and its selection runs (3, SS 2), γ 2 (6, SS 4), γ 5 seeds 0, 2
     # (seed 1 collapsed; SS 2): SS 12 on 17 - 5 = 12 df. ohem: 2 + 2 + 2 + 4 = 10 on 15 - 4 = 11 df. sse: 8 on 12 - 4.
@@ -89,7 +99,7 @@ def test_primary_comparisons_by_hand(built, fab, draws):
         else:  # Welch: two pooled variances, Satterthwaite df from their residual df
             va, vb = s2a / len(a), s2b / len(b)
             seed_var, df = va + vb, (va + vb) ** 2 / (va**2 / dfa + vb**2 / dfb)
-        se = math.sqrt(seed_var + boot_var(fab, draws, a) + boot_var(fab, draws, b))
+        se = math.sqrt(seed_var + boot_diff_var(fab, draws, a, b))
         expect.append((ma - mb, se, df, 2 * st.t.sf(abs(ma - mb) / se, df)))
         assert (r.seeds_a, r.seeds_b) == (tuple(s for _, s in a), tuple(s for _, s in b))
         assert (r.n_a, r.n_b, r.mean_a, r.mean_b) == (len(a), len(b), pytest.approx(ma), pytest.approx(mb))

@@ -311,8 +311,9 @@ def readme(res: dict[str, Any], text: dict[str, str], params: dict[str, Any], pr
              "level Holm tests its comparison at, so a difference is claimed exactly where it excludes 0, otherwise "
              "it is *not resolved*. Seed variance pooled over a family's settings (one-way model), across families "
              "a Welch standard error; a val-best uses only the seeds that did not choose it. Test-image noise: the "
-             f"variance of each mean over {tables.N_BOOT} bootstrap resamples of the test images (resampling seed "
-             f"{tables.BOOT_SEED}, recomputed from the records at every build) is added to its standard error. Every "
+             f"variance of each difference over {tables.N_BOOT} bootstrap resamples of the test images, both means "
+             f"on the same resample (paired; resampling seed {tables.BOOT_SEED}, recomputed from the records at every "
+             "build), is added to its standard error. Every "
              "interval lies within the metric's range ([0, 100] for a mean, [−100, 100] for a difference). Each "
              f"comparison states the difference it detects with {100 * spec['power']:g}% power.",
              f"- **Collapse.** A run whose final val mAP50 is below {spec['collapse_below']:g}% has collapsed: counted "

@@ -39,10 +39,12 @@ The statistical choices (each a parameter where there was one to make):
   bound on what Holm detects.
 * **Test-image noise.** Optionally ``boot_var[(family, setting)]``: the bootstrap-over-test-images variance of that
   cell's mean (the variance over resamples of the mean over the cell's seeds *as used here*: non-collapsed, chosen
-  cell without its selection seeds), added to the standard error. For a difference both cells' terms are added,
-  which is conservative when the cells share the test images (their image noise is positively correlated). The df
-  stay those of the seed variance (the bootstrap variance is treated as known; ignoring it in the df is
-  conservative).
+  cell without its selection seeds), added to the standard error. For a difference, ``boot_diff_var[(family A,
+  setting A, family B, setting B)]`` where given: the variance over resamples of the difference of the two cell
+  means, each resample shared by both cells (paired: the cells are scored on the same test images, whose noise is
+  positively correlated between them and largely cancels); otherwise both cells' terms are added (as for independent
+  test sets, conservative on a shared one). The df stay those of the seed variance (the bootstrap variance is treated
+  as known; ignoring it in the df is conservative).
 """
 
 from __future__ import annotations
@@ -221,7 +223,8 @@ def primary_comparisons(df: pd.DataFrame, spec: Sequence[Mapping[str, Any]], sel
                         alpha: float = 1 - CONFIDENCE, power: float = 0.8,
                         collapse_below: float = COLLAPSE_BELOW, metric: str = "test",
                         boot_var: Mapping[tuple[str, Setting], float] | None = None,
-                        selection_runs_in_variance: bool = True) -> pd.DataFrame:
+                        selection_runs_in_variance: bool = True,
+                        boot_diff_var: Mapping[tuple[str, Setting, str, Setting], float] | None = None) -> pd.DataFrame:
     """The primary comparisons ``A - B`` on ``metric``, one row each, in ``spec`` order.
 
     ``spec``: ``[{"within": "focal"}, ..., {"across": "val_best"}]``. ``within``: each other grid setting of the
@@ -252,7 +255,9 @@ def primary_comparisons(df: pd.DataFrame, spec: Sequence[Mapping[str, Any]], sel
         fit_a, fit_b = fits[fa], fits[fb]
         n_a, n_b = fit_a.n[a], fit_b.n[b]
         mean_a, mean_b = fit_a.means[a], fit_b.means[b]
-        extra = boot_var.get((fa, a), 0.0) + boot_var.get((fb, b), 0.0)
+        extra = (boot_diff_var or {}).get((fa, a, fb, b))
+        if extra is None:
+            extra = boot_var.get((fa, a), 0.0) + boot_var.get((fb, b), 0.0)
         if kind == "within":
             seed_var = fit_a.sigma2 * (1 / n_a + 1 / n_b) if n_a and n_b else math.nan
             dof = float(fit_a.df) if fit_a.df > 0 else math.nan

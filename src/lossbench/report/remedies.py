@@ -221,8 +221,8 @@ def readme(res: dict[str, Any], text: dict[str, str], p7: dict[str, Any], profil
              f"{words}. A Holm family of its own ({m} tests, family-wise {100 * (1 - spec['alpha']):g}%), apart "
              "from the study's; the comparisons among the three papers' val-bests repeat the study's on the same "
              "runs. Intervals at each comparison's Holm level, seed variance pooled per family (Welch across "
-             "families) plus the test-image bootstrap, within [−100, 100]; *not resolved* where an interval crosses "
-             "0.",
+             "families) plus the paired test-image bootstrap of the difference, within [−100, 100]; *not resolved* "
+             "where an interval crosses 0.",
              f"- **Power.** {len(comp) - len(under)} of {len(comp)} comparisons detect {spec['detect_goal']:g} points "
              f"at {100 * spec['power']:g}% power; the other {len(under)} are underpowered for that goal, and where "
              "they are not resolved they are exploratory evidence only (their detectable difference is in the table).",

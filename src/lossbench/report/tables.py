@@ -5,7 +5,9 @@ the paper orderings read off the primary verdicts. Cells are made once; Markdown
 
 Test-image noise: the runs' test mAP50 on ``N_BOOT`` bootstrap resamples of the test images (seed ``BOOT_SEED``, one
 resample per replicate shared by every run, :func:`lossbench.report.collect.bootstrap`); a cell's ``boot_var`` is the
-variance over resamples of the mean over the runs the design uses for it (:func:`boot_var`).
+variance over resamples of the mean over the runs the design uses for it (:func:`boot_var`), a comparison's
+``boot_diff_var`` the variance over the same resamples of the difference of its two cells' means (paired,
+:func:`boot_diff_var`).
 """
 
 from __future__ import annotations
@@ -112,11 +114,12 @@ def design_runs(study: pd.DataFrame) -> pd.DataFrame:
                          "val": 100 * on["val_mAP50"], "test": 100 * on["test_mAP50"], "pos": on.index})
 
 
-def boot_var(runs: pd.DataFrame, boot: np.ndarray, collapse_below: float,
-             exclude: Mapping[str, tuple[str, Collection[int]]] | None = None) -> dict[tuple[str, str], float]:
-    """(family, setting) -> the test-image variance (points²) of the cell's mean over the runs the design uses for it:
-    not collapsed, and for the chosen cell of a family (``exclude``: family -> (setting, seeds)) not its selection
-    seeds. ``runs``: :func:`design_runs`; ``boot``: (n_boot, n_runs) test mAP50 fractions."""
+def boot_means(runs: pd.DataFrame, boot: np.ndarray, collapse_below: float,
+               exclude: Mapping[str, tuple[str, Collection[int]]] | None = None) -> dict[tuple[str, str], np.ndarray]:
+    """(family, setting) -> the cell's mean test mAP50 (points) on each bootstrap resample of the test images, over the
+    runs the design uses for it: not collapsed, and for the chosen cell of a family (``exclude``: family -> (setting,
+    seeds)) not its selection seeds. ``runs``: :func:`design_runs`; ``boot``: (n_boot, n_runs) test mAP50 fractions,
+    one resample per row shared by every run."""
     out = {}
     for (fam, setting), g in runs.groupby(["family", "setting"], sort=False):
         held = (exclude or {}).get(fam)
@@ -125,8 +128,19 @@ def boot_var(runs: pd.DataFrame, boot: np.ndarray, collapse_below: float,
             keep &= ~g["seed"].isin(held[1])
         used = g[keep]
         if len(used):
-            out[(fam, setting)] = float((100 * boot[:, used["pos"].to_numpy()]).mean(axis=1).var(ddof=1))
+            out[(fam, setting)] = (100 * boot[:, used["pos"].to_numpy()]).mean(axis=1)
     return out
+
+
+def boot_var(means: Mapping[tuple[str, str], np.ndarray]) -> dict[tuple[str, str], float]:
+    """(family, setting) -> the test-image variance (points²) of the cell's mean (:func:`boot_means`)."""
+    return {k: float(m.var(ddof=1)) for k, m in means.items()}
+
+
+def boot_diff_var(means: Mapping[tuple[str, str], np.ndarray]) -> dict[tuple[str, str, str, str], float]:
+    """(family A, setting A, family B, setting B) -> the test-image variance (points²) of the difference of the two
+    cells' means, paired over the shared resamples: every ordered pair of cells (:func:`boot_means`)."""
+    return {(*a, *b): float((ma - mb).var(ddof=1)) for a, ma in means.items() for b, mb in means.items() if a != b}
 
 
 def comparison_spec(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -146,22 +160,23 @@ def _name(family: str, setting: str, sel: Mapping[str, Any]) -> str:
 
 
 def _inputs(study: pd.DataFrame, boot: np.ndarray, params: Mapping[str, Any], sel: Mapping[str, Any]) -> tuple:
-    """``(spec, runs, val_best, selection seeds, boot_var)`` of the design for the T runs ``study``."""
+    """``(spec, runs, val_best, selection seeds, boot_var, boot_diff_var)`` of the design for the T runs ``study``."""
     spec, runs = comparison_spec(params), design_runs(study)
     val_best, grid_seeds = chosen(sel, "best"), list(sel["seeds"])
-    bv = boot_var(runs, boot, spec["collapse_below"], {f: (s, grid_seeds) for f, s in val_best.items()})
-    return spec, runs.drop(columns="pos"), val_best, grid_seeds, bv
+    means = boot_means(runs, boot, spec["collapse_below"], {f: (s, grid_seeds) for f, s in val_best.items()})
+    return spec, runs.drop(columns="pos"), val_best, grid_seeds, boot_var(means), boot_diff_var(means)
 
 
 def primary(study: pd.DataFrame, boot: np.ndarray, params: Mapping[str, Any], sel: Mapping[str, Any]) -> pd.DataFrame:
     """:func:`lossbench.report.design.primary_comparisons` of ``params['comparisons']`` on test mAP50 (%), the val-best
-    cells on their non-selection seeds, ``boot_var`` from the test-image bootstrap; plus ``name_a``, ``name_b``."""
-    spec, runs, val_best, grid_seeds, bv = _inputs(study, boot, params, sel)
+    cells on their non-selection seeds, the paired test-image bootstrap variance of each difference; plus ``name_a``,
+    ``name_b``."""
+    spec, runs, val_best, grid_seeds, bv, bdv = _inputs(study, boot, params, sel)
     try:
         comp = design.primary_comparisons(
             runs, spec=spec["primary"], selection_seeds=grid_seeds, val_best=val_best, default=chosen(sel, "default"),
             alpha=spec["alpha"], power=spec["power"], collapse_below=spec["collapse_below"], metric="test",
-            boot_var=bv)
+            boot_var=bv, boot_diff_var=bdv)
     except ValueError as e:
         raise ReportError(f"params: comparisons.primary: {e}") from None
     comp.insert(3, "name_a", [_name(f, s, sel) for f, s in zip(comp["family_a"], comp["a"])])
@@ -178,7 +193,7 @@ def summary(study: pd.DataFrame, boot: np.ndarray, params: Mapping[str, Any], se
     """Per setting (prior on, grid order): :func:`lossbench.report.design.setting_summary` of test mAP50 (%), the
     val-best on its non-selection seeds; the val mean over the grid seeds (t-interval in [0, 100]); over every run of
     the setting the cls/box loss ratio at the end of training and the clipped-step share (%); the grid-edge note."""
-    spec, runs, val_best, grid_seeds, bv = _inputs(study, boot, params, sel)
+    spec, runs, val_best, grid_seeds, bv, _ = _inputs(study, boot, params, sel)
     out = design.setting_summary(runs, collapse_below=spec["collapse_below"], metric="test",
                                  selection_seeds=grid_seeds, val_best=val_best, boot_var=bv)
     out = out.rename(columns={"mean_all": "test_all_mean", "lo_all": "test_all_lo", "hi_all": "test_all_hi",
@@ -262,10 +277,12 @@ def prior_off(study: pd.DataFrame, boot: np.ndarray, params: Mapping[str, Any], 
         g = study[(study["family"] == fam) & (study["label"] == defaults[fam]) & study["seed"].isin(grid_seeds)]
         runs = design_runs(g.assign(prior=True, label=g["prior"].map({True: "prior init on",
                                                                       False: "prior init off"})))
-        bv = boot_var(runs, boot, spec["collapse_below"])
+        means = boot_means(runs, boot, spec["collapse_below"])
+        bv = boot_var(means)
         c = design.primary_comparisons(runs.drop(columns="pos"), [{"within": fam}], (), {}, {fam: "prior init off"},
                                        alpha=1 - CONFIDENCE, power=spec["power"],
-                                       collapse_below=spec["collapse_below"], boot_var=bv).iloc[0]
+                                       collapse_below=spec["collapse_below"], boot_var=bv,
+                                       boot_diff_var=boot_diff_var(means)).iloc[0]
         s = design.setting_summary(runs.drop(columns="pos"), spec["collapse_below"], boot_var=bv).set_index("setting")
         on, off = s.loc["prior init on"], s.loc["prior init off"]
         rows.append({"family": fam, "setting": defaults[fam], "seeds": on["seeds"],
@@ -359,8 +376,9 @@ def comparison_tables(comp: pd.DataFrame, alpha: float, power: float, collapse_b
     caption = ("Primary comparisons, fixed in params.yaml before the runs: test mAP50, A − B in points. One Holm "
                f"family (family-wise {100 * (1 - alpha):g}%); each interval is taken at the level Holm tests its "
                "comparison at, so it excludes 0 exactly where Holm rejects, and lies within [−100, 100]. Seed "
-               "variance pooled per family (across families: Welch), plus the test-image bootstrap variance of both "
-               "means. A val-best uses only the seeds that did not choose it. detectable: the smallest true difference "
+               "variance pooled per family (across families: Welch), plus the test-image bootstrap variance of the "
+               "difference (both means on the same resampled images: paired). A val-best uses only the seeds that did "
+               "not choose it. detectable: the smallest true difference "
                f"found with {100 * power:g}% power at the Bonferroni level. collapsed: final val mAP50 below "
                f"{collapse_below:g}% (left out of the means), compared by Fisher's exact test, Holm over the "
                "comparisons with a collapse.")
@@ -396,8 +414,8 @@ def prior_off_tables(po: pd.DataFrame, collapse_below: float) -> dict[str, str]:
     caption = ("Exploratory, outside the Holm family: each family's paper default with the prior-probability bias init "
                f"(on) and without it (off), test mAP50 (%) over the grid seeds, collapse below {collapse_below:g}% "
                "final val mAP50. on − off over the non-collapsed runs, seed variance pooled over the two cells plus "
-               "the test-image bootstrap, 95% without multiplicity correction; where the paper default is also the "
-               "val-best these seeds chose it.")
+               "the paired test-image bootstrap, 95% without multiplicity correction; where the paper default is "
+               "also the val-best these seeds chose it.")
     return texts(t, 2, caption, po)
 
 
