@@ -10,6 +10,13 @@ import pytest
 
 from lossbench.workspace import SMOKE_PARAMS, copy_repo, dvc, set_params
 
+# the remedies' grids cut to one setting each, as SMOKE_PARAMS cuts the study's
+SMOKE_REMEDIES = {
+    "ghm": {"settings": [{"bins": 10, "momentum": 0.75}], "default": {"bins": 10, "momentum": 0.75}},
+    "qfl": {"beta": [2.0], "default": 2.0},
+    "vfl": {"settings": [{"vfl_gamma": 2.0, "vfl_alpha": 0.75}], "default": {"vfl_gamma": 2.0, "vfl_alpha": 0.75}},
+    "ce_prior": {"scaling": ["on"], "default": "on"}}
+
 pytestmark = pytest.mark.slow
 
 
@@ -91,6 +98,23 @@ def test_smoke_pipeline(tmp_path):
     means = shown[""]["data"]["runs/smoke/val_means.json"]["data"]
     assert means["families"]["sse"] == {"lambda0.25": pytest.approx(
         json.loads((repo / "runs/smoke/sse/lambda0.25/seed0/metrics.json").read_text())["metrics"]["val"]["mAP50"])}
+
+    # `make remedies`: the four later remedies' grids, their selection, extra seeds and report; the study's stages
+    # are current and stay so
+    set_params(repo, **SMOKE_REMEDIES)
+    ran = _ran(_dvc(repo, "repro", "report_remedies"))
+    remedies = ("ghm", "qfl", "vfl", "ce_prior")
+    assert sorted(ran) == sorted([
+        "remedy_ghm@setting0-0", "remedy_qfl@2.0-0", "remedy_vfl@setting0-0", "remedy_ce_prior@on-0",
+        "select_remedies", *(f"remedies_extra@{f}-1" for f in remedies), "report_remedies"]), ran
+    assert _ran(_dvc(repo, "repro", "report")) == []
+    text = (repo / "reports/smoke_remedies/README.md").read_text()
+    rows = (repo / "reports/smoke_remedies/tables/cross_family.csv").read_text().splitlines()[1:]
+    # every family's val-best and paper default, one row where they coincide (smoke's short runs tie)
+    assert list(dict.fromkeys(r.split(",")[0] for r in rows)) == ["focal", "ohem", "sse", *remedies]
+    assert "Chen et al. 2019 (sampling-free), across families" in text
+    rec = json.loads((repo / "runs/smoke/extra/best/ce_prior/seed1/metrics.json").read_text())
+    assert rec["family"] == "ce_prior" and rec["setting"] == {"scaling": "on"}
 
 
 def test_killed_stage_resumes_under_dvc_repro_with_whole_curves(tmp_path):
