@@ -256,7 +256,8 @@ def detectability(comp: pd.DataFrame, goal: float) -> list[str]:
     return lines
 
 
-def ordering_line(r: Any, sel: dict[str, Any], where: str) -> str:
+def ordering_line(r: Any, sel: dict[str, Any], where: str, cal: pd.DataFrame | None = None) -> str:
+    """One paper's claim read off the primary verdicts, with its regime and, from ``cal``, the calibration's caveat."""
     default = tables.chosen(sel, "default")[r.family]
     head = f"- {r.claim} ({r.family} {default}): **{r.status}**; "
     if r.status == "not tested":
@@ -271,7 +272,8 @@ def ordering_line(r: Any, sel: dict[str, Any], where: str) -> str:
                      + ", ".join(f"{r.family} {s}" for s in r.other_above) + ")")
     if r.unresolved:
         parts.append(f"{r.unresolved} not resolved")
-    return head + f"{', '.join(parts)}. Regime: {where}."
+    caveat = tables.calibration_caveat(cal, r.family) if cal is not None else ""
+    return head + f"{', '.join(parts)}. Regime: {where}.{caveat}"
 
 
 def _clip_policy(summ: pd.DataFrame) -> str:
@@ -334,7 +336,7 @@ def readme(res: dict[str, Any], text: dict[str, str], params: dict[str, Any], pr
               "Read mechanically off the primary verdicts of each family's comparisons against its paper default: "
               "*confirmed* when every one has the default above, *contradicted* when another setting is above it, "
               "otherwise *not resolved*.", ""]
-    parts += [ordering_line(r, sel, where) for r in res["orderings"].itertuples()]
+    parts += [ordering_line(r, sel, where, res["calibration"]) for r in res["orderings"].itertuples()]
     parts += ["", "## Best setting of each family", ""]
     for fam in families_of(summ):
         rows = summ[summ["family"] == fam]

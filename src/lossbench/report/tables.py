@@ -265,6 +265,23 @@ def calibration_verdict(cal: pd.DataFrame) -> str:
             f"over T, {worst:+.1f} for {who}, against the criterion of less than {CONVERGED_BELOW:.1f}){order}.")
 
 
+def calibration_caveat(cal: pd.DataFrame, family: str) -> str:
+    """The calibration's word on ``family``'s ordering: the settings whose 2T gain misses the criterion and an order of
+    val-best and paper default that changes at 2T, or ``""`` when its calibration rows meet both (or it has none)."""
+    rows = cal[cal["family"] == family] if len(cal) else cal
+    slow = rows[~rows["gain_below"].astype(bool)] if len(rows) else rows
+    changed = bool(len(rows)) and bool(rows["order_changes"].any())
+    if not len(slow) and not changed:
+        return ""
+    parts = [f"{r.setting} ({r.role}) gains {r.gain:+.1f} val points from T to 2T ({r.val_T:.1f} → {r.val_2T:.1f})"
+             for r in rows.itertuples()]
+    text = f" Not converged at T in this family: {'; '.join(parts)}"
+    if changed:
+        text += f"; the order of val-best and paper default changes at 2T ({rows.iloc[0]['order_T']} → " \
+                f"{rows.iloc[0]['order_2T']})"
+    return text + ". The verdict is a statement about the study's schedule T, not about longer training."
+
+
 # --- exploratory: prior init, loss shares ----------------------------------------------------------------------------
 
 def prior_off(study: pd.DataFrame, boot: np.ndarray, params: Mapping[str, Any], sel: Mapping[str, Any]) -> pd.DataFrame:
