@@ -268,10 +268,9 @@ def calibration_verdict(cal: pd.DataFrame) -> str:
 def calibration_caveat(cal: pd.DataFrame, family: str) -> str:
     """The calibration's word on ``family``'s ordering: the settings whose 2T gain misses the criterion and an order of
     val-best and paper default that changes at 2T, or ``""`` when its calibration rows meet both (or it has none)."""
-    rows = cal[cal["family"] == family] if len(cal) else cal
-    slow = rows[~rows["gain_below"].astype(bool)] if len(rows) else rows
-    changed = bool(len(rows)) and bool(rows["order_changes"].any())
-    if not len(slow) and not changed:
+    rows = cal[cal["family"] == family] if "family" in cal else cal
+    changed = not rows.empty and bool(rows["order_changes"].any())
+    if rows.empty or (rows["gain_below"].all() and not changed):
         return ""
     parts = [f"{r.setting} ({r.role}) gains {r.gain:+.1f} val points from T to 2T ({r.val_T:.1f} → {r.val_2T:.1f})"
              for r in rows.itertuples()]
