@@ -3,7 +3,8 @@
 The fabricated sweep (:func:`make_points`) follows the design: the same scene (4 labelled objects per image, batch 4)
 on canvases of 96, 192 and 320 px, 800 iterations, the positive share measured per point. Each point has a test set
 of its own size; a run detects ``tp`` of its images (test mAP50 exactly ``tp / n_images``), seeds 0, 1, 2 detect
-``tp - 10``, ``tp``, ``tp + 10``. True positives fall by 20 images per point; sse collapses at 320 px in seeds 0 and 2.
+``tp - 10``, ``tp``, ``tp + 10``. True positives fall by 20 images per point; sse collapses at 320 px in seeds 0 and 2
+(final val mAP50 0, below params' ``comparisons.collapse_below``; every other run ends at val 50%).
 """
 
 import copy
@@ -57,7 +58,9 @@ def make_points(fab, base):
             for role, s in (("default", fab.DEFAULT[fam]), ("best", fab.BEST[fam])):
                 for seed in (0, 1, 2):
                     # OHEM's clipped share grows point by point (1%, 2%, 3%, +0.3% per seed)
-                    fab.write_run(runs / profile / role / fam / f"seed{seed}", fam, s, seed, role, 0.5,
+                    collapsed = (profile, fam) == COLLAPSED[:2] and seed in COLLAPSED[2]
+                    fab.write_run(runs / profile / role / fam / f"seed{seed}", fam, s, seed, role,
+                                  0.0 if collapsed else 0.5,
                                   tp_at(fab, i, profile, fam, role, seed), batch=BATCH, n_images=n_images,
                                   iters=ITERS, clipped=(0.01 * (i + 1) + 0.003 * seed) if fam == "ohem" else 0.0)
     return runs, data
@@ -110,7 +113,8 @@ def test_sweep_report(sweep, fab, tmp_path):
     readme = (out / "README.md").read_text()
     assert "sweep_mAP50_vs_positive_share.png" in readme and "1000 bootstrap replicates" in readme
     for r in comp.itertuples():
-        assert f"{r.A} vs {r.B} ({r.group}, 3 seeds)" in readme and f"**{r.verdict}**" in readme
+        seeds = "1 seed" if r.B.startswith("sse") and r.group == "320 px" else "3 seeds"  # sse collapsed in 2
+        assert f"{r.A} vs {r.B} ({r.group}, {seeds})" in readme and f"**{r.verdict}**" in readme
     # the span comes from the measured shares: 0.018866 / 0.00175 = 10.78
     assert "from 1.89% (96 px) to 0.175% (320 px): a 10.8x span." in readme
     for ext in ("png", "pdf"):
@@ -135,6 +139,52 @@ def test_sweep_report(sweep, fab, tmp_path):
     assert "(1,746, 6,921, 19,206 per image)" in readme
     assert "The gradient-norm clip (max_norm 20) acts on a share of steps measured per run" in readme
     assert "keep 91.7, 98.2, 99.5% of their pixels visible" in readme
+
+
+def test_collapse_is_counted_not_averaged(sweep, fab, tmp_path):
+    """sse collapses at 320 px in seeds 0 and 2 (val 0): the cell counts 2 of 3 beside the all-run mean; the figure,
+    the comparisons and the interaction model use seed 1 only there; the comparisons give Fisher's test of the
+    collapse counts, Holm over the two comparisons where a run collapsed."""
+    runs, data, sel = sweep
+    out = tmp_path / "sweep"
+    res = build_sweep_report(runs, data, point_params(fab), sel, out)
+    summ = res["summary"].set_index(["point", "family", "role"]).sort_index()
+    sse = summ.loc[("320 px", "sse", "both")]
+    # seeds 0, 1, 2 detect 0, 60, 0 of 180 test images (100 - 40 = 60 for seed 1)
+    assert (sse["n"], sse["n_collapsed"]) == (3, 2)
+    assert sse["mean"] == pytest.approx(100 * 60 / 180 / 3)
+    assert sse["mean_ok"] == pytest.approx(100 * 60 / 180) and math.isnan(sse["lo_ok"])
+    assert (summ["n_collapsed"].sum(), summ.loc[("192 px", "sse", "both"), "n_collapsed"]) == (2, 0)
+    focal = summ.loc[("320 px", "focal", "default")]
+    assert (focal["mean_ok"], focal["lo_ok"], focal["hi_ok"]) == (focal["mean"], focal["lo"], focal["hi"])
+    rows = md_rows((out / "tables" / "sweep.md").read_text())
+    assert rows[3][8].startswith("11.1 [0.0, ") and rows[3][8].endswith("]; 2 of 3 collapsed, the others 33.3")
+    assert rows[2][8].startswith("40.0 [") and "collapsed" not in rows[2][8]
+    comp = res["comparisons"].set_index(["group", "A", "B"]).sort_index()
+    c = comp.loc[("320 px", "focal γ 2, α 0.25", "sse λ 0.5")]
+    # over seed 1 only: focal 150 - 40 = 110 against sse 60 of 180
+    assert (c["n"], c["seeds"], c["verdict"]) == (1, "1", "not resolved (one seed)")
+    assert c["diff"] == pytest.approx(100 * 50 / 180)
+    # Fisher, 0 of 3 against 2 of 3: tables with these margins have probabilities 3, 9, 3 / 15, so p = 6 / 15
+    assert (c["collapsed_a"], c["n_a_all"], c["collapsed_b"], c["n_b_all"]) == (0, 3, 2, 3)
+    assert c["p_collapse"] == pytest.approx(0.4) and c["p_collapse_holm"] == pytest.approx(0.8)
+    other = comp.loc[("320 px", "focal γ 2, α 0.25", "ohem 3:1")]
+    assert (other["n"], other["p_collapse"], other["p_collapse_holm"]) == (3, 1.0, 1.0)
+    tests = res["interaction"].set_index("set")
+    assert tests["runs"].tolist() == [25, 25] and tests["collapsed"].tolist() == [2, 2]
+    readme = (out / "README.md").read_text()
+    assert "2 of 45 runs collapsed: sse λ 0.5 at 320 px: 2 of 3." in readme
+    assert ("focal γ 2, α 0.25 vs sse λ 0.5 (320 px, 1 seed): A − B = +27.8 points, no interval: **not resolved "
+            "(one seed)**; collapsed 0 of 3 against 2 of 3, Fisher p 0.400, Holm p 0.800") in readme
+    assert "- paper defaults (25 runs, 2 collapsed left out, 3 families): F(2, 19) = " in readme
+    ctab = md_rows((out / "tables" / "sweep_comparisons.md").read_text())
+    assert ctab[0][-2:] == ["collapsed A; B", "collapse Fisher p (Holm)"]
+    assert ctab[8][-2:] == ["0 of 3; 2 of 3", "0.400 (0.800)"]
+    # nothing collapsed: said so
+    shutil.rmtree(runs / "sweep_c320")
+    shutil.rmtree(data / "sweep_c320")
+    build_sweep_report(runs, data, point_params(fab, ["sweep_c96", "sweep_c192"]), sel, tmp_path / "two")
+    assert "No sweep run collapsed (30 runs)." in (tmp_path / "two" / "README.md").read_text()
 
 
 def test_each_point_is_its_own_test_set(sweep, fab, tmp_path):
@@ -163,8 +213,12 @@ def test_every_interval_in_the_sweep_csvs_is_within_the_metrics_range(sweep, fab
             & (summ["mean"] <= summ["hi"])).all()
     sse = summ[(summ.profile == "sweep_c320") & (summ.family == "sse")].iloc[0]
     assert sse["mean"] == pytest.approx(100 * 60 / 540, abs=1e-6) and sse["lo"] == 0.0
-    comp = pd.read_csv(out / "tables" / "sweep_comparisons.csv")
-    assert ((comp["lo"] >= -100) & (comp["hi"] <= 100)).all()
+    ok = summ.dropna(subset=["lo_ok"])
+    assert len(ok) == len(summ) - 1  # sse at 320 px: one run did not collapse, no interval
+    assert ((ok["lo_ok"] >= 0) & (ok["hi_ok"] <= 100) & (ok["lo_ok"] <= ok["mean_ok"])
+            & (ok["mean_ok"] <= ok["hi_ok"])).all()
+    comp = pd.read_csv(out / "tables" / "sweep_comparisons.csv").dropna(subset=["lo"])
+    assert len(comp) == 7 and ((comp["lo"] >= -100) & (comp["hi"] <= 100)).all()
     assert "[0.0, " in md_rows((out / "tables" / "sweep.md").read_text())[3][-1]
 
 
@@ -354,11 +408,13 @@ def test_the_report_tests_the_interaction_on_the_runs(sweep, fab, tmp_path):
             for f in ("focal", "ohem", "sse"):
                 role = "default" if f == "sse" else roles[0]
                 for seed in (0, 1, 2):
+                    if (profile, f) == COLLAPSED[:2] and seed in COLLAPSED[2]:
+                        continue  # collapsed: counted apart, not in the model
                     y.append(100 * tp_at(fab, i, profile, f, role, seed) / point[5])
                     fam.append(f)
                     x.append(-math.log10(point[1]))
         ref = interaction_test(y, fam, x)
-        assert (tests.loc[name, "runs"], tests.loc[name, "df1"], tests.loc[name, "df2"]) == (27, 2, 21)
+        assert (tests.loc[name, "runs"], tests.loc[name, "df1"], tests.loc[name, "df2"]) == (25, 2, 19)
         assert tests.loc[name, "F"] == pytest.approx(ref["F"]) and tests.loc[name, "p"] == pytest.approx(ref["p"])
         got = slopes[slopes["set"] == name].set_index("family")["slope"]
         assert got.to_dict() == pytest.approx({f: ref["slopes"][f]["slope"] for f in ("focal", "ohem", "sse")})
@@ -367,7 +423,7 @@ def test_the_report_tests_the_interaction_on_the_runs(sweep, fab, tmp_path):
         np.sort(p) * [2, 1]))[np.argsort(np.argsort(p))])
     readme = (out / "README.md").read_text()
     for r in tests.reset_index().itertuples():
-        assert (f"- {r.set} (27 runs, 3 families): F(2, 21) = {r.F:.2f}, p = {r.p:.3f}, Holm p {r.p_holm:.3f}: "
+        assert (f"- {r.set} (25 runs, 2 collapsed left out, 3 families): F(2, 19) = {r.F:.2f}, p = {r.p:.3f}, Holm p {r.p_holm:.3f}: "
                 f"**{r.verdict}**") in readme
     sse = slopes[(slopes["set"] == "val-bests") & (slopes["family"] == "sse")].iloc[0]
     assert sse["role"] == "both" and f"sse λ 0.5 {sse['slope']:+.1f} [" in readme

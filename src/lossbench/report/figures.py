@@ -145,7 +145,8 @@ def sweep(table: pd.DataFrame, out: Path) -> list[Path]:
     solid = paper default, dashed = val-best, error bars = combined 95% intervals.
 
     ``table``: one row per (profile, family, role) with ``point`` (how the profile's data differs), ``positive_share``,
-    ``mean``, ``lo``, ``hi``; role ``both``: the val-best is the paper default (drawn solid).
+    ``mean``, ``lo``, ``hi`` (over the runs that did not collapse), ``n`` and ``n_collapsed`` (written beside a point
+    where a run collapsed); role ``both``: the val-best is the paper default (drawn solid).
     """
     fig, ax = plt.subplots(figsize=(7, 4.5))
     offsets = {"default": 0.985, "both": 0.985, "best": 1.015}  # side by side on the log axis
@@ -158,13 +159,18 @@ def sweep(table: pd.DataFrame, out: Path) -> list[Path]:
         ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], color=PALETTE[fam], capsize=3, marker="o",
                     ls="-" if role in ("default", "both") else "--", mfc="white" if role == "best" else PALETTE[fam],
                     label=f"{fam} {g['label'].iloc[0]} ({name})")
+        for xi, m, k, n in zip(x, mean, g["n_collapsed"], g["n"]):
+            if k:
+                ax.annotate(f"{k} of {n}\ncollapsed", (xi, m), xytext=(6, -4), textcoords="offset points",
+                            color=PALETTE[fam], fontsize=7, va="top")
     ax.set_xscale("log")
     ticks = table.drop_duplicates("profile")
     ax.minorticks_off()
     ax.set_xticks(100 * ticks["positive_share"],
                   [f"{100 * s:.3g}%\n({p})" for s, p in zip(ticks["positive_share"], ticks["point"], strict=True)])
     ax.set(xlabel="positive anchors (% of all anchors, measured; log scale)", ylabel="test mAP@0.5 (%)")
-    ax.set_title("Foreground share sweep: mean over seeds, 95% interval (seeds + test images)", fontsize=10)
+    ax.set_title("Foreground share sweep: mean over the seeds that did not collapse,\n"
+                 "95% interval (seeds + test images)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, out, "sweep_mAP50_vs_positive_share")

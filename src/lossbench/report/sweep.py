@@ -10,10 +10,16 @@ and ``DATA/<profile>/raw/stats.json`` (canvas, objects per image, anchors per im
 profile is its own test set: its own bootstrap, its own row in the tables. Test mAP50 is in % (points) throughout, every
 interval of a mean bounded to [0, 100] and of a difference to [-100, 100] (:func:`lossbench.report.stats.bounded`).
 
-Two analyses: at each point the paper defaults are compared across families, paired by seed (:func:`compare`), one Holm
-family over every point; and the family x share interaction (:func:`interaction_test`): an OLS of per-run test mAP50 on
-family x log10(1 / positive share) against the additive model, separately for the paper defaults and the val-bests
-(the two F-tests Holm-corrected together), with each family's slope in points per 10x rarer.
+Collapse (final val mAP50 below params.yaml's ``comparisons.collapse_below``, as in the study's report) is its own
+endpoint: counted per cell, and kept out of every mAP50 model, so that a run that learned nothing does not pass for seed
+noise. Each cell gives the all-run mean beside the mean over its runs that did not collapse.
+
+Two analyses, both on the runs that did not collapse: at each point the paper defaults are compared across families,
+paired by seed over the seeds where neither collapsed (:func:`compare`), one Holm family over every point, each pair
+with Fisher's exact test of its collapse counts beside it; and the family x share interaction
+(:func:`interaction_test`): an OLS of per-run test mAP50 on family x log10(1 / positive share) against the additive
+model, separately for the paper defaults and the val-bests (the two F-tests Holm-corrected together), with each
+family's slope in points per 10x rarer.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from lossbench.report import figures, stats, tables
 from lossbench.report.build import provenance
 from lossbench.report.collect import ROLES, ReportError, bootstrap, keep_once, paper_defaults, read_run
 from lossbench.report.design import METRIC_RANGE
+from lossbench.report.stats import fisher_collapse
 from lossbench.utils import atomic_path, read_json
 
 ROLE_LABEL = {"default": "paper default", "best": "val-best", "both": "paper default = val-best"}
@@ -70,19 +77,21 @@ COMPARISON_COLUMNS = ["group", "A", "B", "n", "seeds", "diff", "lo", "hi", "leve
 
 
 def compare(pairs: Sequence[tuple[str, str, dict[int, int], str, dict[int, int]]],
-            values: np.ndarray, boot: np.ndarray, limit: float = METRIC_RANGE[1]) -> pd.DataFrame:
+            values: np.ndarray, boot: np.ndarray, limit: float = METRIC_RANGE[1],
+            require_common: bool = True) -> pd.DataFrame:
     """Paired test-mAP50 differences A − B over common seeds, Holm-corrected together.
 
     ``pairs``: ``(group, name_a, arm_a, name_b, arm_b)`` with arms seed -> run position; ``values`` (n_runs,) the runs'
     test mAP50, ``boot`` (n_boot, n_runs) their bootstrap. Per pair: per-seed differences and ``boot_a − boot_b`` (same
     replicates) go into the combined interval; its p-values are Holm-corrected (family-wise 1 − CONFIDENCE) and each
     interval is recomputed at the level Holm tests that pair at (``level``), so it excludes 0 exactly when Holm rejects.
-    Intervals are bounded to ``[-limit, limit]`` (the range of a difference of two values in ``[0, limit]``).
+    Intervals are bounded to ``[-limit, limit]`` (the range of a difference of two values in ``[0, limit]``). A pair
+    without a common seed is an error, or with ``require_common=False`` a row without a difference (``n`` 0).
     """
     prepared = []
     for group, na, a, nb, b in pairs:
         common = sorted(set(a) & set(b))
-        if not common:
+        if not common and require_common:
             raise ReportError(f"{na} vs {nb}: no common seed")
         pa, pb = [a[s] for s in common], [b[s] for s in common]
         prepared.append((group, na, nb, common, values[pa] - values[pb], boot[:, pa] - boot[:, pb]))
@@ -93,8 +102,9 @@ def compare(pairs: Sequence[tuple[str, str, dict[int, int], str, dict[int, int]]
     for (group, na, nb, common, d, bd), p, p_adj, level in zip(prepared, pvalues, adjusted, levels):
         row = {"group": group, "A": na, "B": nb, "n": len(common), "seeds": ",".join(map(str, common))}
         if len(common) < 2:
-            rows.append({**row, "diff": float(d.mean()), "lo": math.nan, "hi": math.nan, "level": math.nan,
-                         "p": math.nan, "p_holm": math.nan, "verdict": "not resolved (one seed)"})
+            rows.append({**row, "diff": float(d.mean()) if len(d) else math.nan, "lo": math.nan, "hi": math.nan,
+                         "level": math.nan, "p": math.nan, "p_holm": math.nan,
+                         "verdict": "not resolved (one seed)" if len(d) else "not resolved (no common seed)"})
             continue
         mean, lo, hi, _ = combined(d, bd, confidence=level, limit=(-limit, limit))
         rows.append({**row, "diff": mean, "lo": lo, "hi": hi, "level": level, "p": float(p), "p_holm": p_adj,
@@ -103,20 +113,35 @@ def compare(pairs: Sequence[tuple[str, str, dict[int, int], str, dict[int, int]]
 
 
 def comparison_sentence(r: pd.Series) -> str:
-    """One comparison row in words, its verdict verbatim from the table."""
-    return (f"{r['A']} vs {r['B']} ({r['group']}, {r['n']} seeds): A − B = {r['diff']:+.1f} "
-            f"points [{r['lo']:+.1f}, {r['hi']:+.1f}] at {100 * r['level']:.2f}%, "
-            f"Holm p {r['p_holm']:.3f}: **{r['verdict']}**")
+    """One comparison row in words, its verdict verbatim from the table; the collapse counts where a run collapsed."""
+    seeds = f"{r['n']} seed{'' if r['n'] == 1 else 's'}"
+    if math.isnan(r["lo"]):
+        diff = "no difference" if math.isnan(r["diff"]) else f"A − B = {r['diff']:+.1f} points, no interval"
+        text = f"{r['A']} vs {r['B']} ({r['group']}, {seeds}): {diff}: **{r['verdict']}**"
+    else:
+        text = (f"{r['A']} vs {r['B']} ({r['group']}, {seeds}): A − B = {r['diff']:+.1f} "
+                f"points [{r['lo']:+.1f}, {r['hi']:+.1f}] at {100 * r['level']:.2f}%, "
+                f"Holm p {r['p_holm']:.3f}: **{r['verdict']}**")
+    if r.get("collapsed_a", 0) + r.get("collapsed_b", 0) > 0:
+        text += (f"; collapsed {r['collapsed_a']} of {r['n_a_all']} against {r['collapsed_b']} of {r['n_b_all']}, "
+                 f"Fisher p {r['p_collapse']:.3f}, Holm p {r['p_collapse_holm']:.3f}")
+    return text
 
 
 def comparison_tables(comp: pd.DataFrame, caption: str) -> dict[str, str]:
-    """``{suffix: text}`` of :func:`compare`'s rows: A − B [interval at the Holm level]."""
+    """``{suffix: text}`` of :func:`compare`'s rows: A − B [interval at the Holm level]; with
+    :func:`sweep_comparisons`' collapse columns, the collapse counts and their Fisher test."""
     t = pd.DataFrame({
         "group": comp["group"], "A": comp["A"], "B": comp["B"], "seeds": comp["n"].astype(str),
-        "A − B (pts)": [f"{d:+.1f}" for d in comp["diff"]],
-        "interval at Holm level (pts)": [f"[{lo:+.1f}, {hi:+.1f}] ({tables.level_text(lv)})"
+        "A − B (pts)": [tables.num(d, "{:+.1f}") for d in comp["diff"]],
+        "interval at Holm level (pts)": ["n/a" if math.isnan(lo) else
+                                         f"[{lo:+.1f}, {hi:+.1f}] ({tables.level_text(lv)})"
                                          for lo, hi, lv in zip(comp["lo"], comp["hi"], comp["level"])],
-        "Holm p": [f"{p:.3f}" for p in comp["p_holm"]], "verdict": comp["verdict"]})
+        "Holm p": [tables.num(p, "{:.3f}") for p in comp["p_holm"]], "verdict": comp["verdict"]})
+    if "p_collapse" in comp:
+        t["collapsed A; B"] = [f"{r.collapsed_a} of {r.n_a_all}; {r.collapsed_b} of {r.n_b_all}"
+                               for r in comp.itertuples()]
+        t["collapse Fisher p (Holm)"] = [f"{r.p_collapse:.3f} ({r.p_collapse_holm:.3f})" for r in comp.itertuples()]
     return tables.texts(t, 3, caption, comp)
 
 
@@ -196,23 +221,26 @@ def rarity(share: float) -> float:
     return -math.log10(share)
 
 
-INTERACTION_COLUMNS = ["set", "runs", "families", "df1", "df2", "F", "p", "p_holm", "verdict"]
+INTERACTION_COLUMNS = ["set", "runs", "collapsed", "families", "df1", "df2", "F", "p", "p_holm", "verdict"]
 SLOPE_COLUMNS = ["set", "family", "role", "label", "runs", "slope", "lo", "hi", "se", "df"]
 
 
 def sweep_interaction(df: pd.DataFrame, values: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`interaction_test` of per-run test mAP50 (``values``, points, aligned with ``df``) on family x
-    log10(1 / positive share), for each of :data:`INTERACTION_SETS` (the paper defaults; the val-bests), the two
-    p-values Holm-corrected together. Returns ``(tests, slopes)``: one row per set, one per (set, family)."""
+    log10(1 / positive share) over the runs that did not collapse (``df["collapsed"]`` False), for each of
+    :data:`INTERACTION_SETS` (the paper defaults; the val-bests), the two p-values Holm-corrected together. Returns
+    ``(tests, slopes)``: one row per set (``collapsed``: the runs of the set left out), one per (set, family)."""
     tests, slopes = [], []
     for name, roles in INTERACTION_SETS.items():
-        g = df[df["role"].isin(roles)]
+        every = df[df["role"].isin(roles)]
+        g = every[~every["collapsed"]]
         if g.empty:
             continue
         res = interaction_test(values[g.index.to_numpy()], g["family"].tolist(),
                                [rarity(s) for s in g["positive_share"]])
-        tests.append({"set": name, "runs": res["n"], "families": len(res["families"]), "df1": res["df1"],
-                      "df2": res["df2"], "F": res["F"], "p": res["p"]})
+        tests.append({"set": name, "runs": res["n"], "collapsed": len(every) - len(g),
+                      "families": len(res["families"]), "df1": res["df1"], "df2": res["df2"], "F": res["F"],
+                      "p": res["p"]})
         for fam in res["families"]:
             first, fit = g[g["family"] == fam].iloc[0], res["slopes"][fam]
             slopes.append({"set": name, "family": fam, "role": first["role"], "label": first["label"],
@@ -229,15 +257,16 @@ def sweep_interaction(df: pd.DataFrame, values: np.ndarray) -> tuple[pd.DataFram
 def interaction_tables(tests: pd.DataFrame, slopes: pd.DataFrame) -> dict[str, dict[str, str]]:
     """``{"sweep_interaction": {suffix: text}, "sweep_slopes": {suffix: text}}``."""
     t = pd.DataFrame({"runs of": tests["set"], "runs": tests["runs"].astype(str),
+                      "collapsed (left out)": tests["collapsed"].astype(str),
                       "families": tests["families"].astype(str),
                       "interaction F (df)": ["n/a" if math.isnan(r.F) else f"{r.F:.2f} ({r.df1}, {r.df2})"
                                              for r in tests.itertuples()],
                       "p": [tables.num(p, "{:.3f}") for p in tests["p"]],
                       "Holm p": [tables.num(p, "{:.3f}") for p in tests["p_holm"]], "verdict": tests["verdict"]})
     caption = ("Family x share interaction: OLS of per-run test mAP50 (points) on family (categorical) x log10(1 / "
-               "measured positive share), F-test of the family-specific slopes against one common slope (the "
-               "additive model); the two tests Holm-corrected together (family-wise 95%). slopes differ: Holm p <= "
-               "0.05; not resolved otherwise.")
+               "measured positive share) over the runs that did not collapse, F-test of the family-specific slopes "
+               "against one common slope (the additive model); the two tests Holm-corrected together (family-wise "
+               "95%). slopes differ: Holm p <= 0.05; not resolved otherwise.")
     s = pd.DataFrame({"runs of": slopes["set"], "family": slopes["family"], "setting": slopes["label"],
                       "runs": slopes["runs"].astype(str),
                       "slope (pts per 10x rarer)": [tables.ci(r.slope, r.lo, r.hi, "{:+.1f}")
@@ -367,10 +396,15 @@ def _joined(values: pd.Series) -> str:
 
 def summarise_sweep(df: pd.DataFrame, values: np.ndarray, boot: np.ndarray) -> pd.DataFrame:
     """One row per (profile, family, role): mean test mAP50 (points) and its combined 95% interval, bounded to
-    [0, 100], with the point's training conditions. ``values`` (n_runs,), ``boot`` (n_boot, n_runs): points."""
+    [0, 100], over every run (``mean, lo, hi``) and over the runs that did not collapse (``mean_ok, lo_ok, hi_ok``;
+    no interval with fewer than two such runs), ``n`` runs of which ``n_collapsed`` collapsed (``df["collapsed"]``),
+    with the point's training conditions. ``values`` (n_runs,), ``boot`` (n_boot, n_runs): points."""
     rows = []
     for cond, g in df.groupby("condition", sort=False):
         mean, lo, hi, _ = combined(values[g.index.to_numpy()], boot[:, g.index.to_numpy()])
+        ok = g.index[~g["collapsed"]].to_numpy()
+        mean_ok, lo_ok, hi_ok = (combined(values[ok], boot[:, ok])[:3] if len(ok) >= 2 else
+                                 (float(values[ok].mean()) if len(ok) else math.nan, math.nan, math.nan))
         r = g.iloc[0]
         batch = g["batch_size"]
         per_step = (r["objects_per_image"] * batch.mean()
@@ -382,7 +416,8 @@ def summarise_sweep(df: pd.DataFrame, values: np.ndarray, boot: np.ndarray) -> p
                      "anchors_per_image": r["anchors_per_image"], "positives_per_image": r["positives_per_image"],
                      "visible": r["visible"], "objects_per_step": per_step, "objects_in_all": in_all,
                      "family": r["family"], "role": r["role"],
-                     "label": r["label"], "condition": cond, "n": len(g), "mean": mean, "lo": lo, "hi": hi,
+                     "label": r["label"], "condition": cond, "n": len(g), "n_collapsed": int(g["collapsed"].sum()),
+                     "mean": mean, "lo": lo, "hi": hi, "mean_ok": mean_ok, "lo_ok": lo_ok, "hi_ok": hi_ok,
                      "clip_mean": g["clip_fraction"].mean(), "clip_max": g["clip_fraction"].max(),
                      "clip_max_norm": g["clip_max_norm"].max()})
     out = pd.DataFrame(rows)
@@ -392,18 +427,34 @@ def summarise_sweep(df: pd.DataFrame, values: np.ndarray, boot: np.ndarray) -> p
 
 
 def sweep_comparisons(df: pd.DataFrame, values: np.ndarray, boot: np.ndarray, summary: pd.DataFrame) -> pd.DataFrame:
-    """At each point of the sweep, paper default against paper default across families (paired
-    by seed), every point's comparisons in one Holm family."""
-    pairs = []
+    """At each point of the sweep, paper default against paper default across families, paired by seed over the seeds
+    where neither run collapsed (``df["collapsed"]``), every point's comparisons in one Holm family; beside each,
+    ``collapsed_a, n_a_all, collapsed_b, n_b_all`` (collapsed and all runs of each arm), ``p_collapse`` (Fisher's exact
+    test of the two collapse rates) and ``p_collapse_holm`` (Holm over the comparisons where a run collapsed: one
+    without any collapse cannot reject and keeps p 1, out of the family's m)."""
+    pairs, counts = [], []
+    ok = df[~df["collapsed"]]
     for point, g in summary[summary.role.isin(["default", "both"])].groupby("point", sort=False):
         by = {r.family: r for r in g.itertuples()}
         fams = [f for f in FAMILY_ORDER if f in by]
         for i, fa in enumerate(fams):
             for fb in fams[i + 1:]:
                 a, b = by[fa], by[fb]
-                pairs.append((point, f"{fa} {a.label}", arm(df, a.condition),
-                              f"{fb} {b.label}", arm(df, b.condition)))
-    return compare(pairs, values, boot)
+                na, nb = f"{fa} {a.label}", f"{fb} {b.label}"
+                all_a, all_b = arm(df, a.condition), arm(df, b.condition)
+                if not set(all_a) & set(all_b):
+                    raise ReportError(f"{na} vs {nb}: no common seed")
+                ok_a, ok_b = arm(ok, a.condition), arm(ok, b.condition)
+                pairs.append((point, na, ok_a, nb, ok_b))
+                counts.append((len(all_a) - len(ok_a), len(all_a), len(all_b) - len(ok_b), len(all_b)))
+    out = compare(pairs, values, boot, require_common=False)
+    out["collapsed_a"], out["n_a_all"], out["collapsed_b"], out["n_b_all"] = (
+        [c[j] for c in counts] for j in range(4))
+    out["p_collapse"] = [fisher_collapse(*c) for c in counts]
+    informative = [p if c[0] + c[2] > 0 else math.nan for p, c in zip(out["p_collapse"], counts)]
+    adjusted, _ = stats.holm(informative, alpha=1 - CONFIDENCE) if counts else ([], [])
+    out["p_collapse_holm"] = [1.0 if math.isnan(p) else p for p in adjusted]
+    return out
 
 
 def _cell(v: Any, fmt: str = "{:.3g}") -> str:
@@ -422,18 +473,29 @@ def _point_table(summary: pd.DataFrame, lead: dict[str, list[str]], cell) -> pd.
     return t
 
 
-def sweep_tables(summary: pd.DataFrame) -> dict[str, str]:
+def _sweep_cell(r: Any) -> str:
+    """A cell of the sweep table: every run's mean [interval]; where a run collapsed, the count and the mean over the
+    others."""
+    text = tables.ci(r.mean, r.lo, r.hi)
+    if r.n_collapsed:
+        text += f"; {r.n_collapsed} of {r.n} collapsed, the others {tables.ci(r.mean_ok, r.lo_ok, r.hi_ok)}"
+    return text
+
+
+def sweep_tables(summary: pd.DataFrame, collapse_below: float) -> dict[str, str]:
     """``{suffix: text}``: one row per point of the sweep, one column per family and role."""
     prof = summary.drop_duplicates("profile")
     t = _point_table(summary, {"canvas (px)": prof["canvas"].astype(str).tolist(),
                                "objects / image": [_cell(v) for v in prof["objects_per_image"]],
                                "batch": prof["batch"].tolist(),
                                "positive anchors (%)": [f"{100 * s:.3g}" for s in prof["positive_share"]]},
-                     lambda r: tables.ci(r.mean, r.lo, r.hi))
+                     _sweep_cell)
     caption = (f"Imbalance sweep: test mAP50 per point, {tables.CAPTION}; intervals 95% (combined: seeds + "
-               f"{tables.N_BOOT} test-image bootstrap replicates), bounded to [0, 100]. positive anchors: measured "
-               "share of anchors assigned positive on the point's data; objects / image: mean labelled objects per "
-               "training image. CSV: mean, lo, hi in %, positive_share a fraction.")
+               f"{tables.N_BOOT} test-image bootstrap replicates), bounded to [0, 100], over every run; where runs "
+               f"collapsed (final val mAP50 below {collapse_below:g}%), their count and the mean over the others (no "
+               "interval from one run). positive anchors: measured share of anchors assigned positive on the point's "
+               "data; objects / image: mean labelled objects per training image. CSV: mean, lo, hi (every run) and "
+               "mean_ok, lo_ok, hi_ok (not collapsed) in %, positive_share a fraction.")
     return tables.texts(t, 4, caption, summary.drop(columns="condition"))
 
 
@@ -470,6 +532,8 @@ def build_sweep_report(runs: str | Path, data: str | Path, params: Mapping[str, 
     """Write ``out``: README.md, tables/sweep*.{md,csv,tex}, figures/sweep_mAP50_vs_positive_share.*,
     provenance.json (atomically, as a whole). Unchanged runs and data statistics give byte-identical files."""
     df = collect_sweep(runs, data, params, selection)
+    collapse_below = float(tables.comparison_spec(params)["collapse_below"])
+    df["collapsed"] = ~(100 * df["val_mAP50"] >= collapse_below)  # NaN counts as collapsed
     # each profile is its own test set: its own bootstrap, blocks side by side in df's order; points (%) from here on
     boot = 100 * np.concatenate([bootstrap(df[df.profile == p], tables.N_BOOT, tables.BOOT_SEED)
                                  for p in df["profile"].unique()], axis=1)
@@ -477,13 +541,15 @@ def build_sweep_report(runs: str | Path, data: str | Path, params: Mapping[str, 
     summary = summarise_sweep(df, values, boot)
     comp = sweep_comparisons(df, values, boot, summary)
     tests, slopes = sweep_interaction(df, values)
-    text = {f"sweep{sfx}": t for sfx, t in sweep_tables(summary).items()}
+    text = {f"sweep{sfx}": t for sfx, t in sweep_tables(summary, collapse_below).items()}
     text.update({f"sweep_conditions{sfx}": t for sfx, t in conditions_tables(summary).items()})
     caption = ("Paired differences of test mAP50 (points) between the families' paper defaults at each point of the "
-               f"sweep, A − B over common seeds; interval: seeds + test images ({tables.N_BOOT} bootstrap replicates "
-               "shared by A and B) at the level Holm tests it at, bounded to [-100, 100]; every row of the table is "
-               "one Holm family (family-wise 95%). A > B or A < B only where that interval excludes 0; otherwise not "
-               "resolved.")
+               "sweep, A − B over the common seeds where neither run collapsed; interval: seeds + test images "
+               f"({tables.N_BOOT} bootstrap replicates shared by A and B) at the level Holm tests it at, bounded to "
+               "[-100, 100]; every row of the table is one Holm family (family-wise 95%). A > B or A < B only where "
+               "that interval excludes 0; otherwise not resolved. Collapse (final val mAP50 below "
+               f"{collapse_below:g}%): runs per arm, Fisher's exact test of the two rates, Holm over the comparisons "
+               "where a run collapsed.")
     text.update({f"sweep_comparisons{sfx}": t for sfx, t in comparison_tables(comp, caption).items()})
     for name, texts in interaction_tables(tests, slopes).items():
         text.update({f"{name}{sfx}": t for sfx, t in texts.items()})
@@ -493,10 +559,10 @@ def build_sweep_report(runs: str | Path, data: str | Path, params: Mapping[str, 
         (tmp / "tables").mkdir(parents=True)
         for name, t in text.items():
             (tmp / "tables" / name).write_text(t)
-        # the figure takes mAP50 as fractions
-        figures.sweep(summary.assign(**{k: summary[k] / 100 for k in ("mean", "lo", "hi")}), tmp / "figures")
+        # the figure takes mAP50 as fractions, over the runs that did not collapse (the models' runs)
+        figures.sweep(summary.assign(**{k: summary[f"{k}_ok"] / 100 for k in ("mean", "lo", "hi")}), tmp / "figures")
         (tmp / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
-        (tmp / "README.md").write_text(_readme(summary, comp, tests, slopes, text, prov, params))
+        (tmp / "README.md").write_text(_readme(summary, comp, tests, slopes, text, prov, params, collapse_below))
     return {"runs": df, "summary": summary, "comparisons": comp, "interaction": tests, "slopes": slopes,
             "provenance": prov}
 
@@ -555,8 +621,22 @@ def _conditions_text(summary: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
+def _collapse_text(summary: pd.DataFrame, collapse_below: float) -> str:
+    """Which cells had collapsed runs, in words."""
+    hit = summary[summary["n_collapsed"] > 0]
+    total, runs = int(summary["n_collapsed"].sum()), int(summary["n"].sum())
+    head = (f"A run whose final val mAP50 is below {collapse_below:g}% has collapsed: it is counted, not averaged "
+            "(the tables give each cell's mean over every run and over the runs that did not collapse; the figure, "
+            "the comparisons and the interaction model use the latter).")
+    if hit.empty:
+        return f"{head} No sweep run collapsed ({runs} runs)."
+    cells = "; ".join(f"{r.family} {r.label} at {r.point}: {r.n_collapsed} of {r.n}" for r in hit.itertuples())
+    return f"{head} {total} of {runs} runs collapsed: {cells}."
+
+
 def _interaction_text(tests: pd.DataFrame, slopes: pd.DataFrame) -> list[str]:
-    lines = ["Does rarer foreground cost the families differently? Per-run test mAP50 (points) regressed on family "
+    lines = ["Does rarer foreground cost the families differently? Per-run test mAP50 (points) of the runs that did "
+             "not collapse regressed on family "
              "(categorical) x log10(1 / measured positive share), one line per family, against one common slope "
              "(the additive model): an F-test of the interaction, for the paper defaults and for the val-bests "
              "(Holm-corrected together). A slope is points of test mAP50 per 10x rarer positives (negative: the "
@@ -570,7 +650,9 @@ def _interaction_text(tests: pd.DataFrame, slopes: pd.DataFrame) -> list[str]:
         test = (f"F({r.df1}, {r.df2}) = {r.F:.2f}, p = {r.p:.3f}, Holm p {r.p_holm:.3f}: **{r.verdict}**"
                 if not math.isnan(r.F) else "**not estimable** (it needs two families or more, each at two shares or "
                 "more, and more runs than coefficients)")
-        lines.append(f"- {r.set} ({r.runs} runs, {r.families} families): {test}. Slopes (points per 10x rarer): {per}.")
+        left = f", {r.collapsed} collapsed left out" if r.collapsed else ""
+        lines.append(f"- {r.set} ({r.runs} runs{left}, {r.families} families): {test}. Slopes (points per 10x "
+                     f"rarer): {per}.")
     return lines
 
 
@@ -587,7 +669,7 @@ def _absent_text(params: Mapping[str, Any]) -> list[str]:
 
 
 def _readme(summary: pd.DataFrame, comp: pd.DataFrame, tests: pd.DataFrame, slopes: pd.DataFrame,
-            text: dict[str, str], prov: dict[str, Any], params: Mapping[str, Any]) -> str:
+            text: dict[str, str], prov: dict[str, Any], params: Mapping[str, Any], collapse_below: float) -> str:
     sweep_seeds = ",".join(map(str, params["sweep"].get("seeds") or []))
     parts = ["# lossbench report — imbalance sweep", "",
              "Generated by `lossbench sweep-report` from the sweep runs' `metrics.json`, their test "
@@ -598,6 +680,7 @@ def _readme(summary: pd.DataFrame, comp: pd.DataFrame, tests: pd.DataFrame, slop
              f"noise ({prov['bootstrap']['n_boot']} bootstrap replicates, seed {prov['bootstrap']['seed']}, per point: "
              "each has its own test set), bounded to [0, 100].", "",
              *_absent_text(params),
+             _collapse_text(summary, collapse_below), "",
              "![sweep](figures/sweep_mAP50_vs_positive_share.png)", "", text["sweep.md"],
              "## Family x share interaction", ""]
     parts += _interaction_text(tests, slopes)
