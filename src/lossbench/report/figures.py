@@ -161,8 +161,8 @@ def sweep(table: pd.DataFrame, out: Path) -> list[Path]:
                     label=f"{fam} {g['label'].iloc[0]} ({name})")
         for xi, m, k, n in zip(x, mean, g["n_collapsed"], g["n"]):
             if k:
-                ax.annotate(f"{k} of {n}\ncollapsed", (xi, m), xytext=(8, 6), textcoords="offset points",
-                            color=PALETTE[fam], fontsize=7, va="bottom")
+                ax.annotate(f"{k} of {n}\ncollapsed", (xi, m), xytext=(-6, -40), textcoords="offset points",
+                            color=PALETTE[fam], fontsize=7, ha="right", va="top")
     ax.set_xscale("log")
     ticks = table.drop_duplicates("profile")
     ax.minorticks_off()
