@@ -305,6 +305,36 @@ def test_an_interrupted_wait_cancels_the_unfinished_jobs(tmp_path):
     assert not (tmp_path / "slow.done").exists()
 
 
+def test_a_cancelled_local_job_s_stage_group_is_ended_from_the_queue_too(tmp_path):
+    """The stage writes its process group id beside its job's stdout; the queue ends that group itself when it
+    cancels a local job (should the cancel signal not reach the job), and leaves other executors' jobs alone."""
+    import signal
+    import subprocess
+
+    from submitit.core.core import Job
+    from submitit.local.local import LocalJob
+
+    from lossbench.queue import end_job_group, group_file, run_stage
+
+    job = LocalJob(tmp_path / "jobs", job_id="4242")
+    group_file(job.paths).parent.mkdir(parents=True)
+    assert not end_job_group(job)  # its stage never started: nothing to end
+    # run_stage records the group of the stage it starts
+    rc = run_stage(StageRun("s", "echo $$ > shell.pid", str(tmp_path)), {}, own_group=True,
+                   group_file=group_file(job.paths))
+    assert rc == 0 and group_file(job.paths).read_text().strip() == (tmp_path / "shell.pid").read_text().strip()
+    # a live group: the shell and the sleep under it both end
+    proc = subprocess.Popen(["sh", "-c", "sleep 30 & wait"], start_new_session=True)
+    group_file(job.paths).write_text(f"{proc.pid}\n")
+    assert end_job_group(job)
+    assert proc.wait(timeout=10) == -signal.SIGTERM
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
+    assert not end_job_group(job)  # already gone
+    assert not end_job_group(Job(tmp_path / "jobs", job_id="4242"))  # not a local job: Slurm ends its own
+
+
 def test_a_job_at_its_time_limit_is_reported_and_its_training_ended(tmp_path):
     """submitit signals a job near its time limit; the stage's whole process group is ended and
     the job is reported as timed out (its training resumes from its checkpoint on a rerun)."""

@@ -163,13 +163,15 @@ def stage_runs(repo: Path, stages: list[str]) -> dict[str, StageRun]:
     return runs
 
 
-def run_stage(stage: StageRun, env: Mapping[str, str], out: IO[bytes] | None = None, *, own_group: bool = False) -> int:
+def run_stage(stage: StageRun, env: Mapping[str, str], out: IO[bytes] | None = None, *, own_group: bool = False,
+              group_file: Path | None = None) -> int:
     """Run ``stage`` here as `dvc repro` would: remove its non-persistent outputs, then run its
     command with the shell in its folder, with this environment plus ``env``, DVC_STAGE and this
     Python's scripts first on PATH; output to ``out``, else this process's. Returns the exit status.
 
     ``own_group``: the command gets a process group of its own, ended as a whole (the training
-    under the shell included) when waiting is interrupted (a cancelled job, a time-limit signal)."""
+    under the shell included) when waiting is interrupted (a cancelled job, a time-limit signal);
+    ``group_file``: where its process group id is written once it starts (:func:`end_job_group`)."""
     for path in map(Path, stage.outs):
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
@@ -179,6 +181,8 @@ def run_stage(stage: StageRun, env: Mapping[str, str], out: IO[bytes] | None = N
     proc = subprocess.Popen([os.environ.get("SHELL") or "/bin/sh", "-c", stage.cmd], cwd=stage.wdir, env=full_env,
                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT if out is not None else None,
                             start_new_session=own_group)
+    if group_file is not None and own_group:
+        group_file.write_text(f"{proc.pid}\n")
     try:
         return proc.wait()
     except BaseException:
@@ -400,10 +404,17 @@ def make_executor(repo: Path, settings: SlurmSettings, threads: int | None, name
     return executor
 
 
+def group_file(paths) -> Path:
+    """Where a job's stage writes its process group id: beside the job's stdout (submitit's ``JobPaths``)."""
+    return Path(paths.stdout).with_suffix(".pgid")
+
+
 def stage_job(stage: StageRun, env: dict[str, str]) -> str:
     """What one job runs: ``stage`` (``run_stage``); a stage that fails raises, so its job fails."""
+    import submitit
+
     print(f"lossbench: {stage.name} in {stage.wdir}: {stage.cmd}", flush=True)
-    rc = run_stage(stage, env, own_group=True)
+    rc = run_stage(stage, env, own_group=True, group_file=group_file(submitit.JobEnvironment().paths))
     if rc != 0:
         raise StageFailed(f"exit {rc}")
     return stage.name
@@ -452,8 +463,28 @@ def run_jobs(executor, runs: list[StageRun], env: dict[str, str], *, limit: int,
         unfinished = [j for _, j in running if not j.done()]
         for j in unfinished:
             j.cancel(check=False)
+            end_job_group(j)
         if unfinished:
             log(f"cancelled {len(unfinished)} unfinished job(s)")
+
+
+def end_job_group(job) -> bool:
+    """SIGTERM to the process group of a cancelled job's stage when the job runs on this machine (submitit's local
+    executor), from the id its stage wrote (:func:`group_file`). The job ends the group itself when its cancel signal
+    reaches it (``run_stage``); this covers a job whose signal did not, or was killed before it could. Slurm ends a
+    cancelled job's processes itself. Returns whether a signal was sent."""
+    import signal
+
+    from submitit.local.local import LocalJob
+
+    if not isinstance(job, LocalJob):
+        return False
+    try:
+        pgid = int(group_file(job.paths).read_text())
+        os.killpg(pgid, signal.SIGTERM)
+    except (OSError, ValueError):  # not started yet, or already gone
+        return False
+    return True
 
 
 def run_slurm(repo: Path, settings: SlurmSettings | None = None, *, stage_set: str = "study",
