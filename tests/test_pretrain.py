@@ -116,6 +116,20 @@ def test_pretrain_writes_a_half_precision_backbone(pretrained):
     assert not [k for k in state if k.startswith("fc")]  # the classifier layer stays behind
 
 
+def test_the_same_recipe_on_the_same_machine_gives_the_same_bits(pretrained, tmp_path):
+    """Pretraining again with the same spec, model and threads writes the same checkpoint, byte for byte: a clone's
+    `make repro` on the machine that pretrained finds the committed backbone reproduced (another CPU may differ)."""
+    from mmengine.config import Config
+
+    out, metrics = pretrained
+    cfg = Config.fromfile(str(REPO / "configs/synth/retinanet_r18n_fpn_synth.py"))
+    spec = P.PretrainSpec(data=TINY, steps=3, batch_size=4, eval_every=2, warmup=1)
+    again = P.pretrain(spec, cfg.model.to_dict(), tmp_path / "again", log=lambda s: None)
+    assert (tmp_path / "again" / "backbone.pth").read_bytes() == (out / "backbone.pth").read_bytes()
+    assert again["checkpoint"]["sha256"] == metrics["checkpoint"]["sha256"]
+    assert again["curve"] == metrics["curve"]
+
+
 def test_a_run_starts_from_the_pretrained_backbone(pretrained):
     """The synth config's model, initialised as the Runner initialises it, holds the checkpoint's
     weights (and BN statistics) in its backbone, its stem and first stage frozen, BN in eval mode."""
