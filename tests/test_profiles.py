@@ -89,7 +89,8 @@ def test_the_sweep_points_differ_only_in_canvas():
     """Positive exposure held fixed: one config (batch, network, lr, schedule) for every point and
     the same data but for the canvas, a fixed count of labelled objects per image; the canvas areas
     span >= 10x (the share of positive anchors follows, measured in each point's stats.json), each
-    canvas a multiple of the padding (32 px), so no anchor lies over padding."""
+    canvas a multiple of the padding (32 px), so no anchor lies over padding; no labelled object may
+    be occluded, so the small canvas is not the more occluded one."""
     points = [load_profile(PARAMS, p) for p in load_params(PARAMS)["sweep"]["profiles"]]
     assert len(points) >= 3
     assert len({p.config for p in points}) == 1
@@ -97,6 +98,7 @@ def test_the_sweep_points_differ_only_in_canvas():
     assert all(d == data[0] for d in data)
     lo, hi = data[0]["objects"]
     assert lo == hi  # the same scene in every image
+    assert data[0]["max_occlusion"] == 0.0
     sizes = [p.data["image_size"] for p in points]
     assert all(s % 32 == 0 for s in sizes)
     assert (max(sizes) / min(sizes)) ** 2 >= 10

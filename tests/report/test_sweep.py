@@ -234,6 +234,41 @@ def test_the_span_is_the_measured_one(sweep, fab, tmp_path):
     assert "from 1.89% (96 px) to 0.25% (320 px): a 7.5x span, short of the 10x the sweep is designed for." in readme
 
 
+def test_occlusion_held_fixed_and_exposure_within_tolerance(sweep, fab, tmp_path):
+    """Occlusion-free points (every object 100% visible) where the 96 px point dropped a few objects for lack of room
+    (3.987 per image, 15.95 per step against 16: 0.33% fewer, inside the 1% tolerance) and distractors (1.95 against
+    2): exposure is said to be the same, with the measured counts; occlusion is said to be the same; the distractors
+    are named. At 3.9 per image (2.5% fewer) exposure is not the same."""
+    runs, data, sel = sweep
+    for profile, objects, distractors in (("sweep_c96", 3.987, 1.95), ("sweep_c192", 4.0, 2.0),
+                                          ("sweep_c320", 4.0, 2.0)):
+        stats = data / profile / "raw" / "stats.json"
+        rec = json.loads(stats.read_text())
+        rec["splits"]["train"] = {"objects_per_image": {"mean": objects}, "visible_fraction": {"mean": 1.0},
+                                  "distractors_per_image": distractors}
+        stats.write_text(json.dumps(rec))
+    build_sweep_report(runs, data, point_params(fab), sel, tmp_path / "out")
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert ("(4 labelled objects per image, batch 4: 16 labelled objects per training step, 12,800 per run) on a "
+            "canvas of 96, 192, 320 px: positive exposure is the same at every point (measured 3.987, 4, 4 labelled "
+            "objects per image: within 1%); what grows") in readme
+    assert "Occlusion is the same at every point: the labelled objects keep 100.0% of their pixels visible" in readme
+    assert "more crowded" not in readme
+    assert "Unlabelled distractor shapes per image: 1.95, 2.00, 2.00" in readme
+    cond = md_rows((tmp_path / "out" / "tables" / "sweep_conditions.md").read_text())
+    col = cond[0].index("distractors / image")
+    assert [(r[1], r[4], r[cond[0].index("objects visible (%)")], r[col]) for r in cond[1:]] == [
+        ("3.99", "15.9", "100.0", "1.95"), ("4", "16", "100.0", "2.00"), ("4", "16", "100.0", "2.00")]
+
+    stats = data / "sweep_c96" / "raw" / "stats.json"
+    rec = json.loads(stats.read_text())
+    rec["splits"]["train"]["objects_per_image"]["mean"] = 3.9
+    stats.write_text(json.dumps(rec))
+    build_sweep_report(runs, data, point_params(fab), sel, tmp_path / "out2")
+    readme = (tmp_path / "out2" / "README.md").read_text()
+    assert "positive exposure is not held fixed" in readme and "exposure is the same" not in readme
+
+
 def test_unchanged_runs_give_a_byte_identical_sweep_report(sweep, fab, tmp_path, monkeypatch):
     runs, data, sel = sweep
     build_sweep_report(runs, data, point_params(fab), sel, tmp_path / "a")

@@ -49,6 +49,9 @@ CONFIDENCE = stats.CONFIDENCE
 INTERACTION_SETS = {"paper defaults": ("default", "both"), "val-bests": ("best", "both")}
 #: the measured positive share should span at least this factor across the sweep's points (docs/study.md)
 SHARE_SPAN_GOAL = 10.0
+#: labelled objects per step that differ by at most this fraction across the points count as the same exposure (a
+#: generator that drops the rare object finding no room leaves 3.99 per image where 4 are asked)
+EXPOSURE_TOLERANCE = 0.01
 
 
 def combined(per_seed: Sequence[float], boot: np.ndarray, confidence: float = CONFIDENCE,
@@ -312,9 +315,10 @@ def sweep_design(params: Mapping[str, Any], selection: Mapping[str, Any],
 def point_stats(data: Path, profile: str) -> dict[str, Any]:
     """What ``data/<profile>/raw/stats.json`` says of a point: ``canvas`` (``anchors.image_size``), ``positive_share``
     (``anchors.positive_share``: measured under the profile's anchor config), ``anchors_per_image``,
-    ``positives_per_image``, ``objects_per_image`` (``splits.train.objects_per_image.mean``) and ``visible`` (mean
-    visible share of the labelled objects' pixels, ``splits.train.visible_fraction.mean``); the last four None where
-    the file does not give them."""
+    ``positives_per_image``, ``objects_per_image`` (``splits.train.objects_per_image.mean``), ``visible`` (mean
+    visible share of the labelled objects' pixels, ``splits.train.visible_fraction.mean``) and
+    ``distractors_per_image`` (``splits.train.distractors_per_image``); the last five None where the file does not
+    give them."""
     path = data / profile / "raw" / "stats.json"
     if not path.is_file():
         raise ReportError(f"missing {path} (the sweep profile's data statistics)")
@@ -327,14 +331,16 @@ def point_stats(data: Path, profile: str) -> dict[str, Any]:
         raise ReportError(f"{path}: anchors.image_size must be the canvas size in pixels, got {size!r}")
     train = (rec.get("splits") or {}).get("train") or {}
 
-    def positive(v: Any) -> float | None:
-        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and v > 0 else None
+    def positive(v: Any, strict: bool = True) -> float | None:
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and (v > 0 if strict else v >= 0)
+        return float(v) if ok else None
 
     return {"canvas": size, "positive_share": float(share),
             "anchors_per_image": positive(anchors.get("anchors_per_image")),
             "positives_per_image": positive(anchors.get("positives_per_image")),
             "objects_per_image": positive((train.get("objects_per_image") or {}).get("mean")),
-            "visible": positive((train.get("visible_fraction") or {}).get("mean"))}
+            "visible": positive((train.get("visible_fraction") or {}).get("mean")),
+            "distractors_per_image": positive(train.get("distractors_per_image"), strict=False)}
 
 
 def stats_files(data: str | Path, params: Mapping[str, Any]) -> list[Path]:
@@ -414,7 +420,8 @@ def summarise_sweep(df: pd.DataFrame, values: np.ndarray, boot: np.ndarray) -> p
         rows.append({"profile": r["profile"], "canvas": r["canvas"], "objects_per_image": r["objects_per_image"],
                      "batch": _joined(batch), "iters": _joined(iters), "positive_share": r["positive_share"],
                      "anchors_per_image": r["anchors_per_image"], "positives_per_image": r["positives_per_image"],
-                     "visible": r["visible"], "objects_per_step": per_step, "objects_in_all": in_all,
+                     "visible": r["visible"], "distractors_per_image": r["distractors_per_image"],
+                     "objects_per_step": per_step, "objects_in_all": in_all,
                      "family": r["family"], "role": r["role"],
                      "label": r["label"], "condition": cond, "n": len(g), "n_collapsed": int(g["collapsed"].sum()),
                      "mean": mean, "lo": lo, "hi": hi, "mean_ok": mean_ok, "lo_ok": lo_ok, "hi_ok": hi_ok,
@@ -501,13 +508,14 @@ def sweep_tables(summary: pd.DataFrame, collapse_below: float) -> dict[str, str]
 
 CONDITION_COLUMNS = ["profile", "point", "canvas", "objects_per_image", "batch", "iters", "objects_per_step",
                      "objects_in_all", "anchors_per_image", "positives_per_image", "positive_share", "visible",
+                     "distractors_per_image",
                      "family", "role", "label", "clip_mean", "clip_max"]
 
 
 def conditions_tables(summary: pd.DataFrame) -> dict[str, str]:
     """``{suffix: text}``: per point, the canvas, objects per image, batch, iterations, labelled objects per step and in
-    all, anchors and positive anchors per image, the positive share, the visible share of the objects and, per family
-    and role, the share of clipped steps (mean over seeds, and the largest)."""
+    all, anchors and positive anchors per image, the positive share, the visible share of the objects, distractors
+    per image and, per family and role, the share of clipped steps (mean over seeds, and the largest)."""
     prof = summary.drop_duplicates("profile")
     t = _point_table(summary, {
         "canvas (px)": prof["canvas"].astype(str).tolist(),
@@ -517,13 +525,15 @@ def conditions_tables(summary: pd.DataFrame) -> dict[str, str]:
         "anchors / image": [_cell(v, "{:,.0f}") for v in prof["anchors_per_image"]],
         "positive anchors / image": [_cell(v, "{:.1f}") for v in prof["positives_per_image"]],
         "positive anchors (%)": [f"{100 * s:.3g}" for s in prof["positive_share"]],
-        "objects visible (%)": [_cell(None if v is None else 100 * v, "{:.1f}") for v in prof["visible"]]},
+        "objects visible (%)": [_cell(None if v is None else 100 * v, "{:.1f}") for v in prof["visible"]],
+        "distractors / image": [_cell(v, "{:.2f}") for v in prof["distractors_per_image"]]},
         lambda r: "n/a" if pd.isna(r.clip_mean) else f"{100 * r.clip_mean:.1f} (max {100 * r.clip_max:.1f})")
     caption = ("Training conditions per point: canvas, labelled objects per training image, batch, iterations, "
                "labelled objects per training step (objects per image x batch) and per run (x iterations), anchors "
                "and positive anchors per image and the positive share (measured under the sweep's anchors, "
-               "stats.json), the mean visible share of the labelled objects' pixels (occlusion) and, per family and "
-               "setting, the share of steps whose gradient norm was clipped, % (mean over seeds, and the largest).")
+               "stats.json), the mean visible share of the labelled objects' pixels (occlusion), unlabelled "
+               "distractor shapes per image and, per family and setting, the share of steps whose gradient norm "
+               "was clipped, % (mean over seeds, and the largest).")
     return tables.texts(t, 10, caption, summary[CONDITION_COLUMNS])
 
 
@@ -576,16 +586,20 @@ def _exposure_text(summary: pd.DataFrame) -> str:
     prof = summary.drop_duplicates("profile")
     steps = prof["objects_per_step"]
     known = steps.notna().all() and len(prof) > 1
-    if known and steps.round(6).nunique() == 1 and prof["canvas"].nunique() > 1:
-        r = prof.iloc[0]
+    same = known and steps.max() <= (1 + EXPOSURE_TOLERANCE) * steps.min()
+    if same and prof["canvas"].nunique() > 1:
+        r = prof.loc[steps.idxmax()]
         anchors = ", ".join(_cell(v, "{:,.0f}") for v in prof["anchors_per_image"])
         in_all = "" if pd.isna(r.objects_in_all) else f", {r.objects_in_all:,.0f} per run"
-        return (f"Every point holds the same scene ({r.objects_per_image:.3g} labelled objects per image, batch "
+        text = (f"Every point holds the same scene ({r.objects_per_image:.3g} labelled objects per image, batch "
                 f"{r.batch}: {r.objects_per_step:.3g} labelled objects per training step{in_all}) on a canvas of "
-                f"{', '.join(f'{c}' for c in prof['canvas'])} px: positive exposure is the same at every point; what "
-                f"grows is the background area and the anchors over it ({anchors} per image), so the positives' "
-                "share falls.")
-    if known and steps.round(6).nunique() > 1:
+                f"{', '.join(f'{c}' for c in prof['canvas'])} px: positive exposure is the same at every point")
+        if steps.round(6).nunique() > 1:
+            text += (f" (measured {', '.join(f'{v:.4g}' for v in prof['objects_per_image'])} labelled objects per "
+                     f"image: within {100 * EXPOSURE_TOLERANCE:g}%)")
+        return (text + f"; what grows is the background area and the anchors over it ({anchors} per image), so the "
+                "positives' share falls.")
+    if known and not same:
         return (f"The points differ in labelled objects per training step ({', '.join(_cell(v) for v in steps)}): "
                 "positive exposure is not held fixed, so the sweep measures rarer foreground together with fewer "
                 "labelled examples, not rarity alone.")
@@ -616,6 +630,13 @@ def _conditions_text(summary: pd.DataFrame) -> str:
         parts.append("The same scene is more crowded on a smaller canvas: the labelled objects keep "
                      f"{', '.join(f'{100 * v:.1f}' for v in vis)}% of their pixels visible (mean, occlusion by later "
                      "shapes).")
+    elif vis.notna().all() and len(prof) > 1:
+        parts.append(f"Occlusion is the same at every point: the labelled objects keep {100 * vis.mean():.1f}% of "
+                     "their pixels visible (mean).")
+    dis = prof["distractors_per_image"]
+    if dis.notna().all() and len(prof) > 1 and dis.round(2).nunique() > 1:
+        parts.append(f"Unlabelled distractor shapes per image: {', '.join(f'{v:.2f}' for v in dis)} (one that finds "
+                     "no room is dropped).")
     parts.append("The gradient-norm clip" + (f" (max_norm {', '.join(norms)})" if norms else "")
                  + " acts on a share of steps measured per run (table).")
     return " ".join(parts)
