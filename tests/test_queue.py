@@ -28,6 +28,7 @@ from lossbench.queue import (
     make_executor,
     run_here,
     run_jobs,
+    run_order,
     run_slurm,
     slurm_settings,
     stage_runs,
@@ -112,14 +113,26 @@ def test_run_here_runs_stages_side_by_side_and_records_the_ones_that_succeed(tmp
     assert (repo / "runs/n1/out.txt").read_text() == "1 train_sse@1 1\n"  # left-over removed
     assert (repo / "runs/n2/out.txt").read_text() == "2 train_sse@2 1\n"
     span = {n: [float((repo / f"runs/n{n}" / k).read_text()) for k in ("start", "end")] for n in (1, 2, 3)}
-    assert span[1][0] < span[2][1] and span[2][0] < span[1][1], span  # 1 and 2 side by side
-    assert span[3][0] >= min(span[1][1], span[2][1]), span  # 3 waited for a free slot
+    a, b, c = (int(name[-1]) for name in run_order([f"train_sse@{n}" for n in (1, 2, 3)]))  # the order they ran in
+    assert span[a][0] < span[b][1] and span[b][0] < span[a][1], span  # the first two side by side
+    assert span[c][0] >= min(span[a][1], span[b][1]), span  # the third waited for a free slot
     assert set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"]) == {"train_sse@1", "train_sse@2"}
     assert set(json.loads(_dvc(repo, "status", "--json"))) == {"train_sse@3"}
     assert "FAILED (exit 1) train_sse@3 [" in "\n".join(log), log
     # a second run retries only the failed one
     with pytest.raises(QueueError, match=r"1 of 1 stage"):
         run_here(repo, jobs=2, log=log.append)
+
+
+def test_the_stages_run_in_one_shuffled_order():
+    """The same stale list always runs in the same order, a permutation of it that mixes the stages dvc.yaml lists
+    together (the sweep's 54 runs, canvas by canvas there: each canvas is among the first nine to run), so the
+    estimated finish from the finished stages' mean is not thrown off by the costlier canvases coming last."""
+    names = [f"train_sweep@sweep_c{c}-run{r}-{k}" for c in (96, 192, 320) for r in range(6) for k in range(3)]
+    order = run_order(names)
+    assert order == run_order(list(names)) and sorted(order) == sorted(names) and order != names
+    assert {n.split("@")[1].split("-")[0] for n in order[:9]} == {"sweep_c96", "sweep_c192", "sweep_c320"}
+    assert run_order([]) == [] and run_order(["a"]) == ["a"]
 
 
 @pytest.mark.slow

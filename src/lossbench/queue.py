@@ -25,6 +25,7 @@ import contextlib
 import fnmatch
 import json
 import os
+import random
 import re
 import shlex
 import shutil
@@ -61,6 +62,10 @@ SLURM_ENV = {"executor": "LOSSBENCH_SLURM_EXECUTOR", "partition": "LOSSBENCH_SLU
              "log_dir": "LOSSBENCH_SLURM_LOG_DIR"}
 EXECUTORS = ("slurm", "local")
 LOG_TAIL = 1500  # characters of a failed stage's log in the error
+#: the stages of a set run in an order shuffled with this seed: the finished ones are then a random sample of the set,
+#: so the estimated finish (their mean wall time x the stages left) is not biased where stages differ in cost (the
+#: sweep's canvases, the calibration's 2T runs), which dvc.yaml's order would group at one end
+ORDER_SEED = 0
 
 
 class QueueError(RuntimeError):
@@ -222,7 +227,8 @@ def _end_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
 
 class Progress:
     """``[k/N, 37 min elapsed, ~1 h 05 min left, ends ~11:42]``: the finished count and an estimated
-    finish from the mean wall time per finished stage so far (stages of a set cost about alike)."""
+    finish from the mean wall time per finished stage so far (unbiased for stages that run in a random order,
+    ``run_order``)."""
 
     def __init__(self, total: int, clock=time.monotonic) -> None:
         self.total, self.done, self.clock = total, 0, clock
@@ -261,11 +267,19 @@ def _tail(path: Path, n: int = LOG_TAIL) -> str:
         return f"(no log: {e})"
 
 
+def run_order(stages: list[str]) -> list[str]:
+    """``stages`` in the order they run: shuffled with ``ORDER_SEED`` (the same list gives the same order)."""
+    order = list(stages)
+    random.Random(ORDER_SEED).shuffle(order)
+    return order
+
+
 def _stale_runs(repo: Path, stage_set: str, all_stages: bool, pattern: str | None, log) -> dict[str, StageRun]:
+    """The stale stages of a set, in ``run_order``."""
     stages = stale_stages(repo, stage_set, all_stages=all_stages, pattern=pattern)
     if not stages:
         log("nothing to run")
-    return stage_runs(repo, stages) if stages else {}
+    return stage_runs(repo, run_order(stages)) if stages else {}
 
 
 def run_here(repo: Path, *, jobs: int = 1, stage_set: str = "study", threads: int | None = None,
