@@ -18,6 +18,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+from mmdet.evaluation.functional import bbox_overlaps
 
 from lossbench.data.synth import generate_kwargs
 from lossbench.data.synth.render import iter_images
@@ -28,20 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def box_max_iou(boxes: np.ndarray) -> np.ndarray:
     """(N,) per box of ``boxes`` (N, 4) ``[x0, y0, x1, y1]``, its largest IoU with another box (0 alone)."""
-    b = boxes.astype(np.float64)
-    if len(b) < 2:
-        return np.zeros(len(b))
-    lt, rb = np.maximum(b[:, None, :2], b[None, :, :2]), np.minimum(b[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)  # (N, N)
-    area = (b[:, 2:] - b[:, :2]).prod(-1)
-    iou = inter / (area[:, None] + area[None, :] - inter)
+    if len(boxes) < 2:
+        return np.zeros(len(boxes))
+    iou = bbox_overlaps(boxes.astype(np.float32), boxes.astype(np.float32))  # MMDetection's, end-exclusive boxes
     np.fill_diagonal(iou, 0.0)
     return iou.max(1)
 
 
 def scene(data: dict, images: int, max_occlusion: float | None) -> dict[str, float]:
     """The scene statistics of the first ``images`` training images of a profile's ``data``."""
-    kw = generate_kwargs({k: v for k, v in data.items() if k != "anchor_config"} | {"anchor_config": "none"})
+    kw = generate_kwargs({**data, "anchor_config": "none"})
     params = kw["params"] if max_occlusion is None else dataclasses.replace(kw["params"], max_occlusion=max_occlusion)
     recs = list(iter_images(params.resolved(), kw["seed"], [("train", i) for i in range(1, images + 1)], 1))
     vis = np.concatenate([r.visible for r in recs])
