@@ -62,6 +62,7 @@ def compare(reference: pd.DataFrame, rerun: pd.DataFrame) -> dict[str, pd.DataFr
     if runs.empty:
         raise ValueError("no run path is in both trees")
     runs["d_test"] = runs.test_rerun - runs.test_ref
+    runs["d_val"] = runs.val_rerun - runs.val_ref
     runs["same_bytes"] = [a is not None and a == b for a, b in zip(runs.records_sha_ref, runs.records_sha_rerun)]
     # the reference's seed SD over the same seeds the rerun has
     by_setting = runs.groupby(["family", "setting"])
@@ -88,6 +89,11 @@ def _cpu(df: pd.DataFrame, col: str) -> str:
     return "; ".join(cpus)
 
 
+def _signed(x: float) -> str:
+    """``x`` to one decimal with its sign, zero as +0.0 (never -0.0)."""
+    return f"{round(x, 1) + 0.0:+.1f}"
+
+
 def markdown(tables: dict[str, pd.DataFrame], reference: Path, rerun: Path) -> str:
     runs, settings, pairs = tables["runs"], tables["settings"], tables["pairs"]
     f1 = "{:.1f}".format
@@ -101,7 +107,8 @@ def markdown(tables: dict[str, pd.DataFrame], reference: Path, rerun: Path) -> s
         "mAP50 in points.",
         "",
         f"Per run, |test difference|: mean {f1(runs.d_test.abs().mean())}, largest "
-        f"{f1(runs.d_test.abs().max())}; the reference's seed SD within a setting: "
+        f"{f1(runs.d_test.abs().max())} (|val difference|: mean {f1(runs.d_val.abs().mean())}, largest "
+        f"{f1(runs.d_val.abs().max())}); the reference's seed SD of test within a setting: "
         f"{f1(settings.ref_sd.min())}–{f1(settings.ref_sd.max())}.",
         "",
         "## Settings",
@@ -112,18 +119,18 @@ def markdown(tables: dict[str, pd.DataFrame], reference: Path, rerun: Path) -> s
     ]
     for s in settings.itertuples(index=False):
         lines.append(f"| {s.family} | {s.setting} | {s.seeds} | {f1(s.ref)} ({f1(s.ref_sd)}) | "
-                     f"{f1(s.rerun)} ({f1(s.rerun_sd)}) | {s.d:+.1f} | {f1(s.mean_abs_d)} |")
+                     f"{f1(s.rerun)} ({f1(s.rerun_sd)}) | {_signed(s.d)} | {f1(s.mean_abs_d)} |")
     lines += ["", "## Differences between settings, the same seeds on each machine", "",
               "| family | A | B | seeds | A − B, reference | A − B, rerun | moved | same sign |",
               "|---|---|---|---|---|---|---|---|"]
     for p in pairs.itertuples(index=False):
-        lines.append(f"| {p.family} | {p.a} | {p.b} | {p.seeds} | {p.ref:+.1f} | {p.rerun:+.1f} | "
-                     f"{p.moved:+.1f} | {'yes' if p.same_sign else 'no'} |")
+        lines.append(f"| {p.family} | {p.a} | {p.b} | {p.seeds} | {_signed(p.ref)} | {_signed(p.rerun)} | "
+                     f"{_signed(p.moved)} | {'yes' if p.same_sign else 'no'} |")
     lines += ["", "## Runs", "", "| run | val, ref | val, rerun | test, ref | test, rerun | difference | same bytes |",
               "|---|---|---|---|---|---|---|"]
     for r in runs.itertuples(index=False):
         lines.append(f"| {r.run} | {f1(r.val_ref)} | {f1(r.val_rerun)} | {f1(r.test_ref)} | {f1(r.test_rerun)} | "
-                     f"{r.d_test:+.1f} | {'yes' if r.same_bytes else 'no'} |")
+                     f"{_signed(r.d_test)} | {'yes' if r.same_bytes else 'no'} |")
     return "\n".join(lines) + "\n"
 
 

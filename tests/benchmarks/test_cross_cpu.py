@@ -46,6 +46,7 @@ def test_hand_worked_differences(trees):
     runs = t["runs"].set_index("run")
     assert len(runs) == 4  # c/seed0 and the DVCLive files are not runs in both
     assert runs.loc["focal/a/seed1", "d_test"] == pytest.approx(-2.0)
+    assert runs.loc["focal/a/seed1", "d_val"] == pytest.approx(0.0)
     assert runs.same_bytes.tolist().count(True) == 1 and runs.loc["focal/a/seed0", "same_bytes"]
     s = t["settings"].set_index("setting")
     assert s.loc["a", "ref"] == pytest.approx(91.0) and s.loc["a", "rerun"] == pytest.approx(90.5)
@@ -72,3 +73,8 @@ def test_markdown_names_both_cpus(trees, tmp_path):
     text = out.read_text()
     assert "Reference: Intel (X); rerun: AMD (X). 4 runs in both" in text
     assert "| focal | a | b | 0,1 | +4.0 | +2.0 | -2.0 | yes |" in text
+    assert "|test difference|: mean 1.5, largest 2.0 (|val difference|: mean 0.0, largest 0.0)" in text
+
+
+def test_signed_never_prints_minus_zero():
+    assert [cross_cpu._signed(x) for x in (-0.04, 0.0, 0.06, -1.25)] == ["+0.0", "+0.0", "+0.1", "-1.2"]
