@@ -26,8 +26,6 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _sha(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
@@ -42,16 +40,22 @@ def load_runs(tree: Path) -> pd.DataFrame:
         run = metrics.parent
         if run.name == "dvclive" or not run.name.startswith("seed"):
             continue
-        m = json.loads(metrics.read_text())
         env_file = run / "env.json"
-        env = json.loads(env_file.read_text()) if env_file.is_file() else {}
+        try:
+            m = json.loads(metrics.read_text())
+            env = json.loads(env_file.read_text()) if env_file.is_file() else {}
+            val, test = m["metrics"]["val"]["mAP50"], m["metrics"]["test"]["mAP50"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{run}: unreadable metrics.json or env.json ({type(e).__name__}: {e})") from e
         rel = run.relative_to(tree)  # <family>/<setting>/seed<k>; extra/best/<family>/seed<k> etc. alike
         family = rel.parts[0] if len(rel.parts) == 3 else "/".join(rel.parts[:-2])
         rows.append({"run": str(rel), "family": family, "setting": rel.parts[-2],
                      "seed": int(rel.parts[-1].removeprefix("seed")), "cpu": env.get("cpu_model"),
                      "cpu_capability": env.get("cpu_capability"),
-                     "val": 100 * m["metrics"]["val"]["mAP50"], "test": 100 * m["metrics"]["test"]["mAP50"],
+                     "val": 100 * val, "test": 100 * test,
                      "records_sha": _sha(run / "test_records.npz")})
+    if not rows:
+        raise ValueError(f"{tree}: no run folder (<family>/<setting>/seed<k>/metrics.json) under it")
     return pd.DataFrame(rows)
 
 
@@ -102,7 +106,7 @@ def markdown(tables: dict[str, pd.DataFrame], reference: Path, rerun: Path) -> s
         "",
         f"Written by `python benchmarks/cross_cpu.py --rerun {rerun} --reference {reference}`. "
         f"Reference: {_cpu(runs, '_ref')}; rerun: {_cpu(runs, '_rerun')}. "
-        f"{len(runs)} runs in both, the same commands, seeds, data and pretrained backbone; "
+        f"{len(runs)} runs in both (the same setting and seed); "
         f"{int(runs.same_bytes.sum())} of them with the same `test_records.npz` bytes. "
         "mAP50 in points.",
         "",

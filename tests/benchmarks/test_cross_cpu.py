@@ -78,3 +78,12 @@ def test_markdown_names_both_cpus(trees, tmp_path):
 
 def test_signed_never_prints_minus_zero():
     assert [cross_cpu._signed(x) for x in (-0.04, 0.0, 0.06, -1.25)] == ["+0.0", "+0.0", "+0.1", "-1.2"]
+
+
+def test_bad_trees_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="no run folder"):
+        cross_cpu.load_runs(tmp_path)
+    _run(tmp_path / "ref", "focal/a/seed0", .5, .9, "Intel")
+    (tmp_path / "ref/focal/a/seed0/metrics.json").write_text("{\"metrics\": {}}")
+    with pytest.raises(ValueError, match=r"focal/a/seed0: unreadable metrics.json"):
+        cross_cpu.load_runs(tmp_path / "ref")
