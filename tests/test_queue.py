@@ -54,6 +54,26 @@ def lossbench(repo: Path, *args: str, env: dict[str, str] | None = None,
     return p
 
 
+def _group_ended(pgid: int, within_s: float) -> bool:
+    """Whether every process of group ``pgid`` has ended within ``within_s``. An ended process whose parent died
+    stays a zombie until the machine's init reaps it, which can take seconds, so zombies count as ended."""
+    deadline = time.monotonic() + within_s
+    while True:
+        live = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # ended while being read
+            if int(fields[2]) == pgid and fields[0] != "Z":  # fields after the name: state, ppid, pgrp, ...
+                live.append(stat.parent.name)
+        if not live:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
 def _dvc(repo: Path, *args: str) -> str:
     res = dvc(repo, *args)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -336,15 +356,16 @@ def test_a_cancelled_local_job_s_stage_group_is_ended_from_the_queue_too(tmp_pat
     rc = run_stage(StageRun("s", "echo $$ > shell.pid", str(tmp_path)), {}, own_group=True,
                    group_file=group_file(job.paths))
     assert rc == 0 and group_file(job.paths).read_text().strip() == (tmp_path / "shell.pid").read_text().strip()
+    assert not end_job_group(job)  # that stage has ended and been reaped: its group is gone
     # a live group: the shell and the sleep under it both end
-    proc = subprocess.Popen(["sh", "-c", "sleep 30 & wait"], start_new_session=True)
+    proc = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!; wait"], start_new_session=True,
+                            stdout=subprocess.PIPE, text=True)
+    assert int(proc.stdout.readline())  # the sleep has started: the group has two members
+    proc.stdout.close()
     group_file(job.paths).write_text(f"{proc.pid}\n")
     assert end_job_group(job)
     assert proc.wait(timeout=10) == -signal.SIGTERM
-    time.sleep(0.2)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(proc.pid, 0)
-    assert not end_job_group(job)  # already gone
+    assert _group_ended(proc.pid, within_s=10), "the sleep under the shell outlived the cancel"
     assert not end_job_group(Job(tmp_path / "jobs", job_id="4242"))  # not a local job: Slurm ends its own
 
 
