@@ -57,17 +57,16 @@ def lossbench(repo: Path, *args: str, env: dict[str, str] | None = None,
 def _group_ended(pgid: int, within_s: float) -> bool:
     """Whether every process of group ``pgid`` has ended within ``within_s``. An ended process whose parent died
     stays a zombie until the machine's init reaps it, which can take seconds, so zombies count as ended."""
+    def live(stat: Path) -> bool:
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the name: state, ppid, pgrp, ...
+        except (OSError, IndexError):
+            return False  # ended while being read
+        return int(fields[2]) == pgid and fields[0] != "Z"
+
     deadline = time.monotonic() + within_s
     while True:
-        live = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue  # ended while being read
-            if int(fields[2]) == pgid and fields[0] != "Z":  # fields after the name: state, ppid, pgrp, ...
-                live.append(stat.parent.name)
-        if not live:
+        if not any(map(live, Path("/proc").glob("[0-9]*/stat"))):
             return True
         if time.monotonic() > deadline:
             return False
